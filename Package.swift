@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (see docs/DESIGN.md): qat -> Bench -> Autodiff -> Kernels -> CBLAS.
+// CHDF5 is the HDF5 binding the Checkpoint layer builds on.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "QAT",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "qat", targets: ["qat"]),
+        .library(name: "Kernels", targets: ["Kernels"]),
+        .library(name: "Autodiff", targets: ["Autodiff"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
+        .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
+        .executableTarget(name: "qat", dependencies: [
+            "Kernels", "Autodiff", "Bench",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimize),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
+        .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench"]),
+        .testTarget(name: "qatTests", dependencies: ["qat"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

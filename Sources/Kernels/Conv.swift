@@ -1,0 +1,247 @@
+/// 2-D convolution kernels (NCHW input, OIHW weights). General path: im2col + `cblas_sgemm` per image and
+/// group (OpenBLAS threads the GEMM, our loops thread im2col/col2im); 1x1 stride-1 convs skip im2col;
+/// depthwise convs (groups == in == out channels) use direct loops parallel over channels.
+public enum Conv2D {
+    /// Output columns `lo..<hi` for which input index `o * stride - pad + tap * dilation` lies in 0..<size.
+    @inline(__always)
+    static func validRange(outSize: Int, inSize: Int, stride: Int, pad: Int, offset: Int) -> (Int, Int) {
+        // i = o*stride + (offset - pad), need 0 <= i < inSize
+        let shift = offset - pad
+        var lo = 0
+        if shift < 0 { lo = (-shift + stride - 1) / stride }
+        var hi = 0
+        let top = inSize - 1 - shift
+        if top >= 0 { hi = top / stride + 1 }
+        return (min(lo, outSize), max(min(hi, outSize), min(lo, outSize)))
+    }
+
+    /// im2col for one image and one group: `x` holds `channels` planes of HxW; `col` receives
+    /// (channels*KH*KW) rows of OH*OW values.
+    public static func im2col(_ g: ConvGeometry, channels: Int, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelH * g.kernelW
+        let rows = channels * kk
+        let oh = g.outHeight, ow = g.outWidth, h = g.height, w = g.width
+        let p = oh * ow
+        parallelChunks(rows, grain: max(1, 8192 / max(1, p))) { range in
+            for r in range {
+                let c = r / kk, i = (r % kk) / g.kernelW, j = r % g.kernelW
+                let xc = x + c * h * w
+                let dst = col + r * p
+                let (olo, ohi) = validRange(outSize: ow, inSize: w, stride: g.strideW, pad: g.padW, offset: j * g.dilationW)
+                for y in 0..<oh {
+                    let row = dst + y * ow
+                    let ih = y * g.strideH - g.padH + i * g.dilationH
+                    if ih < 0 || ih >= h {
+                        row.initialize(repeating: 0, count: ow)
+                        continue
+                    }
+                    if olo > 0 { row.initialize(repeating: 0, count: olo) }
+                    if ohi < ow { (row + ohi).initialize(repeating: 0, count: ow - ohi) }
+                    let src = xc + ih * w - g.padW + j * g.dilationW
+                    if g.strideW == 1 {
+                        if ohi > olo { (row + olo).update(from: src + olo, count: ohi - olo) }
+                    } else {
+                        let s = g.strideW
+                        var o = olo
+                        while o < ohi { row[o] = src[o * s]; o += 1 }
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im for one image and group: accumulates `col` into `dx` (which the caller zeroed).
+    public static func col2im(_ g: ConvGeometry, channels: Int, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelH * g.kernelW
+        let oh = g.outHeight, ow = g.outWidth, h = g.height, w = g.width
+        let p = oh * ow
+        parallelChunks(channels, grain: 1) { range in
+            for c in range {
+                let dc = dx + c * h * w
+                for i in 0..<g.kernelH {
+                    for j in 0..<g.kernelW {
+                        let src = col + (c * kk + i * g.kernelW + j) * p
+                        let (olo, ohi) = validRange(outSize: ow, inSize: w, stride: g.strideW, pad: g.padW, offset: j * g.dilationW)
+                        if ohi <= olo { continue }
+                        for y in 0..<oh {
+                            let ih = y * g.strideH - g.padH + i * g.dilationH
+                            if ih < 0 || ih >= h { continue }
+                            let dst = dc + ih * w - g.padW + j * g.dilationW
+                            let s = src + y * ow
+                            if g.strideW == 1 {
+                                for o in olo..<ohi { dst[o] += s[o] }
+                            } else {
+                                let st = g.strideW
+                                for o in olo..<ohi { dst[o * st] += s[o] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// y = conv(x, w) + bias. `y` must hold `g.outputShape` elements; it is fully overwritten.
+    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        if g.isDepthwise { depthwiseForward(g, x: x, weight: weight, bias: bias, y: y); return }
+        let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
+        let k = cg * g.kernelH * g.kernelW
+        let p = g.outHeight * g.outWidth
+        let hw = g.height * g.width
+        // Prefill with the bias so the GEMM accumulates onto it (beta = 1): one write pass instead of two.
+        let planes = g.batch * g.outChannels
+        if let bias {
+            parallelChunks(planes, grain: max(1, 16384 / max(1, p))) { r in
+                for pl in r { (y + pl * p).initialize(repeating: bias[pl % g.outChannels], count: p) }
+            }
+        }
+        let beta: Float = bias == nil ? 0 : 1
+        let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (n * g.inChannels + grp * cg) * hw
+                var bsrc = xg
+                if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
+                sgemm(m: og, n: p, k: k, a: weight + grp * og * k, lda: k, b: bsrc, ldb: p,
+                      beta: beta, c: y + (n * g.outChannels + grp * og) * p, ldc: p)
+            }
+        }
+    }
+
+    /// Gradients of `forward`. Each output pointer is optional: pass only what is needed. `dx`, `dw` and
+    /// `db` are fully overwritten (not accumulated).
+    public static func backward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+                                dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) {
+        let p = g.outHeight * g.outWidth
+        if let db {
+            parallelChunks(g.outChannels, grain: 1) { r in
+                for o in r {
+                    var acc: Double = 0
+                    for n in 0..<g.batch { acc += Double(Reduce.sum(dy + (n * g.outChannels + o) * p, count: p)) }
+                    db[o] = Float(acc)
+                }
+            }
+        }
+        if g.isDepthwise { depthwiseBackward(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw); return }
+        if dx == nil && dw == nil { return }
+        let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
+        let k = cg * g.kernelH * g.kernelW
+        let hw = g.height * g.width
+        let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
+        if let dx, !g.isPointwise { dx.initialize(repeating: 0, count: g.batch * g.inChannels * hw) }
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (n * g.inChannels + grp * cg) * hw
+                let dyg = dy + (n * g.outChannels + grp * og) * p
+                let wg = weight + grp * og * k
+                if let dw {
+                    var bsrc = xg
+                    if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
+                    sgemm(transB: true, m: og, n: k, k: p, a: dyg, lda: p, b: bsrc, ldb: p,
+                          beta: n == 0 ? 0 : 1, c: dw + grp * og * k, ldc: k)
+                }
+                if let dx {
+                    let dxg = dx + (n * g.inChannels + grp * cg) * hw
+                    if let col {
+                        sgemm(transA: true, m: k, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: col.pointer, ldc: p)
+                        col2im(g, channels: cg, col: col.pointer, dx: dxg)
+                    } else {
+                        sgemm(transA: true, m: cg, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: dxg, ldc: p)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: depthwise
+    // Each channel plane is first copied into a zero-bordered scratch plane, so the tap loops have no
+    // bounds checks and run as straight vector loops over an output row.
+
+    @inline(__always)
+    static func copyPadded(_ g: ConvGeometry, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
+        let pw = g.width + 2 * g.padW
+        for ih in 0..<g.height { (dst + (ih + g.padH) * pw + g.padW).update(from: src + ih * g.width, count: g.width) }
+    }
+
+    static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
+        let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dw = g.dilationW
+        let pw = w + 2 * g.padW, ph = h + 2 * g.padH
+        parallelChunks(g.batch * c, grain: 1) { range in
+            let scratch = FloatBuffer(zeros: ph * pw)
+            let pad = scratch.pointer
+            for plane in range {
+                let ch = plane % c
+                copyPadded(g, x + plane * h * w, pad)
+                let yp = y + plane * oh * ow
+                let wp = weight + ch * kh * kw
+                let b = bias?[ch] ?? 0
+                for oy in 0..<oh {
+                    let yr = yp + oy * ow
+                    yr.initialize(repeating: b, count: ow)
+                    for i in 0..<kh {
+                        let pr = pad + (oy * g.strideH + i * g.dilationH) * pw
+                        if sw == 1 && kw == 3 {
+                            let w0 = wp[i * 3], w1 = wp[i * 3 + 1], w2 = wp[i * 3 + 2]
+                            let r1 = pr + dw, r2 = pr + 2 * dw
+                            for o in 0..<ow { yr[o] += w0 * pr[o] + w1 * r1[o] + w2 * r2[o] }
+                        } else if sw == 1 {
+                            for j in 0..<kw { let wv = wp[i * kw + j], r = pr + j * dw; for o in 0..<ow { yr[o] += wv * r[o] } }
+                        } else {
+                            for j in 0..<kw { let wv = wp[i * kw + j], r = pr + j * dw; for o in 0..<ow { yr[o] += wv * r[o * sw] } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func depthwiseBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                  dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+        let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
+        let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dl = g.dilationW
+        let pw = w + 2 * g.padW, ph = h + 2 * g.padH
+        // Parallel over channels: each thread owns a channel's weight gradient and its input planes.
+        parallelChunks(c, grain: 1) { range in
+            let xs = FloatBuffer(zeros: ph * pw), gs = FloatBuffer(zeros: ph * pw)
+            let xpad = xs.pointer, gpad = gs.pointer
+            let acc = FloatBuffer(zeros: kh * kw)
+            for ch in range {
+                let wp = weight + ch * kh * kw
+                acc.pointer.initialize(repeating: 0, count: kh * kw)
+                for n in 0..<g.batch {
+                    let plane = n * c + ch
+                    let dyp = dy + plane * oh * ow
+                    if dw != nil { copyPadded(g, x + plane * h * w, xpad) }
+                    if dx != nil { gpad.initialize(repeating: 0, count: ph * pw) }
+                    for oy in 0..<oh {
+                        let dyr = dyp + oy * ow
+                        for i in 0..<kh {
+                            let row = (oy * g.strideH + i * g.dilationH) * pw
+                            for j in 0..<kw {
+                                let off = row + j * dl
+                                if dw != nil {
+                                    if sw == 1 { acc.pointer[i * kw + j] += Reduce.dot(dyr, xpad + off, count: ow) }
+                                    else { var s: Float = 0; for o in 0..<ow { s += dyr[o] * xpad[off + o * sw] }; acc.pointer[i * kw + j] += s }
+                                }
+                                if dx != nil {
+                                    let wv = wp[i * kw + j], gr = gpad + off
+                                    if sw == 1 { for o in 0..<ow { gr[o] += wv * dyr[o] } }
+                                    else { for o in 0..<ow { gr[o * sw] += wv * dyr[o] } }
+                                }
+                            }
+                        }
+                    }
+                    if let dx {
+                        let d = dx + plane * h * w
+                        for ih in 0..<h { (d + ih * w).update(from: gpad + (ih + g.padH) * pw + g.padW, count: w) }
+                    }
+                }
+                if let dw { (dw + ch * kh * kw).update(from: acc.pointer, count: kh * kw) }
+            }
+        }
+    }
+}

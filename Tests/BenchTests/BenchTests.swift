@@ -1,0 +1,24 @@
+import XCTest
+@testable import Bench
+
+final class BenchTests: XCTestCase {
+    func testQuickKernelBenchReportsEveryWorkload() {
+        let r = KernelBench.run(.init(reps: 1, batchDivisor: 8))
+        let names = r.results.map(\.name)
+        for n in ["sgemm", "conv3x3", "dwconv3x3", "conv1x1", "add", "relu"] { XCTAssertTrue(names.contains(n), "missing \(n) in \(names)") }
+        for b in r.results {
+            XCTAssertGreaterThan(b.ms, 0, b.name)
+            XCTAssertTrue(b.flops > 0 || b.bytes > 0, "\(b.name) reports neither FLOPs nor bytes")
+        }
+        // conv3x3 at batch 1: 3 passes x 2 FLOPs x (64*64*64*64*9) MACs.
+        XCTAssertEqual(r.results.first { $0.name == "conv3x3" }!.flops, 6 * Double(64 * 64 * 64 * 64 * 9))
+        XCTAssertTrue(KernelBench.format(r).contains("x sgemm"))
+    }
+
+    func testMedian() {
+        var calls = 0
+        let ms = timeMedian(reps: 3, warmup: 1) { calls += 1 }
+        XCTAssertEqual(calls, 4)  // 1 warm-up + 3 timed
+        XCTAssertGreaterThanOrEqual(ms, 0)
+    }
+}

@@ -1,0 +1,58 @@
+import XCTest
+import Foundation
+
+/// Runs the built `qat` executable the way a user does.
+final class CLITests: XCTestCase {
+    var binary: URL {
+        // The test runner lives next to the products (…/debug/QATPackageTests.xctest on Linux).
+        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        return exe.deletingLastPathComponent().appendingPathComponent("qat")
+    }
+
+    func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: r, as: UTF8.self))
+    }
+
+    func testHelpListsSubcommandsAndOptions() throws {
+        let (code, out, _) = try run(["--help"])
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(out.contains("bench"), out)
+        let (c2, o2, _) = try run(["bench", "kernels", "--help"])
+        XCTAssertEqual(c2, 0)
+        for opt in ["--reps", "--threads", "--quick", "--json"] { XCTAssertTrue(o2.contains(opt), "\(opt) missing from:\n\(o2)") }
+    }
+
+    func testBenchKernelsJSON() throws {
+        let (code, out, err) = try run(["bench", "kernels", "--quick", "--reps", "1", "--json", "--threads", "1"])
+        XCTAssertEqual(code, 0, err)
+        let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["threads"] as? Int, 1)
+        XCTAssertEqual((obj?["results"] as? [Any])?.count ?? 0 >= 5, true)
+    }
+
+    func testBadFlagsAreRejectedWithAMessage() throws {
+        let (code, _, err) = try run(["bench", "kernels", "--reps", "0"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(err.contains("--reps"), err)
+        let (c2, _, e2) = try run(["bench", "kernels", "--threads", "two"])
+        XCTAssertNotEqual(c2, 0)
+        XCTAssertTrue(e2.contains("threads"), e2)
+    }
+
+    func testBadThreadEnvironmentIsReportedNotFatal() throws {
+        let (code, _, err) = try run(["bench", "kernels", "--quick", "--reps", "1", "--json"], env: ["QAT_NUM_THREADS": "lots"])
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(err.contains("QAT_NUM_THREADS"), err)
+    }
+}
