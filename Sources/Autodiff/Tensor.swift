@@ -34,7 +34,7 @@ final class Node {
 /// operations return new tensors; `reshape` shares storage.
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public let shape: [Int]
-    public let storage: FloatBuffer
+    public private(set) var storage: FloatBuffer
     /// Leaf tensors with `requiresGrad` receive `grad` from `backward()`.
     public var requiresGrad: Bool
     /// Accumulated gradient (leaf tensors only). Each backward adds to it; set to nil to clear.
@@ -163,7 +163,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
         noGrad {
             for t in order.reversed() {
-                guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                guard var g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 if let node = t.node {
                     let gs = node.vjp(g)
                     precondition(gs.count == node.inputs.count, "backward: \(node.op) returned \(gs.count) gradients for \(node.inputs.count) inputs")
@@ -173,9 +173,13 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                         let id = ObjectIdentifier(input)
                         if let prev = grads[id] { grads[id] = prev + gi } else { grads[id] = gi }
                     }
+                } else if let prev = t.grad {
+                    t.grad = prev + g
+                } else if isKnownUniquelyReferenced(&g) && isKnownUniquelyReferenced(&g.storage) {
+                    t.grad = g   // nobody else can see this buffer: adopt it instead of copying
                 } else {
-                    // Own copy: gradient tensors may be shared between inputs (add passes g to both).
-                    t.grad = t.grad.map { $0 + g } ?? g.copy()
+                    // Shared (add hands the same g to both inputs; reshape shares storage): own copy.
+                    t.grad = g.copy()
                 }
             }
         }

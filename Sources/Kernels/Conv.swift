@@ -171,7 +171,7 @@ public enum Conv2D {
         let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dw = g.dilationW
         let pw = w + 2 * g.padW, ph = h + 2 * g.padH
         parallelChunks(g.batch * c, grain: 1) { range in
-            let scratch = FloatBuffer(zeros: ph * pw)
+            let scratch = FloatBuffer(zeros: ph * pw + 16)
             let pad = scratch.pointer
             for plane in range {
                 let ch = plane % c
@@ -179,16 +179,20 @@ public enum Conv2D {
                 let yp = y + plane * oh * ow
                 let wp = weight + ch * kh * kw
                 let b = bias?[ch] ?? 0
+                if sw == 1 && kh == 3 && kw == 3 {
+                    let dh = g.dilationH * pw
+                    for oy in 0..<oh {
+                        let r0 = pad + oy * g.strideH * pw
+                        correlate3x3Row(out: yp + oy * ow, count: ow, bias: b, rows: (UnsafePointer(r0), UnsafePointer(r0 + dh), UnsafePointer(r0 + 2 * dh)), dil: dw, w: wp)
+                    }
+                    continue
+                }
                 for oy in 0..<oh {
                     let yr = yp + oy * ow
                     yr.initialize(repeating: b, count: ow)
                     for i in 0..<kh {
                         let pr = pad + (oy * g.strideH + i * g.dilationH) * pw
-                        if sw == 1 && kw == 3 {
-                            let w0 = wp[i * 3], w1 = wp[i * 3 + 1], w2 = wp[i * 3 + 2]
-                            let r1 = pr + dw, r2 = pr + 2 * dw
-                            for o in 0..<ow { yr[o] += w0 * pr[o] + w1 * r1[o] + w2 * r2[o] }
-                        } else if sw == 1 {
+                        if sw == 1 {
                             for j in 0..<kw { let wv = wp[i * kw + j], r = pr + j * dw; for o in 0..<ow { yr[o] += wv * r[o] } }
                         } else {
                             for j in 0..<kw { let wv = wp[i * kw + j], r = pr + j * dw; for o in 0..<ow { yr[o] += wv * r[o * sw] } }
@@ -199,8 +203,47 @@ public enum Conv2D {
         }
     }
 
+    /// out[o] = bias + sum_{i,j<3} w[i*3+j] * rows.i[o + j*dil]: all nine taps in one pass, one store per output.
+    @inline(__always)
+    static func correlate3x3Row(out: UnsafeMutablePointer<Float>, count n: Int, bias: Float,
+                                rows: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), dil: Int,
+                                w: UnsafePointer<Float>) {
+        typealias V = SIMD8<Float>
+        let w00 = V(repeating: w[0]), w01 = V(repeating: w[1]), w02 = V(repeating: w[2])
+        let w10 = V(repeating: w[3]), w11 = V(repeating: w[4]), w12 = V(repeating: w[5])
+        let w20 = V(repeating: w[6]), w21 = V(repeating: w[7]), w22 = V(repeating: w[8])
+        let (a, b, c) = (UnsafeRawPointer(rows.0), UnsafeRawPointer(rows.1), UnsafeRawPointer(rows.2))
+        let d = dil * 4
+        var o = 0
+        while o + 8 <= n {
+            let off = o * 4
+            var acc = V(repeating: bias)
+            acc += w00 * a.loadUnaligned(fromByteOffset: off, as: V.self)
+            acc += w01 * a.loadUnaligned(fromByteOffset: off + d, as: V.self)
+            acc += w02 * a.loadUnaligned(fromByteOffset: off + 2 * d, as: V.self)
+            acc += w10 * b.loadUnaligned(fromByteOffset: off, as: V.self)
+            acc += w11 * b.loadUnaligned(fromByteOffset: off + d, as: V.self)
+            acc += w12 * b.loadUnaligned(fromByteOffset: off + 2 * d, as: V.self)
+            acc += w20 * c.loadUnaligned(fromByteOffset: off, as: V.self)
+            acc += w21 * c.loadUnaligned(fromByteOffset: off + d, as: V.self)
+            acc += w22 * c.loadUnaligned(fromByteOffset: off + 2 * d, as: V.self)
+            UnsafeMutableRawPointer(out).storeBytes(of: acc, toByteOffset: off, as: V.self)
+            o += 8
+        }
+        while o < n {
+            var s = bias
+            for j in 0..<3 { s += w[j] * rows.0[o + j * dil] + w[3 + j] * rows.1[o + j * dil] + w[6 + j] * rows.2[o + j * dil] }
+            out[o] = s
+            o += 1
+        }
+    }
+
     static func depthwiseBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                   dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+        if g.strideH == 1 && g.strideW == 1 && g.kernelH == 3 && g.kernelW == 3 {
+            depthwiseBackward3x3s1(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw)
+            return
+        }
         let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dl = g.dilationW
         let pw = w + 2 * g.padW, ph = h + 2 * g.padH
@@ -241,6 +284,86 @@ public enum Conv2D {
                     }
                 }
                 if let dw { (dw + ch * kh * kw).update(from: acc.pointer, count: kh * kw) }
+            }
+        }
+    }
+
+    /// Stride-1 3x3 depthwise backward. dx is the correlation of dy (zero-bordered by 2*dilation) with
+    /// the flipped kernel, computed like the forward (one store per element). dw uses nine SIMD
+    /// accumulators per channel, reduced once per channel.
+    static func depthwiseBackward3x3s1(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                       dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+        typealias V = SIMD8<Float>
+        let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
+        let dlh = g.dilationH, dlw = g.dilationW
+        let pw = w + 2 * g.padW, ph = h + 2 * g.padH
+        let bh = 2 * dlh, bw = 2 * dlw                   // border around dy for the full correlation
+        let sw = ow + 2 * bw, sh = oh + 2 * bh
+        parallelChunks(c, grain: 1) { range in
+            let xs = FloatBuffer(zeros: ph * pw + 16), gs = FloatBuffer(zeros: sh * sw + 16)
+            let xpad = xs.pointer, gpad = gs.pointer
+            var flipped = [Float](repeating: 0, count: 9)
+            for ch in range {
+                let wp = weight + ch * 9
+                for k in 0..<9 { flipped[k] = wp[8 - k] }
+                var acc = [V](repeating: V(repeating: 0), count: 9)
+                var tail = [Float](repeating: 0, count: 9)
+                for n in 0..<g.batch {
+                    let plane = n * c + ch
+                    let dyp = dy + plane * oh * ow
+                    if dw != nil {
+                        copyPadded(g, x + plane * h * w, xpad)
+                        // Nine accumulators in registers; each dy vector is loaded once for all taps.
+                        var a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4]
+                        var a5 = acc[5], a6 = acc[6], a7 = acc[7], a8 = acc[8]
+                        for oy in 0..<oh {
+                            let d = UnsafeRawPointer(dyp + oy * ow)
+                            let x0 = UnsafeRawPointer(xpad + oy * pw)
+                            let x1 = x0 + dlh * pw * 4, x2 = x0 + 2 * dlh * pw * 4
+                            let s1 = dlw * 4, s2 = 2 * dlw * 4
+                            var o = 0
+                            while o + 8 <= ow {
+                                let b = o * 4
+                                let dv = d.loadUnaligned(fromByteOffset: b, as: V.self)
+                                a0 += dv * x0.loadUnaligned(fromByteOffset: b, as: V.self)
+                                a1 += dv * x0.loadUnaligned(fromByteOffset: b + s1, as: V.self)
+                                a2 += dv * x0.loadUnaligned(fromByteOffset: b + s2, as: V.self)
+                                a3 += dv * x1.loadUnaligned(fromByteOffset: b, as: V.self)
+                                a4 += dv * x1.loadUnaligned(fromByteOffset: b + s1, as: V.self)
+                                a5 += dv * x1.loadUnaligned(fromByteOffset: b + s2, as: V.self)
+                                a6 += dv * x2.loadUnaligned(fromByteOffset: b, as: V.self)
+                                a7 += dv * x2.loadUnaligned(fromByteOffset: b + s1, as: V.self)
+                                a8 += dv * x2.loadUnaligned(fromByteOffset: b + s2, as: V.self)
+                                o += 8
+                            }
+                            let df = dyp + oy * ow
+                            while o < ow {
+                                for i in 0..<3 {
+                                    let xf = xpad + (oy + i * dlh) * pw
+                                    for j in 0..<3 { tail[i * 3 + j] += df[o] * xf[o + j * dlw] }
+                                }
+                                o += 1
+                            }
+                        }
+                        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4
+                        acc[5] = a5; acc[6] = a6; acc[7] = a7; acc[8] = a8
+                    }
+                    if let dx {
+                        for oy in 0..<oh { (gpad + (oy + bh) * sw + bw).update(from: dyp + oy * ow, count: ow) }
+                        let d = dx + plane * h * w
+                        flipped.withUnsafeBufferPointer { fw in
+                            for ih in 0..<h {
+                                // dx[ih][iw] = sum_{i,j} w[i][j] dy[ih + pad - i*dil][iw + pad - j*dil]
+                                //            = sum_{i,j} wflip[i][j] gpad[ih + pad - 2dil + i*dil + bh][iw + pad - 2dil + j*dil + bw]
+                                let r0 = gpad + (ih + g.padH - 2 * dlh + bh) * sw + (g.padW - 2 * dlw + bw)
+                                correlate3x3Row(out: d + ih * w, count: w, bias: 0, rows: (UnsafePointer(r0), UnsafePointer(r0 + dlh * sw), UnsafePointer(r0 + 2 * dlh * sw)), dil: dlw, w: fw.baseAddress!)
+                            }
+                        }
+                    }
+                }
+                if let dw {
+                    for k in 0..<9 { dw[ch * 9 + k] = acc[k].sum() + tail[k] }
+                }
             }
         }
     }

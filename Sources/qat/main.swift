@@ -24,7 +24,7 @@ struct KernelsBench: ParsableCommand {
         abstract: "Conv, depthwise, 1x1 and elementwise kernels: ms, GFLOP/s, ratio to cblas_sgemm, GB/s.")
 
     @Option(help: "Timed repetitions per workload (median is reported, after 3 warm-up runs).")
-    var reps: Int = 10
+    var reps: Int = 20
 
     @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
     var threads: Int?
