@@ -23,7 +23,8 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
-        .target(name: "Bench", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
+        .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -32,6 +33,7 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
     ],
     swiftLanguageModes: [.v6]

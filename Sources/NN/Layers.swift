@@ -1,0 +1,184 @@
+import Kernels
+import Autodiff
+
+/// 2-D convolution with PyTorch's layout and default init (kaiming uniform a = sqrt(5), bias
+/// uniform(+-1/sqrt(fan_in))). `weight` is [out, in/groups, kh, kw].
+public final class Conv2d: Module {
+    @Param public var weight: Tensor
+    @OptionalParam public var bias: Tensor?
+    public let inChannels: Int, outChannels: Int
+    public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
+
+    /// Throws a `ShapeError` for impossible channel/group combinations or non-positive sizes.
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true,
+                rng: inout RNG) throws {
+        guard inChannels > 0, outChannels > 0, groups > 0, inChannels % groups == 0, outChannels % groups == 0 else {
+            throw ShapeError(op: "Conv2d", "in \(inChannels) and out \(outChannels) channels must be positive and divisible by groups \(groups)")
+        }
+        guard kernelSize.0 > 0, kernelSize.1 > 0, stride.0 > 0, stride.1 > 0, dilation.0 > 0, dilation.1 > 0, padding.0 >= 0, padding.1 >= 0 else {
+            throw ShapeError(op: "Conv2d", "kernel \(kernelSize), stride \(stride), dilation \(dilation) must be positive and padding \(padding) non-negative")
+        }
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernelSize = kernelSize; self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+        let w = Tensor.zeros([outChannels, inChannels / groups, kernelSize.0, kernelSize.1])
+        Init.kaimingUniform(w, gain: (2.0 / 6.0 as Float).squareRoot(), rng: &rng)
+        self.weight = w
+        if bias {
+            let b = Tensor.zeros([outChannels])
+            Init.uniform(b, bound: 1 / Float(Init.fans(w.shape).0).squareRoot(), rng: &rng)
+            self.bias = b
+        } else { self.bias = nil }
+        super.init()
+    }
+
+    /// Square kernel, "same" padding for odd kernels at stride 1 (the common MobileNet/ResNet case).
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
+                            dilation: Int = 1, groups: Int = 1, bias: Bool = true, rng: inout RNG) throws {
+        let p = padding ?? (kernel - 1) / 2 * dilation
+        try self.init(inChannels, outChannels, kernelSize: (kernel, kernel), stride: (stride, stride), padding: (p, p),
+                      dilation: (dilation, dilation), groups: groups, bias: bias, rng: &rng)
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let y = x.conv2d(weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * (inChannels / groups) * kernelSize.0 * kernelSize.1) }
+        return y
+    }
+}
+
+/// y = x W^T + b with W [out, in] (PyTorch layout and default init).
+public final class Linear: Module {
+    @Param public var weight: Tensor
+    @OptionalParam public var bias: Tensor?
+    public let inFeatures: Int, outFeatures: Int
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) throws {
+        guard inFeatures > 0, outFeatures > 0 else { throw ShapeError(op: "Linear", "features must be positive, got \(inFeatures) -> \(outFeatures)") }
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        let w = Tensor.zeros([outFeatures, inFeatures])
+        Init.kaimingUniform(w, gain: (2.0 / 6.0 as Float).squareRoot(), rng: &rng)
+        self.weight = w
+        if bias {
+            let b = Tensor.zeros([outFeatures])
+            Init.uniform(b, bound: 1 / Float(inFeatures).squareRoot(), rng: &rng)
+            self.bias = b
+        } else { self.bias = nil }
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 2 && x.shape[1] == inFeatures, "Linear(\(inFeatures) -> \(outFeatures)) at '\(path)': input shape \(x.shape) must be [N, \(inFeatures)]")
+        var y = x.matmul(weight.transposed())
+        if let bias { y = y + bias }
+        if let c = MACCounter.current { c.add(path, inFeatures * outFeatures) }
+        return y
+    }
+}
+
+/// Batch normalisation over channels of NCHW input; PyTorch defaults eps 1e-5, momentum 0.1.
+public final class BatchNorm2d: Module {
+    @Param public var weight: Tensor
+    @Param public var bias: Tensor
+    @Buffer public var runningMean: Tensor
+    @Buffer public var runningVar: Tensor
+    public let eps: Float, momentum: Float
+    /// When true, training-mode forwards still normalise with (and never update) the running statistics.
+    public var frozenStatistics = false
+
+    public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        precondition(channels > 0, "BatchNorm2d: channels must be positive, got \(channels)")
+        weight = Tensor.ones([channels]); bias = Tensor.zeros([channels])
+        runningMean = Tensor.zeros([channels]); runningVar = Tensor.ones([channels])
+        self.eps = eps; self.momentum = momentum
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let batch = isTraining && !frozenStatistics
+        return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                           training: batch, momentum: momentum, eps: eps)
+    }
+}
+
+/// Group normalisation (Wu & He 2018), composed from primitives. Default eps 1e-5, affine.
+public final class GroupNorm: Module {
+    @Param public var weight: Tensor
+    @Param public var bias: Tensor
+    public let groups: Int, channels: Int, eps: Float
+
+    public init(groups: Int, channels: Int, eps: Float = 1e-5) throws {
+        guard groups > 0, channels > 0, channels % groups == 0 else {
+            throw ShapeError(op: "GroupNorm", "channels \(channels) must be divisible by groups \(groups)")
+        }
+        self.groups = groups; self.channels = channels; self.eps = eps
+        weight = Tensor.ones([channels]); bias = Tensor.zeros([channels])
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 4 && x.shape[1] == channels, "GroupNorm(\(groups), \(channels)) at '\(path)': input shape \(x.shape)")
+        let n = x.shape[0]
+        let g = x.reshaped([n, groups, -1])
+        let mu = g.mean(axes: [2], keepDims: true)
+        let d = g - mu
+        let v = d.square().mean(axes: [2], keepDims: true)
+        let xhat = (d / (v + eps).sqrt()).reshaped(x.shape)
+        return xhat * weight.reshaped([1, channels, 1, 1]) + bias.reshaped([1, channels, 1, 1])
+    }
+}
+
+/// Inverted dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).
+public final class Dropout: Module, RandomStateful {
+    public let p: Float
+    public var rng: RNG
+
+    public init(p: Float = 0.5, seed: UInt64 = 0) {
+        precondition(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got \(p)")
+        self.p = p; self.rng = RNG(seed: seed)
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        guard isTraining && p > 0 else { return x }
+        let mask = Tensor.zeros(x.shape)
+        rng.fillBernoulli(mask.pointer, count: mask.count, p: 1 - p)
+        return x * mask.scaled(1 / (1 - p))
+    }
+}
+
+public final class Identity: Module {
+    public override init() { super.init() }
+    public override func forward(_ x: Tensor) -> Tensor { x }
+}
+
+/// Applies its layers in order; children are named "0", "1", ... as in PyTorch.
+public final class Sequential: Module {
+    public var layers: [Module]
+    public init(_ layers: [Module]) { self.layers = layers; super.init() }
+    public convenience init(_ layers: Module...) { self.init(layers) }
+    public override func namedChildren() -> [(String, Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
+    public override func forward(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
+    public subscript(i: Int) -> Module { layers[i] }
+    public var count: Int { layers.count }
+}
+
+/// Activation functions as modules.
+public final class Activation: Module {
+    public enum Kind: String, Sendable, CaseIterable { case relu, relu6, hardswish, hardsigmoid, sigmoid, silu, tanh, leakyRelu = "leaky_relu" }
+    public let kind: Kind
+    public let slope: Float
+    public init(_ kind: Kind, slope: Float = 0.01) { self.kind = kind; self.slope = slope; super.init() }
+    public override func forward(_ x: Tensor) -> Tensor {
+        switch kind {
+        case .relu: return x.relu()
+        case .relu6: return x.relu6()
+        case .hardswish: return x.hardswish()
+        case .hardsigmoid: return x.hardsigmoid()
+        case .sigmoid: return x.sigmoid()
+        case .silu: return x.silu()
+        case .tanh: return x.tanh()
+        case .leakyRelu: return x.leakyRelu(slope)
+        }
+    }
+}
