@@ -24,7 +24,8 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
-        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -34,6 +35,7 @@ let package = Package(
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
     ],
     swiftLanguageModes: [.v6]

@@ -69,3 +69,20 @@ final class BackboneTests: XCTestCase {
         XCTAssertTrue(missing.isEmpty, "no gradient for \(missing)")
     }
 }
+
+final class SummaryTests: XCTestCase {
+    /// torchvision's model cards: ResNet-18 1.81 GFLOPs, MobileNetV2 0.30 GFLOPs (multiply-adds) at 224.
+    func testMACsMatchTorchvisionModelCards() throws {
+        var rng = RNG(seed: 0)
+        let r = ModelSummary(try ResNet(numClasses: 1000, rng: &rng), inputShape: [1, 3, 224, 224])
+        XCTAssertEqual(Double(r.totalMACs) / 1e9, 1.81, accuracy: 0.01)
+        XCTAssertEqual(r.totalParams, 11_689_512)
+        XCTAssertEqual(r.outputShapes, [[1, 1000]])
+        let m = ModelSummary(try MobileNetV2(numClasses: 1000, rng: &rng), inputShape: [1, 3, 224, 224])
+        XCTAssertEqual(Double(m.totalMACs) / 1e9, 0.30, accuracy: 0.01)
+        let conv0 = m.rows.first { $0.path == "features.0.0" }!
+        XCTAssertEqual(conv0.macs, 32 * 112 * 112 * 27)
+        XCTAssertEqual(conv0.shapes, [[32, 3, 3, 3]])
+        XCTAssertTrue(m.format().contains("features.18.0"))
+    }
+}
