@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "Bench",
+            "Kernels", "Autodiff", "NN", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import Bench
+import NN
 
 @main
 struct QAT: ParsableCommand {
@@ -9,13 +10,13 @@ struct QAT: ParsableCommand {
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
-        subcommands: [BenchCommand.self])
+        subcommands: [BenchCommand.self, ModelCommand.self])
 }
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Time the framework's reference workloads (use a release build).",
-        subcommands: [KernelsBench.self])
+        subcommands: [KernelsBench.self, TrainStepCommand.self])
 }
 
 struct KernelsBench: ParsableCommand {
@@ -50,5 +51,72 @@ struct KernelsBench: ParsableCommand {
         } else {
             print(KernelBench.format(report))
         }
+    }
+}
+
+struct TrainStepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step",
+        abstract: "Time one training step of a backbone (features, loss mean(y^2), SGD momentum 0.9): bench_torch.py's mbv2_train.")
+
+    @Option(help: "Backbone: \(Backbones.names.joined(separator: ", ")).")
+    var model = "mobilenet_v2"
+    @Option(help: "Width multiplier.")
+    var width = 0.5
+    @Option(help: "Images per batch.")
+    var batch = 8
+    @Option(help: "Square input size in pixels.")
+    var size = 256
+    @Option(help: "Timed steps (median is reported, after 3 warm-up steps).")
+    var reps = 10
+    @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
+    var threads: Int?
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
+        guard width > 0 else { throw ValidationError("--width must be positive, got \(width)") }
+        guard batch >= 1, reps >= 1 else { throw ValidationError("--batch and --reps must be at least 1") }
+        guard size >= 32 else { throw ValidationError("--size must be at least 32 (the backbones downsample 32x), got \(size)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreads(threads) }
+        let r = try TrainStepBench.run(model: model, width: width, batch: batch, size: size, reps: reps)
+        if json {
+            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
+        } else { print(TrainStepBench.format(r)) }
+    }
+}
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "model", abstract: "Inspect models.", subcommands: [SummaryCommand.self])
+}
+
+struct SummaryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summary", abstract: "Per-layer table: path, kind, parameter shapes, parameters, multiply-accumulates per image.")
+
+    @Argument(help: "Model name: \(Backbones.names.joined(separator: ", ")).")
+    var name: String
+    @Option(help: "Width multiplier.")
+    var width = 1.0
+    @Option(help: "Square input size for the MAC count.")
+    var size = 224
+    @Option(help: "Classifier classes (0: feature extractor only).")
+    var classes = 1000
+
+    func validate() throws {
+        guard Backbones.names.contains(name) else { throw ValidationError("unknown model '\(name)'; choose one of \(Backbones.names.joined(separator: ", "))") }
+        guard width > 0, size >= 32, classes >= 0 else { throw ValidationError("--width must be > 0, --size >= 32, --classes >= 0") }
+    }
+
+    func run() throws {
+        var rng = RNG(seed: 0)
+        let m = try Backbones.make(name, width: width, numClasses: classes == 0 ? nil : classes, rng: &rng)
+        print(ModelSummary(m, inputShape: [1, 3, size, size]).format())
     }
 }
