@@ -25,6 +25,7 @@ let package = Package(
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        .target(name: "Checkpoint", dependencies: ["CHDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "NN", "Bench",
@@ -33,6 +34,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Autodiff", "Kernels"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),

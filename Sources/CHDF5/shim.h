@@ -19,4 +19,9 @@ static inline unsigned qat_H5F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }
 static inline unsigned qat_H5F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned qat_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline unsigned qat_H5F_ACC_EXCL(void) { return H5F_ACC_EXCL; }
+static inline hid_t qat_H5E_DEFAULT(void) { return H5E_DEFAULT; }
+static inline size_t qat_H5T_VARIABLE(void) { return H5T_VARIABLE; }
+static inline hid_t qat_H5S_SCALAR_space(void) { return H5Screate(H5S_SCALAR); }
+/* Silences HDF5's automatic error-stack printing: the Checkpoint layer reports its own errors. */
+static inline void qat_H5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 #endif

@@ -1,0 +1,184 @@
+import Foundation
+import CHDF5
+import Kernels
+import Autodiff
+import NN
+import Optim
+
+/// Everything a training run needs to continue bit for bit, in memory. Layout on disk
+/// (docs/CHECKPOINTS.md): `/params/<path>`, `/buffers/<path>`, `/optimizer/<path>/<slot>`,
+/// `/quant/<path>/<name>`, `/rng/<module path>` (uint64 [key, counter]); attributes on `/`.
+public struct Checkpoint: Equatable {
+    public static let formatVersion: Int64 = 1
+
+    public struct Entry: Equatable {
+        public var shape: [Int]
+        public var values: [Float]
+        public init(shape: [Int], values: [Float]) { self.shape = shape; self.values = values }
+        public init(_ t: Tensor) { shape = t.shape; values = t.scalars }
+    }
+
+    public var params: [String: Entry] = [:]
+    public var buffers: [String: Entry] = [:]
+    /// path -> slot -> values (`momentum_buffer`, `exp_avg`, `exp_avg_sq`, `step`).
+    public var optimizer: [String: [String: Entry]] = [:]
+    public var optimizerType = ""
+    public var optimizerStep: Int64 = 0
+    /// Quantizer state: path -> name (`scale`, `zero_point`) -> values.
+    public var quant: [String: [String: Entry]] = [:]
+    /// Random generators of modules (dropout), by module path.
+    public var moduleRNG: [String: RNG] = [:]
+
+    public var step: Int64 = 0
+    public var epoch: Int64 = 0
+    public var seed: UInt64 = 0
+    /// The run's main generator (data order, augmentation).
+    public var rng = RNG(seed: 0)
+    public var recipe = ""
+    /// Metrics at save time as a JSON object text.
+    public var metricsJSON = "{}"
+    public var model = ""
+
+    public init() {}
+}
+
+/// Options for `Checkpoint.save`, mostly for tests.
+public struct SaveOptions: Sendable {
+    /// Throw after writing this many datasets (simulates a crash mid-save).
+    public var failAfterDatasets: Int?
+    public init(failAfterDatasets: Int? = nil) { self.failAfterDatasets = failAfterDatasets }
+}
+
+extension Checkpoint {
+    /// Writes atomically: a temporary file in the same folder is written, flushed and fsynced, then
+    /// renamed over `path` (and the folder fsynced). A failure or a kill at any point leaves the
+    /// previous file at `path` untouched.
+    public func save(to path: String, options: SaveOptions = SaveOptions()) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw CheckpointError(.io, file: path, "folder \(dir) does not exist; create it first")
+        }
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try write(to: tmp, options: options)
+            try Checkpoint.fsync(path: tmp)
+            guard rename(tmp, path) == 0 else {
+                throw CheckpointError(.io, file: path, "cannot move the finished temporary file into place: \(String(cString: strerror(errno)))")
+            }
+            try? Checkpoint.fsync(path: dir)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    static func fsync(path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError(.io, file: path, "cannot open for fsync") }
+        defer { close(fd) }
+        guard Foundation.fsync(fd) == 0 else { throw CheckpointError(.io, file: path, "fsync failed (disk full?)") }
+    }
+
+    private func write(to tmp: String, options: SaveOptions) throws {
+        let w = try H5Writer(creating: tmp)
+        var written = 0
+        func tick() throws {
+            written += 1
+            if let limit = options.failAfterDatasets, written > limit {
+                throw CheckpointError(.io, file: tmp, "injected failure after \(limit) datasets")
+            }
+        }
+        func put(_ g: H5Handle, _ name: String, _ e: Entry) throws {
+            try tick()
+            guard e.values.count == e.shape.reduce(1, *) else {
+                throw CheckpointError(.invalid, file: tmp, "entry \(name) has \(e.values.count) values for shape \(e.shape)")
+            }
+            try e.values.withUnsafeBufferPointer { try w.floats(g, name, shape: e.shape, $0.baseAddress!) }
+        }
+        let root = try w.group("/")
+        try w.attr(root, "format_version", int64: Checkpoint.formatVersion)
+        try w.attr(root, "step", int64: step)
+        try w.attr(root, "epoch", int64: epoch)
+        try w.attr(root, "seed", uint64: seed)
+        try w.attr(root, "rng_key", uint64: rng.key)
+        try w.attr(root, "rng_counter", uint64: rng.counter)
+        try w.attr(root, "recipe", string: recipe)
+        try w.attr(root, "metrics", string: metricsJSON)
+        try w.attr(root, "model", string: model)
+        let pg = try w.group("/params")
+        for k in params.keys.sorted() { try put(pg, k, params[k]!) }
+        let bg = try w.group("/buffers")
+        for k in buffers.keys.sorted() { try put(bg, k, buffers[k]!) }
+        let og = try w.group("/optimizer")
+        try w.attr(og, "type", string: optimizerType)
+        try w.attr(og, "step", int64: optimizerStep)
+        for k in optimizer.keys.sorted() {
+            let g = try w.group("/optimizer/\(k)")
+            for s in optimizer[k]!.keys.sorted() { try put(g, s, optimizer[k]![s]!) }
+        }
+        _ = try w.group("/quant")
+        for k in quant.keys.sorted() {
+            let g = try w.group("/quant/\(k)")
+            for s in quant[k]!.keys.sorted() { try put(g, s, quant[k]![s]!) }
+        }
+        let rg = try w.group("/rng")
+        for k in moduleRNG.keys.sorted() { try tick(); try w.uint64s(rg, k, [moduleRNG[k]!.key, moduleRNG[k]!.counter]) }
+        try w.flush()
+    }
+
+    /// Reads and validates a checkpoint file. Errors name the file and the problem (missing file, not
+    /// HDF5, truncated/corrupt, unsupported format version, malformed entries).
+    public static func load(from path: String) throws -> Checkpoint {
+        let r = try H5Reader(opening: path)
+        let root = try r.group("/")
+        guard r.hasAttr(root, "format_version") else {
+            throw CheckpointError(.invalid, file: path, "has no format_version attribute on '/': not a qat checkpoint")
+        }
+        let version = try r.int64(root, "format_version")
+        guard version == formatVersion else {
+            throw CheckpointError(.formatVersion, file: path, "has format_version \(version); this build reads version \(formatVersion) (use the qat release that wrote it, or re-export)")
+        }
+        var c = Checkpoint()
+        c.step = try r.int64(root, "step")
+        c.epoch = try r.int64(root, "epoch")
+        c.seed = try r.uint64(root, "seed")
+        c.rng = RNG(key: try r.uint64(root, "rng_key"), counter: try r.uint64(root, "rng_counter"))
+        c.recipe = try r.string(root, "recipe")
+        c.metricsJSON = try r.string(root, "metrics")
+        c.model = try r.string(root, "model")
+        for required in ["/params", "/buffers", "/optimizer", "/quant", "/rng"] where !r.exists(required) {
+            throw CheckpointError(.corrupt, file: path, "has no \(required) group: truncated or not written by qat")
+        }
+        func flat(_ group: String) throws -> [String: Entry] {
+            let g = try r.group(group)
+            var out: [String: Entry] = [:]
+            for n in try r.members(g, path: group) {
+                let (s, v) = try r.floats(g, n, where: "\(group)/\(n)")
+                out[n] = Entry(shape: s, values: v)
+            }
+            return out
+        }
+        func nested(_ group: String) throws -> [String: [String: Entry]] {
+            let g = try r.group(group)
+            var out: [String: [String: Entry]] = [:]
+            for n in try r.members(g, path: group) { out[n] = try flat("\(group)/\(n)") }
+            return out
+        }
+        c.params = try flat("/params")
+        c.buffers = try flat("/buffers")
+        c.optimizer = try nested("/optimizer")
+        let og = try r.group("/optimizer")
+        c.optimizerType = try r.string(og, "type")
+        c.optimizerStep = try r.int64(og, "step")
+        c.quant = try nested("/quant")
+        let rg = try r.group("/rng")
+        for n in try r.members(rg, path: "/rng") {
+            let v = try r.uint64s(rg, n, where: "/rng/\(n)")
+            guard v.count == 2 else { throw CheckpointError(.invalid, file: path, "/rng/\(n) must hold [key, counter], has \(v.count) values") }
+            c.moduleRNG[n] = RNG(key: v[0], counter: v[1])
+        }
+        return c
+    }
+}
