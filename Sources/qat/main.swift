@@ -79,6 +79,10 @@ struct TrainStepCommand: ParsableCommand {
         guard width > 0 else { throw ValidationError("--width must be positive, got \(width)") }
         guard batch >= 1, reps >= 1 else { throw ValidationError("--batch and --reps must be at least 1") }
         guard size >= 32 else { throw ValidationError("--size must be at least 32 (the backbones downsample 32x), got \(size)") }
+        let last = (size + 31) / 32
+        guard batch * last * last >= 2 else {
+            throw ValidationError("--batch \(batch) at --size \(size) leaves one value per channel at stride 32; BatchNorm needs two in training: use --batch 2 or --size 64")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 

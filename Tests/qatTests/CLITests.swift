@@ -1,28 +1,26 @@
 import XCTest
 import Foundation
 
-/// Runs the built `qat` executable the way a user does.
-final class CLITests: XCTestCase {
-    var binary: URL {
-        // The test runner lives next to the products (…/debug/QATPackageTests.xctest on Linux).
-        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        return exe.deletingLastPathComponent().appendingPathComponent("qat")
-    }
+/// Runs the built `qat` executable the way a user does: (exit code, stdout, stderr).
+func runQAT(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+    // The test runner lives next to the products (…/debug/QATPackageTests.xctest on Linux).
+    let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+    let p = Process()
+    p.executableURL = exe.deletingLastPathComponent().appendingPathComponent("qat")
+    p.arguments = args
+    var e = ProcessInfo.processInfo.environment
+    for (k, v) in env { e[k] = v }
+    p.environment = e
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out; p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: r, as: UTF8.self))
+}
 
-    func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: r, as: UTF8.self))
-    }
+final class CLITests: XCTestCase {
+    func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) { try runQAT(args, env: env) }
 
     func testHelpListsSubcommandsAndOptions() throws {
         let (code, out, _) = try run(["--help"])
@@ -54,5 +52,28 @@ final class CLITests: XCTestCase {
         let (code, _, err) = try run(["bench", "kernels", "--quick", "--reps", "1", "--json"], env: ["QAT_NUM_THREADS": "lots"])
         XCTAssertEqual(code, 0)
         XCTAssertTrue(err.contains("QAT_NUM_THREADS"), err)
+    }
+}
+
+final class ModelCLITests: XCTestCase {
+    func testModelSummaryAndTrainStepForEveryBackbone() throws {
+        let (code, out, err) = try runQAT(["model", "summary", "mobilenet_v2", "--size", "64"])
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("total: 3504872 parameters"), out)
+        XCTAssertTrue(out.contains("features.18.0"), out)
+        for m in ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18"] {
+            let (c, o, e) = try runQAT(["bench", "train-step", "--model", m, "--width", "0.25", "--batch", "2", "--size", "32", "--reps", "1", "--json"])
+            XCTAssertEqual(c, 0, "\(m): \(e)")
+            let obj = try JSONSerialization.jsonObject(with: Data(o.utf8)) as? [String: Any]
+            XCTAssertEqual(obj?["model"] as? String, m)
+            XCTAssertGreaterThan(obj?["msPerStep"] as? Double ?? 0, 0)
+        }
+        let (bad, _, e2) = try runQAT(["bench", "train-step", "--model", "vgg"])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(e2.contains("mobilenet_v2"), e2)
+        // BatchNorm needs two values per channel at stride 32: rejected up front, not a crash.
+        let (one, _, e3) = try runQAT(["bench", "train-step", "--batch", "1", "--size", "32"])
+        XCTAssertNotEqual(one, 0)
+        XCTAssertTrue(e3.contains("--batch"), e3)
     }
 }
