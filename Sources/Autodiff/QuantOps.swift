@@ -1,0 +1,45 @@
+import Kernels
+
+/// Straight-through estimator for the input gradient of fake quantization.
+public enum STE: String, Sendable, CaseIterable {
+    /// Gradient passes only where the value lies on the grid's range (PyTorch's learnable fake quant).
+    case clipped
+    /// Gradient passes everywhere (the plain STE), for ablations.
+    case identity
+}
+
+extension Tensor {
+    /// Learnable affine fake quantization (PyTorch's `_fake_quantize_learnable_per_{tensor,channel}_affine`):
+    /// per tensor when `axis` is nil (scale and zeroPoint of shape [1]), else per channel along `axis`
+    /// (shape [C]). Gradients flow to x, scale and zeroPoint (each multiplied by `gradFactor` for scale and
+    /// zero point). `elementMask` (same shape as x) or `channelMask` ([C]) select which values are
+    /// quantized (non-zero) for quantization dropout; the rest pass through unchanged.
+    public func fakeQuantize(scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, axis: Int? = nil,
+                             gradFactor: Float = 1, ste: STE = .clipped,
+                             elementMask: Tensor? = nil, channelMask: Tensor? = nil) -> Tensor {
+        precondition(qmin < qmax, "fake_quantize: qmin \(qmin) must be below qmax \(qmax)")
+        let ax = axis.map { normalizedAxis($0, op: "fake_quantize") }
+        let layout = FakeQuant.Layout(shape: shape, axis: ax)
+        precondition(scale.count == layout.channels && zeroPoint.count == layout.channels,
+                     "fake_quantize: scale \(scale.shape) and zero point \(zeroPoint.shape) must hold \(layout.channels) values for input \(shape) with axis \(String(describing: axis))")
+        if let m = elementMask { precondition(m.shape == shape, "fake_quantize: element mask \(m.shape) must match input \(shape)") }
+        if let m = channelMask { precondition(m.count == layout.channels, "fake_quantize: channel mask \(m.shape) must hold \(layout.channels) values") }
+        let out = FloatBuffer(count: count)
+        let em = elementMask.map { UnsafePointer($0.pointer) }, cm = channelMask.map { UnsafePointer($0.pointer) }
+        FakeQuant.forward(layout, x: pointer, scale: scale.pointer, zeroPoint: zeroPoint.pointer, qmin: qmin, qmax: qmax,
+                          elementMask: em, channelMask: cm, y: out.pointer)
+        let x = self
+        let emT = elementMask?.detached(), cmT = channelMask?.detached()
+        return Tensor.make(shape, out, op: "fake_quantize", inputs: [x, scale, zeroPoint]) { g in
+            let dx = x.requiresGrad ? FloatBuffer(count: x.count) : nil
+            let ds = scale.requiresGrad ? FloatBuffer(count: scale.count) : nil
+            let dz = zeroPoint.requiresGrad ? FloatBuffer(count: zeroPoint.count) : nil
+            FakeQuant.backward(layout, x: x.pointer, dy: g.pointer, scale: scale.pointer, zeroPoint: zeroPoint.pointer,
+                               qmin: qmin, qmax: qmax, gradFactor: gradFactor, clippedSTE: ste == .clipped, perTensor: ax == nil,
+                               elementMask: emT.map { UnsafePointer($0.pointer) }, channelMask: cmT.map { UnsafePointer($0.pointer) },
+                               dx: dx?.pointer, dscale: ds?.pointer, dzeroPoint: dz?.pointer)
+            return [dx.map { Tensor(shape: x.shape, storage: $0) }, ds.map { Tensor(shape: scale.shape, storage: $0) },
+                    dz.map { Tensor(shape: zeroPoint.shape, storage: $0) }]
+        }
+    }
+}

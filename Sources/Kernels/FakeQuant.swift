@@ -1,0 +1,136 @@
+import Foundation
+
+/// Affine fake quantization, forward and backward, exactly as PyTorch's learnable fake-quant CPU
+/// kernels (`_fake_quantize_learnable_per_{tensor,channel}_affine`): multiply by the reciprocal of the
+/// scale, round half to even, add the rounded-and-clamped zero point, clamp to [qmin, qmax], subtract
+/// the zero point, multiply by the scale. Backward gives the three-region gradients of x, scale and
+/// zero point (shared/docs/ALGORITHMS.md section 1).
+///
+/// Layout: the tensor is viewed as (outer, channels, inner); per-tensor quantization is channels == 1.
+/// Quantization dropout: an optional per-element or per-channel mask (non-zero = quantize) leaves
+/// unmasked elements in full precision, with a pass-through gradient and no scale/zero-point gradient.
+public enum FakeQuant {
+    public struct Layout: Sendable, Equatable {
+        public let outer: Int, channels: Int, inner: Int
+        public init(outer: Int, channels: Int, inner: Int) { self.outer = outer; self.channels = channels; self.inner = inner }
+        public var count: Int { outer * channels * inner }
+        /// View of `shape` for quantization along `axis` (nil: per tensor).
+        public init(shape: [Int], axis: Int?) {
+            if let axis {
+                outer = shape[..<axis].reduce(1, *); channels = shape[axis]; inner = shape[(axis + 1)...].reduce(1, *)
+            } else { outer = 1; channels = 1; inner = shape.reduce(1, *) }
+        }
+    }
+
+    /// PyTorch's forward zero point: round half to even, then clamp to the grid.
+    @inline(__always)
+    public static func roundedZeroPoint(_ z: Float, qmin: Int, qmax: Int) -> Float {
+        Swift.min(Swift.max(z.rounded(.toNearestOrEven), Float(qmin)), Float(qmax))
+    }
+
+    /// Elements per work segment: rows longer than this are split so a per-tensor quantizer still uses
+    /// every thread. Fixed, so partial sums (and their order) do not depend on the thread count.
+    static let segment = 16_384
+
+    /// y = fake_quant(x). `zeroPoint` holds the raw (learnable, possibly fractional) zero points.
+    public static func forward(_ l: Layout, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Float>,
+                               qmin: Int, qmax: Int, elementMask: UnsafePointer<Float>?, channelMask: UnsafePointer<Float>?,
+                               y: UnsafeMutablePointer<Float>) {
+        let lo = Float(qmin), hi = Float(qmax)
+        let segs = (l.inner + segment - 1) / segment
+        parallelChunks(l.outer * l.channels * segs, grain: max(1, 65_536 / Swift.min(l.inner, segment))) { range in
+            for sIdx in range {
+                let row = sIdx / segs, part = sIdx % segs
+                let c = row % l.channels
+                let start = row * l.inner + part * segment, n = Swift.min(segment, l.inner - part * segment)
+                let s = scale[c], inv = 1 / s
+                let z = roundedZeroPoint(zeroPoint[c], qmin: qmin, qmax: qmax)
+                let xp = x + start, yp = y + start
+                if let channelMask, channelMask[c] == 0 { yp.update(from: xp, count: n); continue }
+                if let em = elementMask.map({ $0 + start }) {
+                    for i in 0..<n {
+                        let v = xp[i]
+                        let q = Swift.min(Swift.max((v * inv).rounded(.toNearestOrEven) + z, lo), hi)
+                        let fq = (q - z) * s
+                        yp[i] = em[i] != 0 ? fq : v
+                    }
+                } else {
+                    for i in 0..<n {
+                        let q = Swift.min(Swift.max((xp[i] * inv).rounded(.toNearestOrEven) + z, lo), hi)
+                        yp[i] = (q - z) * s
+                    }
+                }
+            }
+        }
+    }
+
+    /// The zero point PyTorch's backward uses. Per channel: half to even and clamped, as the forward.
+    /// Per tensor: `int64(z + 0.5)` (truncation) and clamped, which differs from the forward at .5
+    /// (z = 0.5: forward uses 0, backward 1). We reproduce both, verified against PyTorch 2.15 fixtures.
+    @inline(__always)
+    public static func backwardZeroPoint(_ z: Float, qmin: Int, qmax: Int, perTensor: Bool) -> Float {
+        perTensor ? Swift.min(Swift.max((z + 0.5).rounded(.towardZero), Float(qmin)), Float(qmax))
+                  : roundedZeroPoint(z, qmin: qmin, qmax: qmax)
+    }
+
+    /// Gradients. `dscale`/`dzeroPoint` get one value per channel (already multiplied by `gradFactor`);
+    /// `clippedSTE` false passes dy to x everywhere (plain straight-through estimator). `perTensor`
+    /// selects PyTorch's per-tensor kernel conventions (see `backwardZeroPoint`). As in PyTorch's
+    /// backward kernels the grid index is nearbyint(z + x/s) (the forward rounds x/s first).
+    public static func backward(_ l: Layout, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, scale: UnsafePointer<Float>,
+                                zeroPoint: UnsafePointer<Float>, qmin: Int, qmax: Int, gradFactor: Float, clippedSTE: Bool, perTensor: Bool,
+                                elementMask: UnsafePointer<Float>?, channelMask: UnsafePointer<Float>?,
+                                dx: UnsafeMutablePointer<Float>?, dscale: UnsafeMutablePointer<Float>?, dzeroPoint: UnsafeMutablePointer<Float>?) {
+        let lo = Float(qmin), hi = Float(qmax)
+        let segs = (l.inner + segment - 1) / segment
+        let total = l.outer * l.channels * segs
+        let partS = UnsafeMutablePointer<Double>.allocate(capacity: total), partZ = UnsafeMutablePointer<Double>.allocate(capacity: total)
+        defer { partS.deallocate(); partZ.deallocate() }
+        parallelChunks(total, grain: max(1, 65_536 / Swift.min(l.inner, segment))) { range in
+            for sIdx in range {
+                let row = sIdx / segs, part = sIdx % segs
+                let c = row % l.channels
+                let start = row * l.inner + part * segment, n = Swift.min(segment, l.inner - part * segment)
+                let s = scale[c], inv = 1 / s
+                let z = backwardZeroPoint(zeroPoint[c], qmin: qmin, qmax: qmax, perTensor: perTensor)
+                let xp = x + start, gp = dy + start
+                let dxp = dx.map { $0 + start }
+                if let channelMask, channelMask[c] == 0 {
+                    dxp?.update(from: gp, count: n)
+                    partS[sIdx] = 0; partZ[sIdx] = 0
+                    continue
+                }
+                let em = elementMask.map { $0 + start }
+                var accS: Double = 0, accZ: Double = 0   // Double: the sums cancel heavily
+                for i in 0..<n {
+                    let v = xp[i], g = gp[i]
+                    let quantized = em.map { $0[i] != 0 } ?? true
+                    let xq = (z + v * inv).rounded(.toNearestOrEven)
+                    let below = xq < lo, above = xq > hi
+                    if !quantized { dxp?[i] = g; continue }
+                    if below || above {
+                        dxp?[i] = clippedSTE ? 0 : g
+                        accS += Double(g * ((below ? lo : hi) - z))
+                        accZ -= Double(g * s)
+                    } else {
+                        dxp?[i] = g
+                        accS += Double(g * ((xq - z) * s - v) * inv)
+                    }
+                }
+                partS[sIdx] = accS; partZ[sIdx] = accZ
+            }
+        }
+        // Deterministic per-channel reduction in segment order.
+        if dscale != nil || dzeroPoint != nil {
+            var sumS = [Double](repeating: 0, count: l.channels), sumZ = [Double](repeating: 0, count: l.channels)
+            for sIdx in 0..<total {
+                let c = (sIdx / segs) % l.channels
+                sumS[c] += partS[sIdx]; sumZ[c] += partZ[sIdx]
+            }
+            for c in 0..<l.channels {
+                dscale?[c] = Float(sumS[c]) * gradFactor
+                dzeroPoint?[c] = Float(sumZ[c]) * gradFactor
+            }
+        }
+    }
+}
