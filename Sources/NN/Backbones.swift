@@ -121,6 +121,8 @@ public final class MobileNetV1: Module, Backbone {
 public final class InvertedResidual: Module {
     public let conv: Sequential
     public let useResidual: Bool
+    /// Quantizer after the residual add, where an integer graph requantizes (set by `quantize`).
+    public var addQuantizer: Module?
 
     init(_ cin: Int, _ cout: Int, stride: Int, expandRatio: Int, rng: inout RNG) throws {
         let hidden = Int((Double(cin) * Double(expandRatio)).rounded())
@@ -134,7 +136,11 @@ public final class InvertedResidual: Module {
         super.init()
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { useResidual ? x + conv(x) : conv(x) }
+    public override func forward(_ x: Tensor) -> Tensor {
+        guard useResidual else { return conv(x) }
+        let y = x + conv(x)
+        return addQuantizer?(y) ?? y
+    }
 }
 
 /// MobileNetV2 (Sandler et al. 2018) exactly as torchvision builds it (same paths, channels, init).
@@ -196,6 +202,7 @@ public final class SqueezeExcitation: Module {
 public final class InvertedResidualV3: Module {
     public let block: Sequential
     public let useResidual: Bool
+    public var addQuantizer: Module?
 
     init(_ cin: Int, kernel: Int, expanded: Int, _ cout: Int, se: Bool, act: Activation.Kind, stride: Int, rng: inout RNG) throws {
         let eps: Float = 0.001, mom: Float = 0.01
@@ -209,7 +216,11 @@ public final class InvertedResidualV3: Module {
         super.init()
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { useResidual ? x + block(x) : block(x) }
+    public override func forward(_ x: Tensor) -> Tensor {
+        guard useResidual else { return block(x) }
+        let y = x + block(x)
+        return addQuantizer?(y) ?? y
+    }
 }
 
 /// MobileNetV3 small and large (Howard et al. 2019) as torchvision builds them.
@@ -270,6 +281,7 @@ public final class MobileNetV3: Module, Backbone {
 public final class BasicBlock: Module {
     public let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
     public let downsample: Sequential?
+    public var addQuantizer: Module?
 
     init(_ cin: Int, _ cout: Int, stride: Int, rng: inout RNG) throws {
         conv1 = try Conv2d(cin, cout, kernel: 3, stride: stride, bias: false, rng: &rng); bn1 = BatchNorm2d(cout)
@@ -281,7 +293,8 @@ public final class BasicBlock: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         let y = bn2(conv2(bn1(conv1(x)).relu()))
-        return (y + (downsample?(x) ?? x)).relu()
+        let sum = (y + (downsample?(x) ?? x)).relu()
+        return addQuantizer?(sum) ?? sum
     }
 }
 

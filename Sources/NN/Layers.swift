@@ -6,6 +6,13 @@ import Autodiff
 public final class Conv2d: Module {
     @Param public var weight: Tensor
     @OptionalParam public var bias: Tensor?
+    /// Fake quantizers installed by `quantize(model, plan)`: applied to the weight and to the input.
+    public var weightQuantizer: Module?
+    public var inputQuantizer: Module?
+    /// A following BatchNorm folded into this conv during QAT (torch.ao ConvBn2d): the weight is scaled
+    /// by gamma/sqrt(running_var + eps) before the weight quantizer, the BN then normalises the rescaled
+    /// output. The BN stays at its own path (checkpoint keys do not move) and passes values through.
+    public var foldedBN: FoldedBatchNorm?
     public let inChannels: Int, outChannels: Int
     public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
 
@@ -41,9 +48,33 @@ public final class Conv2d: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        let y = x.conv2d(weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let xin = inputQuantizer?(x) ?? x
+        let y: Tensor
+        if let bn = foldedBN?.bn {
+            y = foldedForward(xin, bn)
+        } else {
+            let w = weightQuantizer?(weight) ?? weight
+            y = xin.conv2d(w, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        }
         if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * (inChannels / groups) * kernelSize.0 * kernelSize.1) }
         return y
+    }
+
+    /// torch.ao.nn.intrinsic.qat.ConvBn2d's forward: running statistics fold the weight (so the quantized
+    /// weight is the deployed one); the conv output is un-scaled and the BN applied with batch statistics
+    /// while training (running statistics in eval or once frozen).
+    func foldedForward(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
+        let c = outChannels
+        let runningStd = noGrad { (bn.runningVar + bn.eps).sqrt() }
+        let scaleFactor = bn.weight / runningStd                      // gamma / sigma, differentiable in gamma
+        let wFold = weight * scaleFactor.reshaped([c, 1, 1, 1])
+        let wq = weightQuantizer?(wFold) ?? wFold
+        var y = x.conv2d(wq, bias: nil, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        y = y / scaleFactor.reshaped([1, c, 1, 1])
+        if let bias { y = y + bias.reshaped([1, c, 1, 1]) }
+        let batchStats = bn.isTraining && !bn.frozenStatistics
+        return y.batchNorm(weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar,
+                           training: batchStats, momentum: bn.momentum, eps: bn.eps)
     }
 }
 
@@ -51,6 +82,8 @@ public final class Conv2d: Module {
 public final class Linear: Module {
     @Param public var weight: Tensor
     @OptionalParam public var bias: Tensor?
+    public var weightQuantizer: Module?
+    public var inputQuantizer: Module?
     public let inFeatures: Int, outFeatures: Int
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) throws {
@@ -69,7 +102,9 @@ public final class Linear: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == inFeatures, "Linear(\(inFeatures) -> \(outFeatures)) at '\(path)': input shape \(x.shape) must be [N, \(inFeatures)]")
-        var y = x.matmul(weight.transposed())
+        let xin = inputQuantizer?(x) ?? x
+        let w = weightQuantizer?(weight) ?? weight
+        var y = xin.matmul(w.transposed())
         if let bias { y = y + bias }
         if let c = MACCounter.current { c.add(path, inFeatures * outFeatures) }
         return y
@@ -85,6 +120,8 @@ public final class BatchNorm2d: Module {
     public let eps: Float, momentum: Float
     /// When true, training-mode forwards still normalise with (and never update) the running statistics.
     public var frozenStatistics = false
+    /// Set when the preceding conv folds this BN (it then applies the normalisation itself).
+    public var isFolded = false
 
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         precondition(channels > 0, "BatchNorm2d: channels must be positive, got \(channels)")
@@ -95,6 +132,7 @@ public final class BatchNorm2d: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
+        if isFolded { return x }
         let batch = isTraining && !frozenStatistics
         return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                            training: batch, momentum: momentum, eps: eps)
@@ -181,4 +219,10 @@ public final class Activation: Module {
         case .leakyRelu: return x.leakyRelu(slope)
         }
     }
+}
+
+/// A reference to a BatchNorm2d that a conv folds. A struct, so reflection does not list the BN twice.
+public struct FoldedBatchNorm {
+    public let bn: BatchNorm2d
+    public init(_ bn: BatchNorm2d) { self.bn = bn }
 }

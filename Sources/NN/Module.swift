@@ -29,6 +29,12 @@ public final class Buffer {
     public init(wrappedValue: Tensor) { self.wrappedValue = wrappedValue }
 }
 
+/// Quantizer modules: checkpoints store their parameters and buffers under `/quant/<path>/<name>`
+/// (not `/params`) with these attributes (bits, scheme) on the group.
+public protocol QuantizerStateful: Module {
+    var quantAttributes: [String: String] { get }
+}
+
 /// Modules that draw random numbers (dropout) keep their generator here so checkpoints can save it.
 public protocol RandomStateful: AnyObject {
     var rng: RNG { get set }
@@ -41,7 +47,7 @@ open class Module {
     /// Training mode (batch statistics, dropout on). Set recursively with `train()` / `eval()`.
     public private(set) var isTraining = true
     /// Set by `assignPaths()`: this module's dotted path from the root ("" for the root).
-    public internal(set) var path = ""
+    public var path = ""
 
     public init() {}
 

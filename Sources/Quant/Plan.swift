@@ -1,0 +1,206 @@
+import Foundation
+import Kernels
+import Autodiff
+import NN
+
+/// How to build one quantizer.
+public struct QuantizerSpec: Sendable, Equatable {
+    public var bits: Int
+    public var signed: Bool
+    public var narrow: Bool
+    public var symmetric: Bool
+    /// Per output channel for weights (axis 0), per feature channel (axis 1) for activations.
+    public var perChannel: Bool
+    public var mode: FakeQuantize.Mode
+    public var rangeMethod: RangeMethod
+    public var gradFactor: FakeQuantize.GradFactor
+    public var ste: STE
+    public var dropout: QuantDropout?
+
+    public init(bits: Int = 8, signed: Bool = false, narrow: Bool = false, symmetric: Bool = false, perChannel: Bool = false,
+                mode: FakeQuantize.Mode = .learnable(learnZeroPoint: true), rangeMethod: RangeMethod = .minMax,
+                gradFactor: FakeQuantize.GradFactor = .lsqPyTorch, ste: STE = .clipped, dropout: QuantDropout? = nil) {
+        self.bits = bits; self.signed = signed; self.narrow = narrow; self.symmetric = symmetric; self.perChannel = perChannel
+        self.mode = mode; self.rangeMethod = rangeMethod; self.gradFactor = gradFactor; self.ste = ste; self.dropout = dropout
+    }
+
+    /// Default weight quantizer: 8-bit per-output-channel asymmetric, learnable scale and zero point.
+    public static let weightDefault = QuantizerSpec(perChannel: true)
+    /// Default activation quantizer: 8-bit per-tensor asymmetric, learnable scale and zero point.
+    public static let activationDefault = QuantizerSpec()
+
+    func make(channels: Int, axis: Int, path: String, seed: UInt64) throws -> FakeQuantize {
+        let scheme = QuantScheme(bits: bits, signed: signed, narrow: narrow, symmetric: symmetric, axis: perChannel ? axis : nil)
+        return try FakeQuantize(scheme: scheme, channels: perChannel ? channels : 1, mode: mode, rangeMethod: rangeMethod,
+                                gradFactor: gradFactor, ste: ste, dropout: dropout, seed: seed, path: path)
+    }
+}
+
+/// Which layers to quantize and how (`quantize(model, plan)`).
+public struct QuantPlan: Sendable {
+    /// A per-path change; every override whose glob matches a layer applies, later ones last.
+    public struct Override: Sendable {
+        public var pattern: String
+        public var skip: Bool
+        public var weight: QuantizerSpec?
+        public var input: QuantizerSpec?
+        public var weightBits: Int?
+        public var inputBits: Int?
+        public init(_ pattern: String, skip: Bool = false, weight: QuantizerSpec? = nil, input: QuantizerSpec? = nil,
+                    weightBits: Int? = nil, inputBits: Int? = nil) {
+            self.pattern = pattern; self.skip = skip; self.weight = weight; self.input = input
+            self.weightBits = weightBits; self.inputBits = inputBits
+        }
+    }
+
+    public var weight: QuantizerSpec
+    public var activation: QuantizerSpec
+    /// Quantize the inputs of convs and linear layers.
+    public var quantizeInputs: Bool
+    /// Requantize after residual adds (where an integer graph would).
+    public var quantizeResidualAdds: Bool
+    /// Fold each Conv2d + BatchNorm2d pair (torch.ao ConvBn2d), freezing BN statistics after `freezeBNAfter` steps.
+    public var foldBN: Bool
+    public var freezeBNAfter: Int?
+    public var overrides: [Override]
+    public var seed: UInt64
+
+    public init(weight: QuantizerSpec = .weightDefault, activation: QuantizerSpec = .activationDefault, quantizeInputs: Bool = true,
+                quantizeResidualAdds: Bool = true, foldBN: Bool = false, freezeBNAfter: Int? = nil, overrides: [Override] = [], seed: UInt64 = 0) {
+        self.weight = weight; self.activation = activation; self.quantizeInputs = quantizeInputs
+        self.quantizeResidualAdds = quantizeResidualAdds; self.foldBN = foldBN; self.freezeBNAfter = freezeBNAfter
+        self.overrides = overrides; self.seed = seed
+    }
+
+    /// W`w`A`a` with the defaults (e.g. w8a8, w4a4).
+    public static func bits(weight w: Int, activation a: Int) -> QuantPlan {
+        var p = QuantPlan()
+        p.weight.bits = w; p.activation.bits = a
+        return p
+    }
+}
+
+/// A quantized model's quantizers and folded BatchNorms, with the controls a training loop needs.
+public final class QATHandle {
+    public let quantizedLayers: [String]
+    public let quantizers: [(String, FakeQuantize)]
+    public let foldedBN: [(String, BatchNorm2d)]
+    public let freezeBNAfter: Int?
+
+    init(layers: [String], quantizers: [(String, FakeQuantize)], folded: [(String, BatchNorm2d)], freezeBNAfter: Int?) {
+        quantizedLayers = layers; self.quantizers = quantizers; foldedBN = folded; self.freezeBNAfter = freezeBNAfter
+    }
+
+    /// Tells quantizers the optimizer step (dropout schedules) and freezes folded BN statistics once due.
+    public func setStep(_ step: Int) {
+        for (_, q) in quantizers { q.step = step }
+        if let f = freezeBNAfter { for (_, bn) in foldedBN { bn.frozenStatistics = step >= f } }
+    }
+
+    /// Turns fake quantization on or off everywhere (off: the float path, e.g. to evaluate FP32 weights).
+    public func setEnabled(_ on: Bool) { for (_, q) in quantizers { q.enabled = on } }
+
+    /// PTQ / initialisation: runs `forward` on each calibration batch with every quantizer observing, in
+    /// eval mode and without gradients, then restores the previous mode.
+    public func calibrate(_ model: Module, batches: [Tensor], forward: (Tensor) -> Tensor) {
+        let wasTraining = model.isTraining
+        model.eval()
+        for (_, q) in quantizers { q.calibrating = true; q.observer = Observer(q.rangeMethod) }
+        noGrad { for b in batches { _ = forward(b) } }
+        for (_, q) in quantizers { q.calibrating = false }
+        model.train(wasTraining)
+    }
+}
+
+/// FNV-1a of a path: per-quantizer RNG seeds that do not depend on construction order.
+func stableHash(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
+/// Installs fake quantizers on every Conv2d and Linear (weight and input) and after residual adds,
+/// following `plan`; optionally folds Conv+BN pairs. Throws when a spec is invalid or an override
+/// pattern matches no layer.
+@discardableResult
+public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
+    model.assignPaths()
+    var matched = [Bool](repeating: false, count: plan.overrides.count)
+    var layers: [String] = []
+    var quantizers: [(String, FakeQuantize)] = []
+    let modules = model.namedModules()
+
+    func specs(for path: String) -> (QuantizerSpec, QuantizerSpec, Bool) {
+        var w = plan.weight, a = plan.activation, skip = false
+        for (i, o) in plan.overrides.enumerated() where Glob.matches(o.pattern, path) {
+            matched[i] = true
+            if o.skip { skip = true }
+            if let s = o.weight { w = s }
+            if let s = o.input { a = s }
+            if let b = o.weightBits { w.bits = b }
+            if let b = o.inputBits { a.bits = b }
+        }
+        return (w, a, skip)
+    }
+
+    for (path, m) in modules {
+        if let conv = m as? Conv2d {
+            let (w, a, skip) = specs(for: path)
+            if skip { continue }
+            let wq = try w.make(channels: conv.outChannels, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
+            conv.weightQuantizer = wq
+            quantizers.append((path + ".weightQuantizer", wq))
+            if plan.quantizeInputs {
+                let iq = try a.make(channels: conv.inChannels, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
+                conv.inputQuantizer = iq
+                quantizers.append((path + ".inputQuantizer", iq))
+            }
+            layers.append(path)
+        } else if let lin = m as? Linear {
+            let (w, a, skip) = specs(for: path)
+            if skip { continue }
+            let wq = try w.make(channels: lin.outFeatures, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
+            lin.weightQuantizer = wq
+            quantizers.append((path + ".weightQuantizer", wq))
+            if plan.quantizeInputs {
+                let iq = try a.make(channels: lin.inFeatures, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
+                lin.inputQuantizer = iq
+                quantizers.append((path + ".inputQuantizer", iq))
+            }
+            layers.append(path)
+        }
+    }
+    if plan.quantizeResidualAdds {
+        for (path, m) in modules {
+            let p = path + ".addQuantizer"
+            func make() throws -> FakeQuantize { try plan.activation.make(channels: 1, axis: 1, path: p, seed: plan.seed ^ stableHash(p)) }
+            if let b = m as? InvertedResidual, b.useResidual { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
+            else if let b = m as? InvertedResidualV3, b.useResidual { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
+            else if let b = m as? BasicBlock { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
+        }
+    }
+    for (i, ok) in matched.enumerated() where !ok {
+        let examples = modules.filter { $0.1 is Conv2d || $0.1 is Linear }.prefix(3).map(\.0).joined(separator: ", ")
+        throw QuantConfigError(path: plan.overrides[i].pattern, "override pattern matches no Conv2d or Linear layer (layer paths look like: \(examples))")
+    }
+    var folded: [(String, BatchNorm2d)] = []
+    if plan.foldBN {
+        func fold(_ conv: Conv2d, _ bn: BatchNorm2d, _ p: String) {
+            guard conv.weightQuantizer != nil || conv.inputQuantizer != nil, bn.weight.count == conv.outChannels else { return }
+            conv.foldedBN = FoldedBatchNorm(bn); bn.isFolded = true; folded.append((p, bn))
+        }
+        for (path, m) in modules {
+            if let s = m as? Sequential {
+                for i in 0..<max(0, s.count - 1) {
+                    if let c = s[i] as? Conv2d, let bn = s[i + 1] as? BatchNorm2d { fold(c, bn, path.isEmpty ? "\(i + 1)" : "\(path).\(i + 1)") }
+                }
+            } else if let b = m as? BasicBlock {
+                fold(b.conv1, b.bn1, path + ".bn1"); fold(b.conv2, b.bn2, path + ".bn2")
+            } else if let r = m as? ResNet {
+                fold(r.conv1, r.bn1, "bn1")
+            }
+        }
+    }
+    model.assignPaths()
+    return QATHandle(layers: layers, quantizers: quantizers, folded: folded, freezeBNAfter: plan.freezeBNAfter)
+}
