@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Autodiff", "Kernels"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),

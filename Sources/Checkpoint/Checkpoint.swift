@@ -24,8 +24,10 @@ public struct Checkpoint: Equatable {
     public var optimizer: [String: [String: Entry]] = [:]
     public var optimizerType = ""
     public var optimizerStep: Int64 = 0
-    /// Quantizer state: path -> name (`scale`, `zero_point`) -> values.
+    /// Quantizer state: quantizer path -> name (`scale`, `zeroPoint`, `initialized`) -> values.
     public var quant: [String: [String: Entry]] = [:]
+    /// Attributes of each `/quant/<path>` group (bits, scheme, mode, qmin, qmax).
+    public var quantAttributes: [String: [String: String]] = [:]
     /// Random generators of modules (dropout), by module path.
     public var moduleRNG: [String: RNG] = [:]
 
@@ -119,9 +121,10 @@ extension Checkpoint {
             for s in optimizer[k]!.keys.sorted() { try put(g, s, optimizer[k]![s]!) }
         }
         _ = try w.group("/quant")
-        for k in quant.keys.sorted() {
+        for k in Set(quant.keys).union(quantAttributes.keys).sorted() {
             let g = try w.group("/quant/\(k)")
-            for s in quant[k]!.keys.sorted() { try put(g, s, quant[k]![s]!) }
+            for (a, v) in (quantAttributes[k] ?? [:]).sorted(by: { $0.key < $1.key }) { try w.attr(g, a, string: v) }
+            for s in (quant[k] ?? [:]).keys.sorted() { try put(g, s, quant[k]![s]!) }
         }
         let rg = try w.group("/rng")
         for k in moduleRNG.keys.sorted() { try tick(); try w.uint64s(rg, k, [moduleRNG[k]!.key, moduleRNG[k]!.counter]) }
@@ -173,6 +176,13 @@ extension Checkpoint {
         c.optimizerType = try r.string(og, "type")
         c.optimizerStep = try r.int64(og, "step")
         c.quant = try nested("/quant")
+        let qg = try r.group("/quant")
+        for k in try r.members(qg, path: "/quant") {
+            let g = try r.group("/quant/\(k)")
+            var attrs: [String: String] = [:]
+            for a in ["bits", "scheme", "mode", "qmin", "qmax"] where r.hasAttr(g, a) { attrs[a] = try r.string(g, a) }
+            if !attrs.isEmpty { c.quantAttributes[k] = attrs }
+        }
         let rg = try r.group("/rng")
         for n in try r.members(rg, path: "/rng") {
             let v = try r.uint64s(rg, n, where: "/rng/\(n)")

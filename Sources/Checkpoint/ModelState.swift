@@ -20,11 +20,46 @@ public struct LoadReport: Equatable, CustomStringConvertible {
 }
 
 extension Checkpoint {
-    /// Captures a model (parameters, buffers, module RNGs) and optionally its optimizer.
+    /// Every tensor of `model` with where it is stored: `/params/<path>`, `/buffers/<path>`, or
+    /// `/quant/<quantizer path>/<name>` for the state of quantizer modules.
+    static func locations(_ model: Module) -> [(location: String, tensor: Tensor)] {
+        var out: [(String, Tensor)] = []
+        for (p, m) in model.namedModules() {
+            let join = { (n: String) in p.isEmpty ? n : "\(p).\(n)" }
+            if m is QuantizerStateful {
+                for (n, t) in m.localParameters() + m.localBuffers() { out.append(("/quant/\(p)/\(n)", t)) }
+            } else {
+                for (n, t) in m.localParameters() { out.append(("/params/" + join(n), t)) }
+                for (n, t) in m.localBuffers() { out.append(("/buffers/" + join(n), t)) }
+            }
+        }
+        return out
+    }
+
+    func entry(at location: String) -> Entry? {
+        if location.hasPrefix("/params/") { return params[String(location.dropFirst(8))] }
+        if location.hasPrefix("/buffers/") { return buffers[String(location.dropFirst(9))] }
+        let parts = location.dropFirst(7).split(separator: "/", maxSplits: 1).map(String.init)
+        return parts.count == 2 ? quant[parts[0]]?[parts[1]] : nil
+    }
+
+    var allLocations: [String] {
+        params.keys.map { "/params/\($0)" } + buffers.keys.map { "/buffers/\($0)" }
+            + quant.flatMap { q in q.value.keys.map { "/quant/\(q.key)/\($0)" } }
+    }
+
+    /// Captures a model (parameters, buffers, quantizer state, module RNGs) and optionally its optimizer.
     public static func capture(model: Module, optimizer: Optimizer? = nil) -> Checkpoint {
         var c = Checkpoint()
-        for (p, t) in model.namedParameters() { c.params[p] = Entry(t) }
-        for (p, t) in model.namedBuffers() { c.buffers[p] = Entry(t) }
+        for (loc, t) in locations(model) {
+            if loc.hasPrefix("/params/") { c.params[String(loc.dropFirst(8))] = Entry(t) }
+            else if loc.hasPrefix("/buffers/") { c.buffers[String(loc.dropFirst(9))] = Entry(t) }
+            else {
+                let parts = loc.dropFirst(7).split(separator: "/", maxSplits: 1).map(String.init)
+                c.quant[parts[0], default: [:]][parts[1]] = Entry(t)
+            }
+        }
+        for (p, m) in model.namedModules() { if let q = m as? QuantizerStateful { c.quantAttributes[p] = q.quantAttributes } }
         for (p, m) in model.namedModules() { if let r = m as? RandomStateful { c.moduleRNG[p.isEmpty ? "root" : p] = r.rng } }
         if let optimizer {
             c.optimizerType = String(describing: type(of: optimizer))
@@ -40,19 +75,19 @@ extension Checkpoint {
     /// the rest (starting QAT from an FP32 checkpoint).
     @discardableResult
     public func apply(to model: Module, strict: Bool = true, file: String = "(memory)") throws -> LoadReport {
-        let targets = model.namedParameters().map { ($0.0, $0.1, "params") } + model.namedBuffers().map { ($0.0, $0.1, "buffers") }
         var report = LoadReport()
         var plan: [(Tensor, Entry)] = []
         var used = Set<String>()
-        for (p, t, kind) in targets {
-            let src = kind == "params" ? params[p] : buffers[p]
-            guard let e = src else { report.missing.append("/\(kind)/\(p)"); continue }
-            used.insert("/\(kind)/\(p)")
-            if e.shape != t.shape { report.shapeMismatches.append("/\(kind)/\(p): checkpoint \(e.shape), model \(t.shape)"); continue }
-            plan.append((t, e)); report.loaded.append("/\(kind)/\(p)")
+        for (loc, t) in Checkpoint.locations(model) {
+            guard let e = entry(at: loc) else { report.missing.append(loc); continue }
+            used.insert(loc)
+            if e.shape != t.shape { report.shapeMismatches.append("\(loc): checkpoint \(e.shape), model \(t.shape)"); continue }
+            if loc.hasPrefix("/quant/") && loc.hasSuffix("/scale"), let bad = e.values.first(where: { !($0 > 0) || !$0.isFinite }) {
+                throw CheckpointError(.invalid, file: file, "quantizer scale \(loc) holds \(bad); scales must be positive and finite (a diverged run? load an earlier checkpoint)")
+            }
+            plan.append((t, e)); report.loaded.append(loc)
         }
-        let all = params.keys.map { "/params/\($0)" } + buffers.keys.map { "/buffers/\($0)" }
-        report.unexpected = all.filter { !used.contains($0) }.sorted()
+        report.unexpected = allLocations.filter { !used.contains($0) }.sorted()
         if strict {
             if !report.shapeMismatches.isEmpty {
                 throw CheckpointError(.shapeMismatch, file: file, "shape mismatch for \(report.shapeMismatches.joined(separator: "; ")) (a checkpoint of another model or width?)")

@@ -5,6 +5,7 @@ import Autodiff
 import NN
 import Optim
 @testable import Checkpoint
+import Quant
 
 func tempDir() -> String {
     let d = FileManager.default.temporaryDirectory.appendingPathComponent("qat-ckpt-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
@@ -44,8 +45,9 @@ final class CheckpointTests: XCTestCase {
 
         let fresh = try smallModel(seed: 2)
         XCTAssertNotEqual(fresh.parameters()[0].scalars, m.parameters()[0].scalars)
-        let report = try back.apply(to: fresh, file: path)
-        XCTAssertTrue(report.missing.isEmpty && report.unexpected.isEmpty)
+        let report = try back.apply(to: fresh, strict: false, file: path)
+        XCTAssertEqual(report.unexpected, ["/quant/0/scale"])
+        XCTAssertTrue(report.missing.isEmpty)
         for ((p, a), (_, b)) in zip(m.namedParameters() + m.namedBuffers(), fresh.namedParameters() + fresh.namedBuffers()) {
             XCTAssertEqual(a.scalars, b.scalars, p)
         }
@@ -145,4 +147,48 @@ func qat_rewrite_version(_ path: String, _ v: Int64) {
     var x = v
     H5Awrite(a, qat_H5T_NATIVE_INT64(), &x)
     H5Aclose(a); H5Fclose(f)
+}
+
+final class QuantCheckpointTests: XCTestCase {
+    func testQuantizerStateRoundTripsUnderQuant() throws {
+        let dir = tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let m = try smallModel(seed: 1)
+        try quantize(m, plan: QuantPlan.bits(weight: 4, activation: 8))
+        var rng = RNG(seed: 2)
+        m(Tensor.randn([2, 3, 8, 8], rng: &rng)).square().mean().backward()
+        let c = Checkpoint.capture(model: m)
+        XCTAssertNotNil(c.quant["0.weightQuantizer"]?["scale"])
+        XCTAssertEqual(c.quant["0.weightQuantizer"]?["scale"]?.shape, [8])
+        XCTAssertEqual(c.quantAttributes["0.weightQuantizer"]?["bits"], "4")
+        XCTAssertNil(c.params["0.weightQuantizer.scale"], "quantizer state must not be duplicated under /params")
+        try c.save(to: dir + "/q.h5")
+        let back = try Checkpoint.load(from: dir + "/q.h5")
+        XCTAssertEqual(back, c)
+        let fresh = try smallModel(seed: 5)
+        try quantize(fresh, plan: QuantPlan.bits(weight: 4, activation: 8))
+        try back.apply(to: fresh)
+        XCTAssertEqual(Checkpoint.capture(model: fresh), c)
+    }
+
+    func testFP32CheckpointLoadsIntoQuantizedModelNonStrict() throws {
+        let fp = Checkpoint.capture(model: try smallModel(seed: 1))
+        let q = try smallModel(seed: 3)
+        let h = try quantize(q, plan: QuantPlan())
+        XCTAssertThrowsError(try fp.apply(to: q)) { XCTAssertEqual(($0 as? CheckpointError)?.kind, .missingKeys) }
+        let r = try fp.apply(to: q, strict: false)
+        XCTAssertTrue(r.unexpected.isEmpty && r.shapeMismatches.isEmpty)
+        XCTAssertTrue(r.missing.allSatisfy { $0.hasPrefix("/quant/") }, "\(r.missing)")
+        XCTAssertEqual(q.parameters()[0].scalars, try smallModel(seed: 1).parameters()[0].scalars)
+        XCTAssertFalse(h.quantizers[0].1.isInitialized, "quantizers initialise from calibration, not the checkpoint")
+    }
+
+    func testNonPositiveScaleInCheckpointIsRejected() throws {
+        let m = try smallModel(seed: 1)
+        try quantize(m, plan: QuantPlan())
+        var c = Checkpoint.capture(model: m)
+        c.quant["0.inputQuantizer"]?["scale"] = .init(shape: [1], values: [-0.5])
+        XCTAssertThrowsError(try c.apply(to: m, file: "bad.h5")) { e in
+            XCTAssertTrue("\(e)".contains("/quant/0.inputQuantizer/scale") && "\(e)".contains("-0.5") && "\(e)".contains("bad.h5"), "\(e)")
+        }
+    }
 }
