@@ -3,6 +3,7 @@ import Kernels
 import Autodiff
 import NN
 import Optim
+import Quant
 
 /// `qat bench train-step`: the `mbv2_train` workload of bench_torch.py for any backbone:
 /// features only, loss mean(y^2) over the last feature map, SGD(lr 0.01, momentum 0.9), one full step
@@ -20,11 +21,34 @@ public enum TrainStepBench {
         /// Peak resident set size of the process (getrusage ru_maxrss), MiB.
         public var peakRSSMiB: Double
         public var parameters: Int
+        /// With `--quant`: the quantization (e.g. "w8a8"), its step time and the ratio to the float step
+        /// measured in the same process.
+        public var quant: String?
+        public var quantMsPerStep: Double?
+        public var quantOverFloat: Double?
     }
 
-    public static func run(model name: String, width: Double, batch: Int, size: Int, reps: Int) throws -> Report {
+    /// "w8a8" -> (8, 8). Bits must be 2...8.
+    public static func parseQuant(_ s: String) -> (Int, Int)? {
+        let l = s.lowercased()
+        guard l.hasPrefix("w"), let a = l.firstIndex(of: "a"), let w = Int(l[l.index(after: l.startIndex)..<a]),
+              let b = Int(l[l.index(after: a)...]), (2...8).contains(w), (2...8).contains(b) else { return nil }
+        return (w, b)
+    }
+
+    /// bench_torch.py's mbv2_qat: learnable per-channel weight and per-tensor input fake quant on every
+    /// conv (grad factor 1), no other quantizers.
+    public static func qatPlan(weightBits: Int, activationBits: Int) -> QuantPlan {
+        var p = QuantPlan.bits(weight: weightBits, activation: activationBits)
+        p.weight.gradFactor = .one; p.activation.gradFactor = .one
+        p.quantizeResidualAdds = false
+        return p
+    }
+
+    static func timeSteps(name: String, width: Double, batch: Int, size: Int, reps: Int, plan: QuantPlan?) throws -> (Double, Int) {
         var rng = RNG(seed: 0)
         let model = try Backbones.make(name, width: width, numClasses: nil, rng: &rng)
+        if let plan { try quantize(model, plan: plan) }
         model.train()
         let opt = SGD(model.namedParameters(), lr: 0.01, momentum: 0.9)
         let x = Tensor.randn([batch, 3, size, size], rng: &rng)
@@ -35,9 +59,20 @@ public enum TrainStepBench {
             loss.backward()
             opt.step()
         }
-        return Report(model: name, width: width, batch: batch, size: size, threads: Parallel.threads, reps: reps,
-                      msPerStep: ms, imagesPerSecond: Double(batch) / ms * 1000, peakRSSMiB: peakRSSMiB(),
-                      parameters: model.parameterCount)
+        return (ms, model.parameterCount)
+    }
+
+    public static func run(model name: String, width: Double, batch: Int, size: Int, reps: Int, quant: String? = nil) throws -> Report {
+        let (ms, params) = try timeSteps(name: name, width: width, batch: batch, size: size, reps: reps, plan: nil)
+        var r = Report(model: name, width: width, batch: batch, size: size, threads: Parallel.threads, reps: reps,
+                       msPerStep: ms, imagesPerSecond: Double(batch) / ms * 1000, peakRSSMiB: peakRSSMiB(), parameters: params)
+        if let quant {
+            guard let (w, a) = parseQuant(quant) else { throw QuantConfigError(path: "--quant", "'\(quant)' is not wNaM with N, M in 2...8 (e.g. w8a8)") }
+            let (qms, _) = try timeSteps(name: name, width: width, batch: batch, size: size, reps: reps, plan: qatPlan(weightBits: w, activationBits: a))
+            r.quant = quant; r.quantMsPerStep = qms; r.quantOverFloat = qms / ms
+            r.peakRSSMiB = peakRSSMiB()
+        }
+        return r
     }
 
     public static func peakRSSMiB() -> Double {
@@ -49,7 +84,9 @@ public enum TrainStepBench {
     public static func format(_ r: Report) -> String {
         """
         qat bench train-step: \(r.model) width \(r.width), batch \(r.batch) x 3 x \(r.size) x \(r.size), \(r.threads) thread(s), median of \(r.reps) steps after 3 warm-up steps
-        \(String(format: "%.1f", r.msPerStep)) ms/step, \(String(format: "%.1f", r.imagesPerSecond)) images/s, peak RSS \(String(format: "%.0f", r.peakRSSMiB)) MiB, \(r.parameters) parameters
-        """
+        float: \(String(format: "%.1f", r.msPerStep)) ms/step, \(String(format: "%.1f", r.imagesPerSecond)) images/s, \(r.parameters) parameters
+        """ + (r.quant.map { q in
+            "\nQAT \(q) (learnable per-channel weights, per-tensor inputs, every conv): \(String(format: "%.1f", r.quantMsPerStep!)) ms/step = \(String(format: "%.2f", r.quantOverFloat!))x the float step"
+        } ?? "") + "\npeak RSS \(String(format: "%.0f", r.peakRSSMiB)) MiB"
     }
 }

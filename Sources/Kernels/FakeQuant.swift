@@ -55,10 +55,7 @@ public enum FakeQuant {
                         yp[i] = em[i] != 0 ? fq : v
                     }
                 } else {
-                    for i in 0..<n {
-                        let q = Swift.min(Swift.max((xp[i] * inv).rounded(.toNearestOrEven) + z, lo), hi)
-                        yp[i] = (q - z) * s
-                    }
+                    forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi)
                 }
             }
         }
@@ -100,6 +97,11 @@ public enum FakeQuant {
                     partS[sIdx] = 0; partZ[sIdx] = 0
                     continue
                 }
+                if elementMask == nil, let dxp {
+                    let (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE)
+                    partS[sIdx] = a; partZ[sIdx] = b
+                    continue
+                }
                 let em = elementMask.map { $0 + start }
                 var accS: Double = 0, accZ: Double = 0   // Double: the sums cancel heavily
                 for i in 0..<n {
@@ -132,5 +134,85 @@ public enum FakeQuant {
                 dzeroPoint?[c] = Float(sumZ[c]) * gradFactor
             }
         }
+    }
+
+    // MARK: SIMD rows (no dropout mask)
+
+    typealias V = SIMD8<Float>
+
+    /// Round half to even by adding and subtracting 1.5 * 2^23: exact for |v| < 2^22 under the default
+    /// rounding mode. Larger magnitudes are far outside any 2..8-bit grid and clamp the same either way.
+    /// (`SIMD8.rounded` calls rintf once per lane; this stays in vector registers.)
+    @inline(__always)
+    static func roundEven(_ v: V) -> V {
+        let m = V(repeating: 12_582_912)
+        return (v + m) - m
+    }
+
+    @inline(__always)
+    static func clamp(_ v: V, _ lo: V, _ hi: V) -> V {
+        v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
+    }
+
+    @inline(__always)
+    static func forwardRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                           s: Float, inv: Float, z: Float, lo: Float, hi: Float) {
+        let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        var i = 0
+        while i + 8 <= n {
+            let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            let q = clamp(roundEven(v * vinv) + vz, vlo, vhi)
+            ry.storeBytes(of: (q - vz) * vs, toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n {
+            let q = Swift.min(Swift.max((x[i] * inv).rounded(.toNearestOrEven) + z, lo), hi)
+            y[i] = (q - z) * s
+            i += 1
+        }
+    }
+
+    /// dx for one row and its scale / zero-point sums (before the grad factor). Lanes accumulate in
+    /// Float for 512 elements at a time, then into Double, so long rows keep about 1e-7 relative accuracy.
+    @inline(__always)
+    static func backwardRow(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                            s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool) -> (Double, Double) {
+        let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
+        let zero = V(repeating: 0)
+        let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rd = UnsafeMutableRawPointer(dx)
+        var totS: Double = 0, totZ: Double = 0
+        var i = 0
+        while i + 8 <= n {
+            var aS = zero, aZ = zero
+            let end = Swift.min(n - (n - i) % 8, i + 512)
+            while i < end {
+                let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let gv = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let xq = roundEven(vz + v * vinv)
+                let out = (xq .< vlo) .| (xq .> vhi)
+                let cq = clamp(xq, vlo, vhi)
+                rd.storeBytes(of: clipped ? gv.replacing(with: zero, where: out) : gv, toByteOffset: i * 4, as: V.self)
+                let inTerm = gv * ((cq - vz) * vs - v) * vinv
+                let outTerm = gv * (cq - vz)
+                aS += inTerm.replacing(with: outTerm, where: out)
+                aZ -= (gv * vs).replacing(with: zero, where: .!out)
+                i += 8
+            }
+            totS += Double(aS.sum()); totZ += Double(aZ.sum())
+        }
+        while i < n {
+            let v = x[i], gi = g[i]
+            let xq = (z + v * inv).rounded(.toNearestOrEven)
+            if xq < lo || xq > hi {
+                dx[i] = clipped ? 0 : gi
+                totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)
+            } else {
+                dx[i] = gi
+                totS += Double(gi * ((xq - z) * s - v) * inv)
+            }
+            i += 1
+        }
+        return (totS, totZ)
     }
 }

@@ -71,10 +71,13 @@ struct TrainStepCommand: ParsableCommand {
     var reps = 10
     @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
     var threads: Int?
+    @Option(help: "Also time the QAT step, e.g. w8a8 (bench_torch.py's mbv2_qat), and report its ratio to the float step.")
+    var quant: String?
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func validate() throws {
+        if let quant, TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
         guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
         guard width > 0 else { throw ValidationError("--width must be positive, got \(width)") }
         guard batch >= 1, reps >= 1 else { throw ValidationError("--batch and --reps must be at least 1") }
@@ -88,7 +91,7 @@ struct TrainStepCommand: ParsableCommand {
 
     func run() throws {
         if let threads { Parallel.setThreads(threads) }
-        let r = try TrainStepBench.run(model: model, width: width, batch: batch, size: size, reps: reps)
+        let r = try TrainStepBench.run(model: model, width: width, batch: batch, size: size, reps: reps, quant: quant)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))

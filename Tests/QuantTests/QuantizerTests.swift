@@ -139,3 +139,33 @@ final class QuantizerTests: XCTestCase {
         XCTAssertEqual(grads[.lsqMQBench]!, grads[.one]! / (6 * 15 as Float).squareRoot(), accuracy: 1e-6)
     }
 }
+
+final class KernelPathTests: XCTestCase {
+    /// The SIMD rows (magic-number rounding) agree bit for bit with a scalar rint reference, on long
+    /// rows with exact ties, huge magnitudes and values right at the grid edges.
+    func testSIMDRowsMatchScalarReference() {
+        var rng = RNG(seed: 8)
+        let n = 10_003
+        let x = Tensor.uniform([n], low: -3, high: 5, rng: &rng)
+        let s: Float = 0.03125, z: Float = 37, qmin = 0, qmax = 255
+        for i in stride(from: 0, to: n, by: 7) { x.pointer[i] = (Float(Int(x.pointer[i] / s)) + 0.5) * s }   // ties
+        x.pointer[1] = 1e7; x.pointer[2] = -1e9; x.pointer[3] = (Float(qmax) - z) * s; x.pointer[4] = (Float(qmin) - z) * s
+        x.requiresGrad = true
+        let scale = Tensor(shape: [1], scalars: [s], requiresGrad: true), zp = Tensor(shape: [1], scalars: [z], requiresGrad: true)
+        let g = Tensor.uniform([n], low: -1, high: 1, rng: &rng)
+        let y = x.fakeQuantize(scale: scale, zeroPoint: zp, qmin: qmin, qmax: qmax)
+        y.backward(g)
+        var dS: Double = 0, dZ: Double = 0
+        for i in 0..<n {
+            let v = x.pointer[i], gi = g.pointer[i]
+            let q = min(max((v * (1 / s)).rounded(.toNearestOrEven) + z, Float(qmin)), Float(qmax))
+            XCTAssertEqual(y.pointer[i], (q - z) * s, "forward at \(i) for \(v)")
+            let xq = (z + v * (1 / s)).rounded(.toNearestOrEven)
+            let inRange = xq >= Float(qmin) && xq <= Float(qmax)
+            XCTAssertEqual(x.grad!.pointer[i], inRange ? gi : 0, "dx at \(i)")
+            if inRange { dS += Double(gi * ((xq - z) * s - v) * (1 / s)) } else { dS += Double(gi * ((xq < Float(qmin) ? Float(qmin) : Float(qmax)) - z)); dZ -= Double(gi * s) }
+        }
+        XCTAssertEqual(Double(scale.grad!.item), dS, accuracy: 1e-6 * Double(n))
+        XCTAssertEqual(Double(zp.grad!.item), dZ, accuracy: 1e-6 * Double(n))
+    }
+}
