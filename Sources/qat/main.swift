@@ -10,7 +10,7 @@ struct QAT: ParsableCommand {
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
-        subcommands: [BenchCommand.self, ModelCommand.self])
+        subcommands: [BenchCommand.self, ModelCommand.self, QuantCommand.self])
 }
 
 struct BenchCommand: ParsableCommand {
@@ -125,5 +125,42 @@ struct SummaryCommand: ParsableCommand {
         var rng = RNG(seed: 0)
         let m = try Backbones.make(name, width: width, numClasses: classes == 0 ? nil : classes, rng: &rng)
         print(ModelSummary(m, inputShape: [1, 3, size, size]).format())
+    }
+}
+
+struct QuantCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self])
+}
+
+struct QuantDemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "FP32 vs QAT W8A8 / W4A4 vs PTQ W4A4 vs QAT W4A4 with quantization dropout on a synthetic 32-class task.")
+
+    @Option(help: "Seed for data, initialisation and training.")
+    var seed: UInt64 = 0
+    @Option(help: "FP32 training steps.")
+    var fp32Steps = 400
+    @Option(help: "QAT fine-tuning steps (from the FP32 weights).")
+    var qatSteps = 200
+    @Option(help: "Threads (overrides QAT_NUM_THREADS).")
+    var threads: Int?
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard fp32Steps >= 1, qatSteps >= 0 else { throw ValidationError("--fp32-steps must be >= 1 and --qat-steps >= 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreads(threads) }
+        var cfg = QuantDemo.Config()
+        cfg.seed = seed; cfg.fp32Steps = fp32Steps; cfg.qatSteps = qatSteps
+        let rows = try QuantDemo.run(cfg)
+        if json {
+            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(rows), as: UTF8.self))
+        } else { print(QuantDemo.format(rows, cfg: cfg), terminator: "") }
     }
 }

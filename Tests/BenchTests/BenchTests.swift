@@ -22,3 +22,16 @@ final class BenchTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ms, 0)
     }
 }
+
+final class QuantDemoTests: XCTestCase {
+    /// A few steps of every variant run end to end and give accuracies in [0, 1].
+    func testDemoRunsEveryVariant() throws {
+        var cfg = QuantDemo.Config()
+        cfg.fp32Steps = 3; cfg.qatSteps = 2; cfg.batch = 8; cfg.testImages = 128; cfg.calibrationBatches = 1
+        let rows = try QuantDemo.run(cfg)
+        XCTAssertEqual(rows.map(\.variant).count, 7)
+        XCTAssertTrue(rows.allSatisfy { $0.accuracy >= 0 && $0.accuracy <= 1 })
+        XCTAssertTrue(QuantDemo.format(rows, cfg: cfg).contains("PTQ W4A4"))
+        XCTAssertEqual(try QuantDemo.run(cfg).map(\.accuracy), rows.map(\.accuracy), "same seed, same numbers")
+    }
+}
