@@ -117,6 +117,17 @@ public enum KernelBench {
             Elementwise.unaryBackward(.relu, x: ea.pointer, y: ec.pointer, g: eb.pointer, gx: ec.pointer, count: en)
         }
         results.append(BenchResult(name: "relu", detail: "relu fwd+bwd, \(en) floats", ms: rms, flops: 0, bytes: Double(5 * 4 * en)))
+        // Fake quantization (per tensor, 8-bit), forward + backward with scale/zero-point gradients:
+        // forward reads x and writes y; backward reads x and dy, writes dx (5 tensors).
+        let fqScale: [Float] = [0.02], fqZero: [Float] = [128]
+        let fqL = FakeQuant.Layout(outer: 1, channels: 1, inner: en)
+        var dsc: Float = 0, dzp: Float = 0
+        let fqms = timeMedian(reps: cfg.reps) {
+            FakeQuant.forward(fqL, x: ea.pointer, scale: fqScale, zeroPoint: fqZero, qmin: 0, qmax: 255, elementMask: nil, channelMask: nil, y: ec.pointer)
+            FakeQuant.backward(fqL, x: ea.pointer, dy: eb.pointer, scale: fqScale, zeroPoint: fqZero, qmin: 0, qmax: 255, gradFactor: 1,
+                               clippedSTE: true, perTensor: true, elementMask: nil, channelMask: nil, dx: ec.pointer, dscale: &dsc, dzeroPoint: &dzp)
+        }
+        results.append(BenchResult(name: "fakequant", detail: "fake quant fwd+bwd per tensor, \(en) floats", ms: fqms, flops: 0, bytes: Double(5 * 4 * en)))
         let sms = timeMedian(reps: cfg.reps) { _ = Reduce.total(ea.pointer, count: en) }
         results.append(BenchResult(name: "sum", detail: "sum, \(en) floats", ms: sms, flops: 0, bytes: Double(4 * en)))
 

@@ -45,34 +45,53 @@ public enum TrainStepBench {
         return p
     }
 
-    static func timeSteps(name: String, width: Double, batch: Int, size: Int, reps: Int, plan: QuantPlan?) throws -> (Double, Int) {
-        var rng = RNG(seed: 0)
-        let model = try Backbones.make(name, width: width, numClasses: nil, rng: &rng)
-        if let plan { try quantize(model, plan: plan) }
-        model.train()
-        let opt = SGD(model.namedParameters(), lr: 0.01, momentum: 0.9)
-        let x = Tensor.randn([batch, 3, size, size], rng: &rng)
-        let ms = timeMedian(reps: reps) {
+    /// A model, optimizer and input ready to run steps of the workload.
+    struct Workload {
+        let model: any Backbone
+        let opt: SGD
+        let x: Tensor
+        init(name: String, width: Double, batch: Int, size: Int, plan: QuantPlan?) throws {
+            var rng = RNG(seed: 0)
+            model = try Backbones.make(name, width: width, numClasses: nil, rng: &rng)
+            if let plan { try quantize(model, plan: plan) }
+            model.train()
+            opt = SGD(model.namedParameters(), lr: 0.01, momentum: 0.9)
+            x = Tensor.randn([batch, 3, size, size], rng: &rng)
+        }
+        func step() {
             opt.zeroGrad()
-            let y = model(x)
-            let loss = y.square().mean()
-            loss.backward()
+            model(x).square().mean().backward()
             opt.step()
         }
-        return (ms, model.parameterCount)
     }
 
     public static func run(model name: String, width: Double, batch: Int, size: Int, reps: Int, quant: String? = nil) throws -> Report {
-        let (ms, params) = try timeSteps(name: name, width: width, batch: batch, size: size, reps: reps, plan: nil)
+        let float = try Workload(name: name, width: width, batch: batch, size: size, plan: nil)
         var r = Report(model: name, width: width, batch: batch, size: size, threads: Parallel.threads, reps: reps,
-                       msPerStep: ms, imagesPerSecond: Double(batch) / ms * 1000, peakRSSMiB: peakRSSMiB(), parameters: params)
+                       msPerStep: 0, imagesPerSecond: 0, peakRSSMiB: 0, parameters: float.model.parameterCount)
         if let quant {
             guard let (w, a) = parseQuant(quant) else { throw QuantConfigError(path: "--quant", "'\(quant)' is not wNaM with N, M in 2...8 (e.g. w8a8)") }
-            let (qms, _) = try timeSteps(name: name, width: width, batch: batch, size: size, reps: reps, plan: qatPlan(weightBits: w, activationBits: a))
-            r.quant = quant; r.quantMsPerStep = qms; r.quantOverFloat = qms / ms
-            r.peakRSSMiB = peakRSSMiB()
+            let q = try Workload(name: name, width: width, batch: batch, size: size, plan: qatPlan(weightBits: w, activationBits: a))
+            // Float and QAT steps alternate, so both see the same machine conditions; medians of each.
+            for _ in 0..<3 { float.step(); q.step() }
+            var tf: [Double] = [], tq: [Double] = []
+            for _ in 0..<reps {
+                tf.append(timeMedian(reps: 1, warmup: 0) { float.step() })
+                tq.append(timeMedian(reps: 1, warmup: 0) { q.step() })
+            }
+            r.msPerStep = median(tf)
+            r.quant = quant; r.quantMsPerStep = median(tq); r.quantOverFloat = median(zip(tq, tf).map { $0 / $1 })
+        } else {
+            r.msPerStep = timeMedian(reps: reps) { float.step() }
         }
+        r.imagesPerSecond = Double(batch) / r.msPerStep * 1000
+        r.peakRSSMiB = peakRSSMiB()
         return r
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     public static func peakRSSMiB() -> Double {
@@ -86,7 +105,7 @@ public enum TrainStepBench {
         qat bench train-step: \(r.model) width \(r.width), batch \(r.batch) x 3 x \(r.size) x \(r.size), \(r.threads) thread(s), median of \(r.reps) steps after 3 warm-up steps
         float: \(String(format: "%.1f", r.msPerStep)) ms/step, \(String(format: "%.1f", r.imagesPerSecond)) images/s, \(r.parameters) parameters
         """ + (r.quant.map { q in
-            "\nQAT \(q) (learnable per-channel weights, per-tensor inputs, every conv): \(String(format: "%.1f", r.quantMsPerStep!)) ms/step = \(String(format: "%.2f", r.quantOverFloat!))x the float step"
+            "\nQAT \(q) (learnable per-channel weights, per-tensor inputs, every conv): \(String(format: "%.1f", r.quantMsPerStep!)) ms/step; median ratio of alternating QAT/float steps \(String(format: "%.2f", r.quantOverFloat!))x"
         } ?? "") + "\npeak RSS \(String(format: "%.0f", r.peakRSSMiB)) MiB"
     }
 }
