@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["CHDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Bench",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

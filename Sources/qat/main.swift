@@ -3,6 +3,7 @@ import Foundation
 import Kernels
 import Bench
 import NN
+import Checkpoint
 
 @main
 struct QAT: ParsableCommand {
@@ -129,7 +130,7 @@ struct SummaryCommand: ParsableCommand {
 }
 
 struct QuantCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self])
+    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self, QuantReportCommand.self])
 }
 
 struct QuantDemoCommand: ParsableCommand {
@@ -162,5 +163,21 @@ struct QuantDemoCommand: ParsableCommand {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(rows), as: UTF8.self))
         } else { print(QuantDemo.format(rows, cfg: cfg), terminator: "") }
+    }
+}
+
+struct QuantReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Per-quantizer bits, scheme, scale and zero-point ranges and the share of clipped weights of a checkpoint.")
+
+    @Argument(help: "Checkpoint file (HDF5).")
+    var checkpoint: String
+
+    func run() throws {
+        do {
+            print(QuantReport(try Checkpoint.load(from: checkpoint)).format())
+        } catch let e as CheckpointError {
+            throw ValidationError(e.description)
+        }
     }
 }

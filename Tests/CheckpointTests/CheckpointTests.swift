@@ -162,6 +162,15 @@ final class QuantCheckpointTests: XCTestCase {
         XCTAssertEqual(c.quantAttributes["0.weightQuantizer"]?["bits"], "4")
         XCTAssertNil(c.params["0.weightQuantizer.scale"], "quantizer state must not be duplicated under /params")
         try c.save(to: dir + "/q.h5")
+        // The report: one row per quantizer; weight rows get a clipped share, activation rows do not.
+        let report = QuantReport(c)
+        XCTAssertEqual(report.rows.count, c.quant.count)
+        let w = report.rows.first { $0.path == "0.weightQuantizer" }!
+        XCTAssertEqual(w.bits, "4")
+        XCTAssertNotNil(w.clipped)
+        XCTAssertEqual(w.clipped!, 0, accuracy: 1e-9, "min-max initialised weights are not clipped")
+        XCTAssertNil(report.rows.first { $0.path == "0.inputQuantizer" }!.clipped)
+        XCTAssertTrue(report.format().contains("0.weightQuantizer"))
         let back = try Checkpoint.load(from: dir + "/q.h5")
         XCTAssertEqual(back, c)
         let fresh = try smallModel(seed: 5)

@@ -77,3 +77,24 @@ final class ModelCLITests: XCTestCase {
         XCTAssertTrue(e3.contains("--batch"), e3)
     }
 }
+
+final class QuantCLITests: XCTestCase {
+    func testQuantReportRejectsBadFilesWithTheirName() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qat-cli-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "hello".write(toFile: dir + "/x.h5", atomically: true, encoding: .utf8)
+        let (code, _, err) = try runQAT(["quant", "report", dir + "/x.h5"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(err.contains("x.h5") && err.contains("not an HDF5"), err)
+        let (c2, _, e2) = try runQAT(["quant", "report", dir + "/missing.h5"])
+        XCTAssertNotEqual(c2, 0)
+        XCTAssertTrue(e2.contains("does not exist"), e2)
+    }
+
+    func testQuantDemoRejectsBadSteps() throws {
+        let (code, _, err) = try runQAT(["quant", "demo", "--fp32-steps", "0"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(err.contains("--fp32-steps"), err)
+    }
+}
