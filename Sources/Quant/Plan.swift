@@ -143,31 +143,26 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
         return (w, a, skip)
     }
 
+    /// Weight and input quantizers for one layer; returns nil when an override skips it.
+    func install(_ path: String, out: Int, in inCh: Int) throws -> (FakeQuantize, FakeQuantize?)? {
+        let (w, a, skip) = specs(for: path)
+        if skip { return nil }
+        let wq = try w.make(channels: out, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
+        quantizers.append((path + ".weightQuantizer", wq))
+        var iq: FakeQuantize? = nil
+        if plan.quantizeInputs {
+            iq = try a.make(channels: inCh, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
+            quantizers.append((path + ".inputQuantizer", iq!))
+        }
+        layers.append(path)
+        return (wq, iq)
+    }
+
     for (path, m) in modules {
-        if let conv = m as? Conv2d {
-            let (w, a, skip) = specs(for: path)
-            if skip { continue }
-            let wq = try w.make(channels: conv.outChannels, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
-            conv.weightQuantizer = wq
-            quantizers.append((path + ".weightQuantizer", wq))
-            if plan.quantizeInputs {
-                let iq = try a.make(channels: conv.inChannels, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
-                conv.inputQuantizer = iq
-                quantizers.append((path + ".inputQuantizer", iq))
-            }
-            layers.append(path)
-        } else if let lin = m as? Linear {
-            let (w, a, skip) = specs(for: path)
-            if skip { continue }
-            let wq = try w.make(channels: lin.outFeatures, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
-            lin.weightQuantizer = wq
-            quantizers.append((path + ".weightQuantizer", wq))
-            if plan.quantizeInputs {
-                let iq = try a.make(channels: lin.inFeatures, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
-                lin.inputQuantizer = iq
-                quantizers.append((path + ".inputQuantizer", iq))
-            }
-            layers.append(path)
+        if let conv = m as? Conv2d, let (wq, iq) = try install(path, out: conv.outChannels, in: conv.inChannels) {
+            conv.weightQuantizer = wq; conv.inputQuantizer = iq
+        } else if let lin = m as? Linear, let (wq, iq) = try install(path, out: lin.outFeatures, in: lin.inFeatures) {
+            lin.weightQuantizer = wq; lin.inputQuantizer = iq
         }
     }
     if plan.quantizeResidualAdds {
