@@ -121,12 +121,14 @@ public enum QuantDemo {
             rows.append(Row(variant: "FP32 + same fine-tuning (control)", accuracy: accuracy(m, test: test), steps: cfg.qatSteps))
         }
 
-        func variant(_ name: String, plan: QuantPlan, qat: Bool) throws {
+        func variant(_ name: String, plan: QuantPlan, qat: Bool, equalize: Bool = false) throws {
             var r = RNG(seed: cfg.seed)
             let m = try model(rng: &r)
             copyWeights(from: fp32, to: m)
+            if equalize { m.eval(); PTQ.foldBatchNorms(m); PTQ.equalizeCrossLayer(m) }
             let h = try quantize(m, plan: plan)
             h.calibrate(m, batches: calib) { m($0) }
+            if equalize { h.correctBias(m, batches: calib) { m($0) } }
             if qat {
                 var tr = RNG(seed: cfg.seed ^ 0x0A7)
                 train(m, steps: cfg.qatSteps, lr: 0.01, cfg: cfg, rng: &tr, handle: h)
@@ -145,6 +147,7 @@ public enum QuantDemo {
         try variant("QAT W4A4", plan: plan(4, 4, learnable: true), qat: true)
         try variant("PTQ W4A4 (min-max ranges)", plan: plan(4, 4, learnable: false), qat: false)
         try variant("PTQ W4A4 (MSE activation ranges)", plan: plan(4, 4, learnable: false, activationRange: .mse), qat: false)
+        try variant("PTQ W4A4 (MSE) + BN fold + CLE + bias correction", plan: plan(4, 4, learnable: false, activationRange: .mse), qat: false, equalize: true)
         try variant("QAT W4A4 + quantization dropout (p 0.5, element)", plan: plan(4, 4, learnable: true, dropout: QuantDropout(.constant(0.5))), qat: true)
         return rows
     }

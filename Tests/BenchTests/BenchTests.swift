@@ -29,7 +29,7 @@ final class QuantDemoTests: XCTestCase {
         var cfg = QuantDemo.Config()
         cfg.fp32Steps = 3; cfg.qatSteps = 2; cfg.batch = 8; cfg.testImages = 128; cfg.calibrationBatches = 1
         let rows = try QuantDemo.run(cfg)
-        XCTAssertEqual(rows.map(\.variant).count, 7)
+        XCTAssertEqual(rows.map(\.variant).count, 8)
         XCTAssertTrue(rows.allSatisfy { $0.accuracy >= 0 && $0.accuracy <= 1 })
         XCTAssertTrue(QuantDemo.format(rows, cfg: cfg).contains("PTQ W4A4"))
         XCTAssertEqual(try QuantDemo.run(cfg).map(\.accuracy), rows.map(\.accuracy), "same seed, same numbers")
