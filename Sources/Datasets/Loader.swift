@@ -1,0 +1,164 @@
+import Foundation
+import Kernels
+
+/// Anything that yields samples by index (a COCO folder, DOTA tiles, an image folder, synthetic data).
+public protocol SampleSource: Sendable {
+    var count: Int { get }
+    func sample(_ index: Int) throws -> Sample
+}
+
+/// A batch: images as Float32 NCHW (normalised), and each image's boxes and labels.
+public struct Batch: @unchecked Sendable {
+    public var images: FloatBuffer
+    public var shape: [Int]
+    public var boxes: [[[Double]]]
+    public var labels: [[Int]]
+    /// Source indices of the images, in batch order.
+    public var indices: [Int]
+}
+
+/// Batches a `SampleSource`: order shuffled by (seed, epoch), each sample augmented with its own
+/// generator derived from (seed, epoch, index), letterboxed to `size`, normalised with `mean`/`std`
+/// (per channel, on 0..255 values). Decoding and augmentation run on a background thread, `prefetch`
+/// batches ahead, so the same seed gives the same batches whatever the timing.
+public final class Loader: @unchecked Sendable {
+    public struct Config: Sendable {
+        public var batchSize = 8
+        public var size = 256
+        public var channels = 3
+        public var shuffle = true
+        public var dropLast = false
+        public var seed: UInt64 = 0
+        public var policy: Augment.Policy? = nil
+        public var mean: [Float] = [123.675, 116.28, 103.53]
+        public var std: [Float] = [58.395, 57.12, 57.375]
+        public var prefetch = 2
+        public init() {}
+    }
+
+    let source: SampleSource
+    let config: Config
+
+    public init(_ source: SampleSource, config: Config) throws {
+        guard config.batchSize >= 1, config.size >= 1, config.prefetch >= 1 else {
+            throw DataError(file: "(loader)", "batch size, size and prefetch must be >= 1")
+        }
+        guard config.mean.count == config.channels, config.std.count == config.channels, config.std.allSatisfy({ $0 > 0 }) else {
+            throw DataError(file: "(loader)", "mean and std need \(config.channels) values each and std > 0")
+        }
+        self.source = source; self.config = config
+    }
+
+    /// Sample order of an epoch.
+    public func order(epoch: Int) -> [Int] {
+        guard config.shuffle else { return Array(0..<source.count) }
+        var rng = RNG(seed: config.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(epoch + 1)))
+        return rng.permutation(source.count)
+    }
+
+    public func batchCount(epoch: Int = 0) -> Int {
+        config.dropLast ? source.count / config.batchSize : (source.count + config.batchSize - 1) / config.batchSize
+    }
+
+    /// Builds one batch synchronously (the background worker calls this too).
+    public func makeBatch(epoch: Int, indices: [Int]) throws -> Batch {
+        let c = config.channels, s = config.size
+        let buf = FloatBuffer(count: indices.count * c * s * s)
+        var boxes: [[[Double]]] = [], labels: [[Int]] = []
+        for (b, idx) in indices.enumerated() {
+            var sample = try source.sample(idx)
+            guard sample.image.channels == c else {
+                throw DataError(file: "(sample \(idx))", "has \(sample.image.channels) channels, the loader expects \(c)")
+            }
+            if let policy = config.policy {
+                var rng = RNG(seed: config.seed ^ (UInt64(epoch) << 40) ^ UInt64(idx) &* 0xD6E8_FEB8_6659_FD93)
+                sample = Augment.apply(policy, to: sample, rng: &rng)
+            }
+            let (lb, _, _, _) = Augment.letterbox(sample, size: s)
+            let px = lb.image.pixels
+            for k in 0..<c {
+                let m = config.mean[k], inv = 1 / config.std[k]
+                let dst = buf.pointer + (b * c + k) * s * s
+                for i in 0..<(s * s) { dst[i] = (Float(px[i * c + k]) - m) * inv }
+            }
+            boxes.append(lb.boxes); labels.append(lb.labels)
+        }
+        return Batch(images: buf, shape: [indices.count, c, s, s], boxes: boxes, labels: labels, indices: indices)
+    }
+
+    /// Iterates an epoch's batches, prepared `prefetch` ahead on a background thread.
+    public func epoch(_ epoch: Int) -> EpochIterator { EpochIterator(loader: self, epoch: epoch) }
+
+    public final class EpochIterator: @unchecked Sendable {
+        let loader: Loader
+        let epoch: Int
+        let plan: [[Int]]
+        let lock = NSCondition()
+        var ready: [Int: Result<Batch, Error>] = [:]
+        var nextToServe = 0
+        var stopped = false
+        var worker: Thread?
+
+        init(loader: Loader, epoch: Int) {
+            self.loader = loader; self.epoch = epoch
+            let order = loader.order(epoch: epoch)
+            let bs = loader.config.batchSize
+            var p: [[Int]] = []
+            var i = 0
+            while i < order.count {
+                let chunk = Array(order[i..<min(i + bs, order.count)])
+                if chunk.count == bs || !loader.config.dropLast { p.append(chunk) }
+                i += bs
+            }
+            plan = p
+            // The worker holds the iterator only weakly between steps, so an abandoned iterator is freed
+            // and its worker ends (within one 50 ms wait).
+            let t = Thread { [weak self] in
+                var k = 0
+                while let me = self, k < me.plan.count {
+                    switch me.produce(k) {
+                    case .done: k += 1
+                    case .waiting: continue
+                    case .stopped: return
+                    }
+                }
+            }
+            t.name = "qat-loader"
+            worker = t
+            t.start()
+        }
+
+        deinit { stop() }
+
+        enum Step { case done, waiting, stopped }
+
+        func produce(_ k: Int) -> Step {
+            lock.lock()
+            if stopped { lock.unlock(); return .stopped }
+            if k - nextToServe >= loader.config.prefetch {
+                _ = lock.wait(until: Date(timeIntervalSinceNow: 0.05))
+                lock.unlock()
+                return .waiting
+            }
+            lock.unlock()
+            let r = Result { try loader.makeBatch(epoch: epoch, indices: plan[k]) }
+            lock.lock(); ready[k] = r; lock.broadcast(); lock.unlock()
+            return .done
+        }
+
+        /// The next batch, nil at the end of the epoch; rethrows a sample's decode error.
+        public func next() throws -> Batch? {
+            lock.lock(); defer { lock.unlock() }
+            guard nextToServe < plan.count else { return nil }
+            while ready[nextToServe] == nil { lock.wait() }
+            let r = ready.removeValue(forKey: nextToServe)!
+            nextToServe += 1
+            lock.broadcast()
+            return try r.get()
+        }
+
+        public func stop() {
+            lock.lock(); stopped = true; lock.broadcast(); lock.unlock()
+        }
+    }
+}
