@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
-        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "NN", "Checkpoint", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -51,6 +51,7 @@ public enum Augment {
     /// Bilinear resize of the pixels, boxes scaled with them.
     public static func resize(_ s: Sample, width: Int, height: Int) -> Sample {
         precondition(width > 0 && height > 0, "Augment.resize: size must be positive, got \(width)x\(height)")
+        if width == s.image.width && height == s.image.height { return s }
         let src = s.image, c = src.channels
         var out = Image(width: width, height: height, channels: c)
         let sx = Double(src.width) / Double(width), sy = Double(src.height) / Double(height)
@@ -75,6 +76,7 @@ public enum Augment {
     /// Resizes keeping the aspect ratio to fit `size` x `size`, pads with `fill`; returns the scale and
     /// offsets so predictions map back to the original image.
     public static func letterbox(_ s: Sample, size: Int, fill: UInt8 = 114) -> (Sample, scale: Double, dx: Int, dy: Int) {
+        if s.image.width == size && s.image.height == size { return (s, 1, 0, 0) }
         let k = Double(size) / Double(max(s.image.width, s.image.height))
         let w = max(1, Int((Double(s.image.width) * k).rounded())), h = max(1, Int((Double(s.image.height) * k).rounded()))
         let r = resize(s, width: w, height: h)

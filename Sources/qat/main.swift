@@ -17,7 +17,7 @@ struct QAT: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Time the framework's reference workloads (use a release build).",
-        subcommands: [KernelsBench.self, TrainStepCommand.self])
+        subcommands: [KernelsBench.self, TrainStepCommand.self, DataBenchCommand.self])
 }
 
 struct KernelsBench: ParsableCommand {
@@ -179,5 +179,23 @@ struct QuantReportCommand: ParsableCommand {
         } catch let e as CheckpointError {
             throw ValidationError(e.description)
         }
+    }
+}
+
+struct DataBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "PNG decode + augmentation + letterbox + normalisation throughput on one thread.")
+    @Option(help: "Number of synthetic PNG images.")
+    var images = 64
+    @Option(help: "Image size in pixels.")
+    var size = 256
+
+    func validate() throws {
+        guard images >= 1, size >= 16 else { throw ValidationError("--images must be >= 1 and --size >= 16") }
+    }
+
+    func run() throws {
+        let r = try DataBench.run(images: images, size: size)
+        print(String(format: "qat bench data: %d PNGs of %dx%d (%.0f KiB each): %.1f images/s on one thread (decode, flips/rot90, scale-crop and colour jitter at p 0.5, letterbox, normalise)", images, size, size, r.pngKiB, r.imagesPerSecond))
     }
 }

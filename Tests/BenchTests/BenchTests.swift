@@ -35,3 +35,11 @@ final class QuantDemoTests: XCTestCase {
         XCTAssertEqual(try QuantDemo.run(cfg).map(\.accuracy), rows.map(\.accuracy), "same seed, same numbers")
     }
 }
+
+final class DataBenchTests: XCTestCase {
+    func testDataBenchMeasuresSomething() throws {
+        let r = try DataBench.run(images: 4, size: 32)
+        XCTAssertGreaterThan(r.imagesPerSecond, 0)
+        XCTAssertGreaterThan(r.pngKiB, 0)
+    }
+}

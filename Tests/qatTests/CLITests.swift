@@ -98,3 +98,11 @@ final class QuantCLITests: XCTestCase {
         XCTAssertTrue(err.contains("--fp32-steps"), err)
     }
 }
+
+final class DataCLITests: XCTestCase {
+    func testBenchDataRuns() throws {
+        let (code, out, err) = try runQAT(["bench", "data", "--images", "4", "--size", "32"])
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("images/s"), out)
+    }
+}
