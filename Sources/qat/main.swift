@@ -4,6 +4,7 @@ import Kernels
 import Bench
 import NN
 import Checkpoint
+import Datasets
 
 @main
 struct QAT: ParsableCommand {
@@ -11,7 +12,7 @@ struct QAT: ParsableCommand {
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
-        subcommands: [BenchCommand.self, ModelCommand.self, QuantCommand.self])
+        subcommands: [BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self])
 }
 
 struct BenchCommand: ParsableCommand {
@@ -197,5 +198,65 @@ struct DataBenchCommand: ParsableCommand {
     func run() throws {
         let r = try DataBench.run(images: images, size: size)
         print(String(format: "qat bench data: %d PNGs of %dx%d (%.0f KiB each): %.1f images/s on one thread (decode, flips/rot90, scale-crop and colour jitter at p 0.5, letterbox, normalise)", images, size, size, r.pngKiB, r.imagesPerSecond))
+    }
+}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Datasets: the synthetic aircraft benchmark and statistics.",
+                                                    subcommands: [SynthCommand.self, StatsCommand.self, SheetCommand.self])
+}
+
+struct SynthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synth", abstract: "Generate the synthetic fine-grained aircraft benchmark as COCO folders (images/*.png, annotations/{train,val,test}.json).")
+
+    @Option(help: "Output folder (must not exist or be empty).")
+    var out: String
+    @Option(help: "Number of images (70% train, 15% val, 15% test).")
+    var images = 100
+    @Option(help: "Tile size in pixels.")
+    var size = 256
+    @Option(help: "Seed: same arguments, byte-identical output.")
+    var seed: UInt64 = 0
+    @Option(help: "Head/tail class frequency ratio.")
+    var imbalance = 20.0
+    @Option(help: "Probability that a train-split label is replaced by a wrong type.")
+    var labelNoise = 0.0
+    @Option(help: "Label noise mode: symmetric (any other type) or similar (a confusable sibling).")
+    var noiseMode = "symmetric"
+    @Option(help: "Threads (overrides QAT_NUM_THREADS).")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }; Parallel.setThreads(threads) }
+        guard let mode = SyntheticAircraft.NoiseMode(rawValue: noiseMode) else {
+            throw ValidationError("--noise-mode must be symmetric or similar, got \(noiseMode)")
+        }
+        var c = SyntheticAircraft.Config()
+        c.images = images; c.size = size; c.seed = seed; c.imbalance = imbalance; c.labelNoise = labelNoise; c.noiseMode = mode
+        do {
+            let s = try SyntheticAircraft.generate(c, to: out)
+            print(String(format: "qat data synth: %d images, %d aircraft (%d noisy train labels) in %@ in %.1f s (%.1f images/s)",
+                         s.images, s.objects, s.noisyLabels, out, s.seconds, Double(s.images) / max(s.seconds, 1e-9)))
+        } catch let e as DataError { throw ValidationError(e.description) }
+    }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Per-class counts per split, box sizes, objects per image, measured label noise.")
+    @Argument(help: "A folder written by qat data synth (or any COCO folder with annotations/{train,val,test}.json).")
+    var dir: String
+    func run() throws {
+        do { print(try SyntheticAircraft.stats(dir)) } catch let e as DataError { throw ValidationError(e.description) }
+    }
+}
+
+struct SheetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sheet", abstract: "Render the 12 aircraft types to a PNG sample sheet.")
+    @Option(help: "Output PNG.")
+    var out = "docs/images/aircraft-types.png"
+    func run() throws {
+        do { try ImageCodec.writePNG(SyntheticAircraft.sampleSheet(), to: out) } catch let e as DataError { throw ValidationError(e.description) }
+        print("wrote \(out)")
     }
 }

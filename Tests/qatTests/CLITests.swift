@@ -106,3 +106,20 @@ final class DataCLITests: XCTestCase {
         XCTAssertTrue(out.contains("images/s"), out)
     }
 }
+
+final class SynthCLITests: XCTestCase {
+    func testSynthThenStats() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qat-cli-synth-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (code, out, err) = try runQAT(["data", "synth", "--out", dir, "--images", "6", "--size", "64", "--label-noise", "0.3"])
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("6 images"), out)
+        let (c2, o2, e2) = try runQAT(["data", "stats", dir])
+        XCTAssertEqual(c2, 0, e2)
+        XCTAssertTrue(o2.contains("narrowbody-twin") && o2.contains("objects per image"), o2)
+        let (c3, _, e3) = try runQAT(["data", "synth", "--out", dir, "--images", "2"])
+        XCTAssertNotEqual(c3, 0); XCTAssertTrue(e3.contains("not empty"), e3)
+        let (c4, _, e4) = try runQAT(["data", "synth", "--out", dir + "-x", "--noise-mode", "random"])
+        XCTAssertNotEqual(c4, 0); XCTAssertTrue(e4.contains("--noise-mode"), e4)
+    }
+}

@@ -1,0 +1,53 @@
+import XCTest
+import Foundation
+import Kernels
+@testable import Datasets
+
+final class SynthTests: XCTestCase {
+    func tmp(_ name: String) -> String { FileManager.default.temporaryDirectory.appendingPathComponent("qat-synth-\(getpid())-\(name)").path }
+
+    func testGeneratesValidDeterministicCOCOWithTrainOnlyNoise() throws {
+        var c = SyntheticAircraft.Config()
+        c.images = 20; c.size = 96; c.seed = 4; c.labelNoise = 0.5; c.noiseMode = .similar; c.minLength = 12; c.maxLength = 40
+        let a = tmp("a"), b = tmp("b")
+        defer { try? FileManager.default.removeItem(atPath: a); try? FileManager.default.removeItem(atPath: b) }
+        let s = try SyntheticAircraft.generate(c, to: a)
+        try SyntheticAircraft.generate(c, to: b)
+        XCTAssertEqual(s.images, 20); XCTAssertGreaterThan(s.objects, 20)
+        for f in ["annotations/train.json", "annotations/val.json", "annotations/test.json", "images/000007.png"] {
+            XCTAssertEqual(FileManager.default.contents(atPath: a + "/" + f), FileManager.default.contents(atPath: b + "/" + f), "\(f) differs")
+        }
+        // The COCO loader's validation accepts every split (boxes inside images, ids consistent).
+        let train = try COCODataset.load(a + "/annotations/train.json"), val = try COCODataset.load(a + "/annotations/val.json")
+        XCTAssertEqual(train.images.count, 14); XCTAssertEqual(train.categories.count, 12)
+        XCTAssertTrue(val.annotations.allSatisfy { $0.categoryId == $0.cleanCategoryId }, "val labels must be clean")
+        let noisy = train.annotations.filter { $0.categoryId != $0.cleanCategoryId }
+        XCTAssertGreaterThan(noisy.count, 0)
+        // "similar" noise only moves a label to a confusable sibling.
+        let cat = AircraftType.catalog
+        for n in noisy { XCTAssertTrue(cat[n.cleanCategoryId! - 1].siblings.contains(cat[n.categoryId - 1].name)) }
+        let img = try ImageCodec.decode(file: a + "/images/000000.png")
+        XCTAssertEqual([img.width, img.height, img.channels], [96, 96, 3])
+        XCTAssertTrue(try SyntheticAircraft.stats(a).contains("measured label noise"))
+        // Refuses to write into a non-empty folder, and bad settings name the flag.
+        XCTAssertThrowsError(try SyntheticAircraft.generate(c, to: a)) { XCTAssertTrue("\($0)".contains("not empty")) }
+        var bad = c; bad.imbalance = 0.5
+        XCTAssertThrowsError(try SyntheticAircraft.generate(bad, to: tmp("c"))) { XCTAssertTrue("\($0)".contains("--imbalance")) }
+    }
+
+    func testLongTailWeights() {
+        let w = SyntheticAircraft.weights(20)
+        XCTAssertEqual(w.count, 12)
+        XCTAssertEqual(w[0] / w[11], 20, accuracy: 1e-9)
+        XCTAssertEqual(w.reduce(0, +), 1, accuracy: 1e-12)
+        XCTAssertEqual(SyntheticAircraft.weights(1)[5], 1.0 / 12, accuracy: 1e-12)
+    }
+
+    func testEveryTypeHasAValidSiblingAndDistinctGeometry() {
+        let cat = AircraftType.catalog
+        XCTAssertEqual(cat.count, 12)
+        for t in cat { for s in t.siblings { XCTAssertTrue(cat.contains { $0.name == s }, "\(t.name) -> \(s)") } }
+        let sheet = SyntheticAircraft.sampleSheet(cell: 48)
+        XCTAssertEqual([sheet.width, sheet.height], [192, 144])
+    }
+}
