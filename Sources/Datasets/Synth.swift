@@ -25,7 +25,7 @@ public enum SyntheticAircraft {
             guard imbalance >= 1 else { throw DataError(file: "--imbalance", "is the head/tail frequency ratio and must be >= 1, got \(imbalance)") }
             guard labelNoise >= 0 && labelNoise <= 1 else { throw DataError(file: "--label-noise", "must be in [0, 1], got \(labelNoise)") }
             guard minLength >= 4, maxLength >= minLength, maxLength <= Double(size) / 2 else {
-                throw DataError(file: "lengths", "need 4 <= min <= max <= size/2, got \(minLength)...\(maxLength)")
+                throw DataError(file: "--min-length/--max-length", "need 4 <= min <= max <= size/2 (\(size / 2)), got \(minLength)...\(maxLength)")
             }
         }
     }

@@ -224,6 +224,10 @@ struct SynthCommand: ParsableCommand {
     var labelNoise = 0.0
     @Option(help: "Label noise mode: symmetric (any other type) or similar (a confusable sibling).")
     var noiseMode = "symmetric"
+    @Option(help: "Shortest aircraft in pixels (default 16 at 256 px, scaled with --size).")
+    var minLength: Double?
+    @Option(help: "Longest aircraft in pixels (default 64 at 256 px, scaled with --size).")
+    var maxLength: Double?
     @Option(help: "Threads (overrides QAT_NUM_THREADS).")
     var threads: Int?
 
@@ -234,6 +238,8 @@ struct SynthCommand: ParsableCommand {
         }
         var c = SyntheticAircraft.Config()
         c.images = images; c.size = size; c.seed = seed; c.imbalance = imbalance; c.labelNoise = labelNoise; c.noiseMode = mode
+        c.minLength = minLength ?? 16 * Double(size) / 256
+        c.maxLength = maxLength ?? 64 * Double(size) / 256
         do {
             let s = try SyntheticAircraft.generate(c, to: out)
             print(String(format: "qat data synth: %d images, %d aircraft (%d noisy train labels) in %@ in %.1f s (%.1f images/s)",
