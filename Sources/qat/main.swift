@@ -203,7 +203,7 @@ struct DataBenchCommand: ParsableCommand {
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "data", abstract: "Datasets: the synthetic aircraft benchmark and statistics.",
-                                                    subcommands: [SynthCommand.self, StatsCommand.self, SheetCommand.self])
+                                                    subcommands: [SynthCommand.self, StatsCommand.self, ShowCommand.self, SheetCommand.self])
 }
 
 struct SynthCommand: ParsableCommand {
@@ -263,6 +263,24 @@ struct SheetCommand: ParsableCommand {
     var out = "docs/images/aircraft-types.png"
     func run() throws {
         do { try ImageCodec.writePNG(SyntheticAircraft.sampleSheet(), to: out) } catch let e as DataError { throw ValidationError(e.description) }
+        print("wrote \(out)")
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Draw an image's boxes and type names to a PNG.")
+    @Argument(help: "A COCO folder (images/, annotations/).")
+    var dir: String
+    @Option(help: "Image id.")
+    var image: Int
+    @Option(help: "Output PNG.")
+    var out: String
+    @Option(help: "Upscaling factor (labels are 5x7 pixels).")
+    var scale = 2
+    func run() throws {
+        guard (1...8).contains(scale) else { throw ValidationError("--scale must be 1...8, got \(scale)") }
+        do { try ImageCodec.writePNG(try Draw.show(dir: dir, imageId: image, scale: scale), to: out) }
+        catch let e as DataError { throw ValidationError(e.description) }
         print("wrote \(out)")
     }
 }

@@ -51,3 +51,18 @@ final class SynthTests: XCTestCase {
         XCTAssertEqual([sheet.width, sheet.height], [192, 144])
     }
 }
+
+final class DrawTests: XCTestCase {
+    func testTextAndBoxesChangePixelsWhereExpected() {
+        var img = Image(width: 40, height: 20, channels: 3)
+        Draw.text(&img, "a1-", x: 2, y: 2, color: (255, 255, 255))
+        // 'a' row 2 is 01110: pixels x = 3..5 at y = 4 are lit, x = 2 is not.
+        XCTAssertEqual(img.pixels[img.index(x: 3, y: 4, c: 0)], 255)
+        XCTAssertEqual(img.pixels[img.index(x: 2, y: 4, c: 0)], 20)
+        Draw.box(&img, [10, 10, 5, 5], color: (0, 255, 0))
+        XCTAssertEqual(img.pixels[img.index(x: 12, y: 10, c: 1)], 255)
+        XCTAssertEqual(img.pixels[img.index(x: 12, y: 12, c: 1)], 0)
+        XCTAssertEqual(Draw.upscale(img, 2).width, 80)
+        XCTAssertEqual(Draw.glyphs.count, 37)
+    }
+}

@@ -117,6 +117,13 @@ final class SynthCLITests: XCTestCase {
         let (c2, o2, e2) = try runQAT(["data", "stats", dir])
         XCTAssertEqual(c2, 0, e2)
         XCTAssertTrue(o2.contains("narrowbody-twin") && o2.contains("objects per image"), o2)
+        let png = dir + "-show.png"
+        defer { try? FileManager.default.removeItem(atPath: png) }
+        let (c5, o5, e5) = try runQAT(["data", "show", dir, "--image", "1", "--out", png])
+        XCTAssertEqual(c5, 0, e5); XCTAssertTrue(o5.contains("wrote"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: png))
+        let (c6, _, e6) = try runQAT(["data", "show", dir, "--image", "999", "--out", png])
+        XCTAssertNotEqual(c6, 0); XCTAssertTrue(e6.contains("no image with id 999"), e6)
         let (c3, _, e3) = try runQAT(["data", "synth", "--out", dir, "--images", "2"])
         XCTAssertNotEqual(c3, 0); XCTAssertTrue(e3.contains("not empty"), e3)
         let (c4, _, e4) = try runQAT(["data", "synth", "--out", dir + "-x", "--noise-mode", "random"])
