@@ -66,3 +66,25 @@ final class DrawTests: XCTestCase {
         XCTAssertEqual(Draw.glyphs.count, 37)
     }
 }
+
+final class COCOSourceTests: XCTestCase {
+    func testSynthFolderLoadsThroughTheLoader() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qat-cocosrc-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = SyntheticAircraft.Config(); c.images = 10; c.size = 64; c.minLength = 8; c.maxLength = 24
+        try SyntheticAircraft.generate(c, to: dir)
+        let src = try COCOSource(root: dir, split: "train")
+        XCTAssertEqual(src.count, 7)
+        let s = try src.sample(0)
+        XCTAssertEqual(s.image.width, 64)
+        XCTAssertEqual(s.boxes.count, src.dataset.annotations(forImage: src.dataset.images[0].id).count)
+        XCTAssertTrue(s.labels.allSatisfy { (0..<12).contains($0) })
+        var cfg = Loader.Config(); cfg.batchSize = 3; cfg.size = 64
+        let it = try Loader(src, config: cfg).epoch(0)
+        var n = 0
+        while let b = try it.next() { n += b.indices.count }
+        XCTAssertEqual(n, 7)
+        try FileManager.default.removeItem(atPath: dir + "/images/000000.png")
+        XCTAssertThrowsError(try COCOSource(root: dir, split: "train")) { XCTAssertTrue("\($0)".contains("000000.png")) }
+    }
+}
