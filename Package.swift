@@ -28,12 +28,13 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
         // "Datasets", not the architecture sketch's "Data": a module named Data collides with Foundation.Data.
-        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "Kernels"], swiftSettings: optimize),
+        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Kernels"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
-        .target(name: "Checkpoint", dependencies: ["CHDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
+        .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: optimize),
+        .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets"], swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "NN", "Checkpoint", "Bench",
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels"]),

@@ -1,5 +1,9 @@
 import Foundation
 import CHDF5
+import HDF5
+
+/// Checkpoint failures are HDF5 file errors with checkpoint-specific kinds (missing keys, versions...).
+public typealias CheckpointError = HDF5Error
 import Kernels
 import Autodiff
 import NN

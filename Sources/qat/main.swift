@@ -228,11 +228,16 @@ struct SynthCommand: ParsableCommand {
     var minLength: Double?
     @Option(help: "Longest aircraft in pixels (default 64 at 256 px, scaled with --size).")
     var maxLength: Double?
+    @Flag(help: "Also cut single-aircraft chips into chips/{train,val,test}.h5 (HDF5 classification sets).")
+    var chips = false
+    @Option(help: "Chip size in pixels (with --chips).")
+    var chipSize = 48
     @Option(help: "Threads (overrides QAT_NUM_THREADS).")
     var threads: Int?
 
     func run() throws {
         if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }; Parallel.setThreads(threads) }
+        guard chipSize >= 8 else { throw ValidationError("--chip-size must be at least 8, got \(chipSize)") }
         guard let mode = SyntheticAircraft.NoiseMode(rawValue: noiseMode) else {
             throw ValidationError("--noise-mode must be symmetric or similar, got \(noiseMode)")
         }
@@ -244,6 +249,13 @@ struct SynthCommand: ParsableCommand {
             let s = try SyntheticAircraft.generate(c, to: out)
             print(String(format: "qat data synth: %d images, %d aircraft (%d noisy train labels) in %@ in %.1f s (%.1f images/s)",
                          s.images, s.objects, s.noisyLabels, out, s.seconds, Double(s.images) / max(s.seconds, 1e-9)))
+            if chips {
+                try FileManager.default.createDirectory(atPath: out + "/chips", withIntermediateDirectories: true)
+                for split in ["train", "val", "test"] {
+                    let n = try Chips.write(cocoRoot: out, split: split, size: chipSize, to: out + "/chips/\(split).h5")
+                    print("chips/\(split).h5: \(n) chips of \(chipSize)x\(chipSize)")
+                }
+            }
         } catch let e as DataError { throw ValidationError(e.description) }
     }
 }

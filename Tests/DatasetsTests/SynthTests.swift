@@ -88,3 +88,24 @@ final class COCOSourceTests: XCTestCase {
         XCTAssertThrowsError(try COCOSource(root: dir, split: "train")) { XCTAssertTrue("\($0)".contains("000000.png")) }
     }
 }
+
+final class ChipsTests: XCTestCase {
+    func testChipsRoundTripThroughHDF5() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qat-chips-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = SyntheticAircraft.Config(); c.images = 8; c.size = 64; c.minLength = 8; c.maxLength = 24; c.labelNoise = 0.5
+        try SyntheticAircraft.generate(c, to: dir)
+        let n = try Chips.write(cocoRoot: dir, split: "train", size: 16, to: dir + "/train.h5")
+        let src = try HDF5ClassificationSource(path: dir + "/train.h5")
+        XCTAssertEqual(src.count, n)
+        XCTAssertEqual(src.shape, [n, 16, 16, 3])
+        XCTAssertEqual(src.classes.count, 12); XCTAssertEqual(src.classes[0], "narrowbody-twin")
+        let coco = try COCODataset.load(dir + "/annotations/train.json")
+        XCTAssertEqual(n, coco.annotations.count)
+        XCTAssertEqual(src.labels.count, n); XCTAssertNotNil(src.cleanLabels)
+        XCTAssertEqual(zip(src.labels, src.cleanLabels!).filter { $0 != $1 }.count, coco.annotations.filter { $0.categoryId != $0.cleanCategoryId }.count)
+        let s = try src.sample(0)
+        XCTAssertEqual(s.image.width, 16); XCTAssertEqual(s.labels, [src.labels[0]])
+        XCTAssertThrowsError(try HDF5ClassificationSource(path: dir + "/annotations/train.json")) { XCTAssertTrue("\($0)".contains("HDF5")) }
+    }
+}

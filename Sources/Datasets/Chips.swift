@@ -1,0 +1,86 @@
+import Foundation
+import CHDF5
+import HDF5
+
+/// Single-aircraft classification chips for fast QAT experiments: every (non-ignored) box of a COCO
+/// split cropped as a square window (1.2 x its longest side, centred, zero-padded at image borders),
+/// resized to `size` x `size`, stored as HDF5: `images` uint8 [N, size, size, 3], `labels` int64 [N]
+/// (0-based category index, the possibly noisy label) and `clean_labels` int64 [N].
+public enum Chips {
+    /// Writes the chips file atomically (temporary file + rename). Returns the number of chips.
+    @discardableResult
+    public static func write(cocoRoot: String, split: String, size: Int = 48, to path: String) throws -> Int {
+        let src = try COCOSource(root: cocoRoot, split: split)
+        var pixels: [UInt8] = [], labels: [Int64] = [], clean: [Int64] = []
+        for (i, info) in src.dataset.images.enumerated() {
+            let img = try src.sample(i).image
+            for a in src.dataset.annotations(forImage: info.id) where !a.isIgnored {
+                let side = max(a.bbox[2], a.bbox[3]) * 1.2
+                let cx = a.bbox[0] + a.bbox[2] / 2, cy = a.bbox[1] + a.bbox[3] / 2
+                let x0 = Int((cx - side / 2).rounded()), y0 = Int((cy - side / 2).rounded()), s = max(1, Int(side.rounded()))
+                var win = Image(width: s, height: s, channels: 3)
+                for y in 0..<s { for x in 0..<s {
+                    let sx = x0 + x, sy = y0 + y
+                    guard sx >= 0, sy >= 0, sx < img.width, sy < img.height else { continue }
+                    for k in 0..<3 { win.pixels[win.index(x: x, y: y, c: k)] = img.pixels[img.index(x: sx, y: sy, c: k)] }
+                }}
+                pixels += Augment.resize(Sample(image: win), width: size, height: size).image.pixels
+                labels.append(Int64(src.categoryIndex[a.categoryId]!))
+                clean.append(Int64(src.categoryIndex[a.cleanCategoryId ?? a.categoryId] ?? src.categoryIndex[a.categoryId]!))
+            }
+        }
+        let n = labels.count
+        guard n > 0 else { throw DataError(file: cocoRoot + "/annotations/\(split).json", "has no boxes to cut chips from") }
+        let tmp = path + ".tmp-\(getpid())"
+        do {
+            let w = try H5Writer(creating: tmp)
+            let root = try w.group("/")
+            try pixels.withUnsafeBytes { try w.array(root, "images", shape: [n, size, size, 3], type: qat_H5T_NATIVE_UINT8(), $0.baseAddress!) }
+            try labels.withUnsafeBytes { try w.array(root, "labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
+            try clean.withUnsafeBytes { try w.array(root, "clean_labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
+            try w.attr(root, "classes", string: src.dataset.categories.sorted { $0.id < $1.id }.map(\.name).joined(separator: "\n"))
+            try w.flush()
+        } catch { unlink(tmp); throw error }
+        guard rename(tmp, path) == 0 else { unlink(tmp); throw DataError(file: path, "cannot move the chips file into place") }
+        return n
+    }
+}
+
+/// An HDF5 classification set (`images` uint8 [N, H, W, C], `labels` int [N], optional `clean_labels`)
+/// as a `SampleSource`: each sample is the whole image with one full-frame box carrying its label.
+public struct HDF5ClassificationSource: SampleSource {
+    public let images: [UInt8]
+    public let shape: [Int]
+    public let labels: [Int]
+    public let cleanLabels: [Int]?
+    public let classes: [String]
+    public var count: Int { shape[0] }
+
+    public init(path: String) throws {
+        let r = try H5Reader(opening: path)
+        let root = try r.group("/")
+        let (s, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), elementSize: 1, where: "/images")
+        guard s.count == 4, [1, 3, 4].contains(s[3]) else {
+            throw DataError(file: path, "/images must be uint8 [N, H, W, C] with C in {1, 3, 4}, has shape \(s)")
+        }
+        func ints(_ name: String) throws -> [Int] {
+            let (ls, b) = try r.array(root, name, type: qat_H5T_NATIVE_INT64(), elementSize: 8, where: "/" + name)
+            guard ls == [s[0]] else { throw DataError(file: path, "/\(name) must have shape [\(s[0])], has \(ls)") }
+            return b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }
+        }
+        images = px; shape = s
+        labels = try ints("labels")
+        cleanLabels = r.exists("/clean_labels") ? try ints("clean_labels") : nil
+        classes = r.hasAttr(root, "classes") ? (try r.string(root, "classes")).split(separator: "\n").map(String.init) : []
+        if let bad = labels.first(where: { $0 < 0 || (!classes.isEmpty && $0 >= classes.count) }) {
+            throw DataError(file: path, "/labels holds \(bad), outside 0..<\(max(classes.count, 1))")
+        }
+    }
+
+    public func sample(_ i: Int) throws -> Sample {
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        let n = h * w * c
+        let img = Image(width: w, height: h, channels: c, pixels: Array(images[(i * n)..<((i + 1) * n)]))
+        return Sample(image: img, boxes: [[0, 0, Double(w), Double(h)]], labels: [labels[i]])
+    }
+}
