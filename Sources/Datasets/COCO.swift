@@ -45,14 +45,25 @@ public struct COCODataset: Sendable, Equatable {
     /// Loads and validates a COCO annotation file. Errors name the file and, for malformed JSON, the
     /// line and column; for bad entries, the key path (`annotations[3].bbox`) and the fix.
     public static func load(_ path: String) throws -> COCODataset {
+        try load(path, skipInvalid: false).dataset
+    }
+
+    /// With `skipInvalid`, annotations that fail validation (box outside the image or degenerate,
+    /// unknown image or category id) are dropped instead of failing the load; `skipped` lists each with
+    /// its reason. Structural problems (malformed JSON, missing keys, duplicate ids) always fail.
+    public static func load(_ path: String, skipInvalid: Bool) throws -> (dataset: COCODataset, skipped: [String]) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw DataError(file: path, "annotation file does not exist; expected a COCO JSON (annotations/{train,val,test}.json)")
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw DataError(file: path, "cannot be read (permissions?)") }
-        return try parse(data, file: path)
+        return try parse(data, file: path, skipInvalid: skipInvalid)
     }
 
     public static func parse(_ data: Data, file: String) throws -> COCODataset {
+        try parse(data, file: file, skipInvalid: false).dataset
+    }
+
+    public static func parse(_ data: Data, file: String, skipInvalid: Bool) throws -> (dataset: COCODataset, skipped: [String]) {
         do { _ = try JSONSerialization.jsonObject(with: data) } catch {
             throw DataError(file: file, "malformed JSON" + location(of: error, in: data) + "; fix the syntax (a trailing comma? an unquoted key?)")
         }
@@ -60,9 +71,9 @@ public struct COCODataset: Sendable, Equatable {
         do { f = try JSONDecoder().decode(File.self, from: data) } catch let e as DecodingError {
             throw DataError(file: file, describe(e))
         }
-        let ds = COCODataset(images: f.images, annotations: f.annotations, categories: f.categories)
-        try ds.validate(file: file)
-        return ds
+        var ds = COCODataset(images: f.images, annotations: f.annotations, categories: f.categories)
+        let skipped = try ds.validate(file: file, skipInvalid: skipInvalid)
+        return (ds, skipped)
     }
 
     /// "at line L, column C" from Foundation's "around character N" (a byte offset).
@@ -92,7 +103,8 @@ public struct COCODataset: Sendable, Equatable {
         }
     }
 
-    func validate(file: String) throws {
+    /// Checks everything; in skip mode drops invalid annotations and returns why each was dropped.
+    mutating func validate(file: String, skipInvalid: Bool) throws -> [String] {
         var imageById: [Int: ImageInfo] = [:]
         for (i, im) in images.enumerated() {
             guard imageById[im.id] == nil else { throw DataError(file: file, "images[\(i)]: duplicate image id \(im.id)") }
@@ -102,23 +114,31 @@ public struct COCODataset: Sendable, Equatable {
         let categoryIds = Set(categories.map(\.id))
         guard categoryIds.count == categories.count else { throw DataError(file: file, "categories: duplicate category id") }
         var annIds = Set<Int>()
+        var kept: [Annotation] = [], skipped: [String] = []
         for (i, a) in annotations.enumerated() {
             let here = "annotations[\(i)] (id \(a.id))"
             guard annIds.insert(a.id).inserted else { throw DataError(file: file, "\(here): duplicate annotation id") }
-            guard let im = imageById[a.imageId] else { throw DataError(file: file, "\(here): image_id \(a.imageId) is not in images") }
-            guard categoryIds.contains(a.categoryId) else { throw DataError(file: file, "\(here): category_id \(a.categoryId) is not in categories") }
-            guard a.bbox.count == 4, a.bbox.allSatisfy({ $0.isFinite }) else {
-                throw DataError(file: file, "\(here): bbox must be 4 finite numbers [x, y, w, h], got \(a.bbox)")
-            }
-            let (x, y, w, h) = (a.bbox[0], a.bbox[1], a.bbox[2], a.bbox[3])
-            guard w > 0, h > 0 else { throw DataError(file: file, "\(here): bbox \(a.bbox) has a non-positive width or height") }
-            // Half a pixel of tolerance: rounding in converters often puts edges just past the border.
-            guard x >= -0.5, y >= -0.5, x + w <= Double(im.width) + 0.5, y + h <= Double(im.height) + 0.5 else {
-                throw DataError(file: file, "\(here): bbox \(a.bbox) lies outside image \(im.id) (\(im.width)x\(im.height)); clip it or drop the annotation")
-            }
-            if let c = a.cleanCategoryId, !categoryIds.contains(c) {
-                throw DataError(file: file, "\(here): clean_category_id \(c) is not in categories")
-            }
+            do { try check(a, here: here, imageById: imageById, categoryIds: categoryIds, file: file); kept.append(a) }
+            catch let e as DataError where skipInvalid { skipped.append(e.message) }
+        }
+        annotations = kept
+        return skipped
+    }
+
+    func check(_ a: Annotation, here: String, imageById: [Int: ImageInfo], categoryIds: Set<Int>, file: String) throws {
+        guard let im = imageById[a.imageId] else { throw DataError(file: file, "\(here): image_id \(a.imageId) is not in images") }
+        guard categoryIds.contains(a.categoryId) else { throw DataError(file: file, "\(here): category_id \(a.categoryId) is not in categories") }
+        guard a.bbox.count == 4, a.bbox.allSatisfy({ $0.isFinite }) else {
+            throw DataError(file: file, "\(here): bbox must be 4 finite numbers [x, y, w, h], got \(a.bbox)")
+        }
+        let (x, y, w, h) = (a.bbox[0], a.bbox[1], a.bbox[2], a.bbox[3])
+        guard w > 0, h > 0 else { throw DataError(file: file, "\(here): bbox \(a.bbox) has a non-positive width or height") }
+        // Half a pixel of tolerance: rounding in converters often puts edges just past the border.
+        guard x >= -0.5, y >= -0.5, x + w <= Double(im.width) + 0.5, y + h <= Double(im.height) + 0.5 else {
+            throw DataError(file: file, "\(here): bbox \(a.bbox) lies outside image \(im.id) (\(im.width)x\(im.height)); clip it or drop the annotation")
+        }
+        if let c = a.cleanCategoryId, !categoryIds.contains(c) {
+            throw DataError(file: file, "\(here): clean_category_id \(c) is not in categories")
         }
     }
 }

@@ -51,3 +51,22 @@ final class COCOTests: XCTestCase {
         XCTAssertThrowsError(try COCODataset.load("/nonexistent/train.json")) { XCTAssertTrue("\($0)".contains("does not exist")) }
     }
 }
+
+final class COCOSkipTests: XCTestCase {
+    func testSkipInvalidDropsAndReportsBadAnnotations() throws {
+        let json = """
+        {"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
+         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 3, 3]},
+                         {"id": 2, "image_id": 1, "category_id": 1, "bbox": [8, 8, 5, 5]},
+                         {"id": 3, "image_id": 1, "category_id": 9, "bbox": [1, 1, 2, 2]},
+                         {"id": 4, "image_id": 1, "category_id": 1, "bbox": [1, 1, -2, 2]}],
+         "categories": [{"id": 1, "name": "x"}]}
+        """
+        XCTAssertThrowsError(try COCODataset.parse(Data(json.utf8), file: "t.json"))
+        let (d, skipped) = try COCODataset.parse(Data(json.utf8), file: "t.json", skipInvalid: true)
+        XCTAssertEqual(d.annotations.map(\.id), [1])
+        XCTAssertEqual(skipped.count, 3)
+        XCTAssertTrue(skipped[0].contains("(id 2)") && skipped[0].contains("outside"), skipped[0])
+        XCTAssertTrue(skipped[1].contains("category_id 9"))
+    }
+}

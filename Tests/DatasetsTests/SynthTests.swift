@@ -109,3 +109,18 @@ final class ChipsTests: XCTestCase {
         XCTAssertThrowsError(try HDF5ClassificationSource(path: dir + "/annotations/train.json")) { XCTAssertTrue("\($0)".contains("HDF5")) }
     }
 }
+
+final class SynthNoiseRateTests: XCTestCase {
+    /// The measured train noise rate is within a few binomial standard deviations of p.
+    func testNoiseRateMatchesP() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qat-noise-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = SyntheticAircraft.Config(); c.images = 80; c.size = 64; c.minLength = 6; c.maxLength = 16; c.labelNoise = 0.3; c.seed = 11
+        try SyntheticAircraft.generate(c, to: dir)
+        let t = try COCODataset.load(dir + "/annotations/train.json")
+        let n = Double(t.annotations.count), k = Double(t.annotations.filter { $0.categoryId != $0.cleanCategoryId }.count)
+        let sd = (0.3 * 0.7 / n).squareRoot()
+        XCTAssertGreaterThan(n, 100)
+        XCTAssertEqual(k / n, 0.3, accuracy: 4 * sd)
+    }
+}
