@@ -294,7 +294,7 @@ extension SyntheticAircraft {
     }
 
     /// `qat data stats`: per-class counts per split, box sizes, objects per image, measured label noise.
-    public static func stats(_ dir: String) throws -> String {
+    public static func stats(_ dir: String, skipInvalid: Bool = false) throws -> String {
         var out: [String] = []
         var cats: [COCODataset.Category] = []
         var rows: [String: [Int: Int]] = [:]
@@ -304,7 +304,10 @@ extension SyntheticAircraft {
         for s in ["train", "val", "test"] {
             let path = dir + "/annotations/\(s).json"
             guard FileManager.default.fileExists(atPath: path) else { continue }
-            let d = try COCODataset.load(path)
+            let (d, skipped) = try COCODataset.load(path, skipInvalid: skipInvalid)
+            if !skipped.isEmpty {
+                out.append("\(s): skipped \(skipped.count) invalid annotations; first: \(skipped[0])")
+            }
             cats = d.categories
             var counts: [Int: Int] = [:]
             var per: [Int: Int] = [:]

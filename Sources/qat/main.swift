@@ -264,8 +264,10 @@ struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Per-class counts per split, box sizes, objects per image, measured label noise.")
     @Argument(help: "A folder written by qat data synth (or any COCO folder with annotations/{train,val,test}.json).")
     var dir: String
+    @Flag(help: "Skip invalid annotations (boxes outside images, unknown ids) and report them instead of failing.")
+    var skipInvalid = false
     func run() throws {
-        do { print(try SyntheticAircraft.stats(dir)) } catch let e as DataError { throw ValidationError(e.description) }
+        do { print(try SyntheticAircraft.stats(dir, skipInvalid: skipInvalid)) } catch let e as DataError { throw ValidationError(e.description) }
     }
 }
 
