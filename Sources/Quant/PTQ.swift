@@ -13,8 +13,8 @@ public enum PTQ {
     @discardableResult
     public static func foldBatchNorms(_ model: Module) -> [String] {
         var folded: [String] = []
-        func fold(_ conv: Conv2d, _ bn: BatchNorm2d, _ p: String) {
-            guard !bn.isFolded, conv.foldedBN == nil, bn.weight.count == conv.outChannels else { return }
+        for (conv, bn, p) in convBatchNormPairs(model.namedModules())
+        where !bn.isFolded && conv.foldedBN == nil && bn.weight.count == conv.outChannels {
             noGrad {
                 let c = conv.outChannels, per = conv.weight.count / c
                 let bias = conv.bias ?? Tensor.zeros([c])
@@ -27,17 +27,6 @@ public enum PTQ {
             }
             bn.isFolded = true
             folded.append(p)
-        }
-        for (path, m) in model.namedModules() {
-            if let s = m as? Sequential {
-                for i in 0..<max(0, s.count - 1) {
-                    if let c = s[i] as? Conv2d, let bn = s[i + 1] as? BatchNorm2d { fold(c, bn, path.isEmpty ? "\(i + 1)" : "\(path).\(i + 1)") }
-                }
-            } else if let b = m as? BasicBlock {
-                fold(b.conv1, b.bn1, path + ".bn1"); fold(b.conv2, b.bn2, path + ".bn2")
-            } else if let r = m as? ResNet {
-                fold(r.conv1, r.bn1, "bn1")
-            }
         }
         return folded
     }

@@ -180,22 +180,29 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
     }
     var folded: [(String, BatchNorm2d)] = []
     if plan.foldBN {
-        func fold(_ conv: Conv2d, _ bn: BatchNorm2d, _ p: String) {
-            guard conv.weightQuantizer != nil || conv.inputQuantizer != nil, bn.weight.count == conv.outChannels else { return }
+        for (conv, bn, p) in convBatchNormPairs(modules)
+        where (conv.weightQuantizer != nil || conv.inputQuantizer != nil) && bn.weight.count == conv.outChannels {
             conv.foldedBN = FoldedBatchNorm(bn); bn.isFolded = true; folded.append((p, bn))
-        }
-        for (path, m) in modules {
-            if let s = m as? Sequential {
-                for i in 0..<max(0, s.count - 1) {
-                    if let c = s[i] as? Conv2d, let bn = s[i + 1] as? BatchNorm2d { fold(c, bn, path.isEmpty ? "\(i + 1)" : "\(path).\(i + 1)") }
-                }
-            } else if let b = m as? BasicBlock {
-                fold(b.conv1, b.bn1, path + ".bn1"); fold(b.conv2, b.bn2, path + ".bn2")
-            } else if let r = m as? ResNet {
-                fold(r.conv1, r.bn1, "bn1")
-            }
         }
     }
     model.assignPaths()
     return QATHandle(layers: layers, quantizers: quantizers, folded: folded, freezeBNAfter: plan.freezeBNAfter)
+}
+
+/// Every Conv2d immediately followed by a BatchNorm2d: adjacent pairs inside Sequentials and the named
+/// pairs of ResNet blocks, with the BN's path.
+func convBatchNormPairs(_ modules: [(String, Module)]) -> [(Conv2d, BatchNorm2d, String)] {
+    var out: [(Conv2d, BatchNorm2d, String)] = []
+    for (path, m) in modules {
+        if let s = m as? Sequential {
+            for i in 0..<max(0, s.count - 1) {
+                if let c = s[i] as? Conv2d, let bn = s[i + 1] as? BatchNorm2d { out.append((c, bn, path.isEmpty ? "\(i + 1)" : "\(path).\(i + 1)")) }
+            }
+        } else if let b = m as? BasicBlock {
+            out.append((b.conv1, b.bn1, path + ".bn1")); out.append((b.conv2, b.bn2, path + ".bn2"))
+        } else if let r = m as? ResNet {
+            out.append((r.conv1, r.bn1, "bn1"))
+        }
+    }
+    return out
 }
