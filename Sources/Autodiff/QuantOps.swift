@@ -43,3 +43,44 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Depthwise conv of a per-tensor fake-quantized input, fused: equal to
+    /// `fakeQuantize(scale:zeroPoint:...)` followed by `conv2d(...)`, without materialising the quantized
+    /// input (the kernel quantizes each plane as it copies it). Gradients flow to x (through the STE),
+    /// weight, bias, scale and zero point.
+    public func depthwiseConv2dQuantizedInput(_ weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
+                                              scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE) -> Tensor {
+        let geo: ConvGeometry
+        do {
+            geo = try ConvGeometry(input: shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: shape.count == 4 ? shape[1] : 1)
+        } catch { preconditionFailure("\(error)") }
+        precondition(geo.isDepthwise, "depthwise_conv2d_quantized_input: weight \(weight.shape) is not depthwise for input \(shape)")
+        precondition(scale.count == 1 && zeroPoint.count == 1 && qmin < qmax, "depthwise_conv2d_quantized_input: needs a per-tensor quantizer")
+        let q = InputQuant(scale: scale.pointer[0], zeroPoint: zeroPoint.pointer[0], qmin: qmin, qmax: qmax, clipped: ste == .clipped)
+        let out = FloatBuffer(count: Shape.count(geo.outputShape))
+        Conv2D.forward(geo, x: pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) }, y: out.pointer, inputQuant: q)
+        let x = self
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        inputs += [scale, zeroPoint]
+        return Tensor.make(geo.outputShape, out, op: "depthwise_conv2d_quantized_input", inputs: inputs) { g in
+            let needQ = scale.requiresGrad || zeroPoint.requiresGrad
+            let dx = (x.requiresGrad || needQ) ? FloatBuffer(count: x.count) : nil
+            let dw = weight.requiresGrad ? FloatBuffer(count: weight.count) : nil
+            let db = (bias?.requiresGrad ?? false) ? FloatBuffer(count: geo.outChannels) : nil
+            let sums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * geo.inChannels)
+            defer { sums.deallocate() }
+            Conv2D.backward(geo, x: x.pointer, weight: weight.pointer, dy: g.pointer, dx: dx?.pointer, dw: dw?.pointer, db: db?.pointer,
+                            inputQuant: q, quantSums: dx == nil ? nil : sums)
+            var dS: Double = 0, dZ: Double = 0
+            if dx != nil { for c in 0..<geo.inChannels { dS += sums[2 * c]; dZ += sums[2 * c + 1] } }
+            var r: [Tensor?] = [x.requiresGrad ? dx.map { Tensor(shape: x.shape, storage: $0) } : nil,
+                                dw.map { Tensor(shape: weight.shape, storage: $0) }]
+            if bias != nil { r.append(db.map { Tensor(shape: [geo.outChannels], storage: $0) }) }
+            r.append(scale.requiresGrad ? Tensor(shape: scale.shape, scalars: [Float(dS) * gradFactor]) : nil)
+            r.append(zeroPoint.requiresGrad ? Tensor(shape: zeroPoint.shape, scalars: [Float(dZ) * gradFactor]) : nil)
+            return r
+        }
+    }
+}

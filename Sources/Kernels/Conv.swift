@@ -1,6 +1,17 @@
 /// 2-D convolution kernels (NCHW input, OIHW weights). General path: im2col + `cblas_sgemm` per image and
 /// group (OpenBLAS threads the GEMM, our loops thread im2col/col2im); 1x1 stride-1 convs skip im2col;
 /// depthwise convs (groups == in == out channels) use direct loops parallel over channels.
+/// Per-tensor fake quantization of a depthwise conv's input, fused into the conv (the fake-quantized
+/// input is never materialised): the forward quantizes each plane while copying it into the padded
+/// scratch plane; the backward applies the quantizer's gradient to each plane of dx in cache.
+/// Same formulas as `FakeQuant` (PyTorch's per-tensor conventions for the zero point).
+public struct InputQuant: Sendable {
+    public var scale: Float, zeroPoint: Float, qmin: Int, qmax: Int, clipped: Bool
+    public init(scale: Float, zeroPoint: Float, qmin: Int, qmax: Int, clipped: Bool) {
+        self.scale = scale; self.zeroPoint = zeroPoint; self.qmin = qmin; self.qmax = qmax; self.clipped = clipped
+    }
+}
+
 public enum Conv2D {
     /// Output columns `lo..<hi` for which input index `o * stride - pad + tap * dilation` lies in 0..<size.
     @inline(__always)
@@ -83,8 +94,9 @@ public enum Conv2D {
 
     /// y = conv(x, w) + bias. `y` must hold `g.outputShape` elements; it is fully overwritten.
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-        if g.isDepthwise { depthwiseForward(g, x: x, weight: weight, bias: bias, y: y); return }
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, inputQuant: InputQuant? = nil) {
+        precondition(inputQuant == nil || g.isDepthwise, "Conv2D.forward: fused input quantization needs a depthwise conv, got \(g)")
+        if g.isDepthwise { depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, q: inputQuant); return }
         let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
         let k = cg * g.kernelH * g.kernelW
         let p = g.outHeight * g.outWidth
@@ -111,9 +123,13 @@ public enum Conv2D {
 
     /// Gradients of `forward`. Each output pointer is optional: pass only what is needed. `dx`, `dw` and
     /// `db` are fully overwritten (not accumulated).
+    /// With `inputQuant` (depthwise only) `dx` is the gradient of the raw input and `quantSums` receives
+    /// per channel the scale and zero-point gradient sums ([2 * C]: dS, dZ), before the grad factor.
     public static func backward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                                dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) {
+                                dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+                                inputQuant: InputQuant? = nil, quantSums: UnsafeMutablePointer<Double>? = nil) {
+        precondition(inputQuant == nil || g.isDepthwise, "Conv2D.backward: fused input quantization needs a depthwise conv, got \(g)")
         let p = g.outHeight * g.outWidth
         if let db {
             parallelChunks(g.outChannels, grain: 1) { r in
@@ -124,7 +140,7 @@ public enum Conv2D {
                 }
             }
         }
-        if g.isDepthwise { depthwiseBackward(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw); return }
+        if g.isDepthwise { depthwiseBackward(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw, q: inputQuant, qsum: quantSums); return }
         if dx == nil && dw == nil { return }
         let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
         let k = cg * g.kernelH * g.kernelW
@@ -160,13 +176,30 @@ public enum Conv2D {
     // bounds checks and run as straight vector loops over an output row.
 
     @inline(__always)
-    static func copyPadded(_ g: ConvGeometry, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
+    static func copyPadded(_ g: ConvGeometry, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ q: InputQuant? = nil) {
         let pw = g.width + 2 * g.padW
+        if let q {
+            let z = FakeQuant.roundedZeroPoint(q.zeroPoint, qmin: q.qmin, qmax: q.qmax)
+            for ih in 0..<g.height {
+                FakeQuant.forwardRow(src + ih * g.width, dst + (ih + g.padH) * pw + g.padW, g.width,
+                                     s: q.scale, inv: 1 / q.scale, z: z, lo: Float(q.qmin), hi: Float(q.qmax))
+            }
+            return
+        }
         for ih in 0..<g.height { (dst + (ih + g.padH) * pw + g.padW).update(from: src + ih * g.width, count: g.width) }
     }
 
+    /// The input quantizer's backward on one plane of dx (in place): dx = STE(dxq), and the plane's
+    /// scale / zero-point gradient sums (before the grad factor).
+    @inline(__always)
+    static func quantBackwardPlane(_ q: InputQuant, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) -> (Double, Double) {
+        let z = FakeQuant.backwardZeroPoint(q.zeroPoint, qmin: q.qmin, qmax: q.qmax, perTensor: true)
+        return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: q.scale, inv: 1 / q.scale, z: z,
+                                     lo: Float(q.qmin), hi: Float(q.qmax), clipped: q.clipped)
+    }
+
     static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, q: InputQuant? = nil) {
         let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dw = g.dilationW
         let pw = w + 2 * g.padW, ph = h + 2 * g.padH
@@ -175,7 +208,7 @@ public enum Conv2D {
             let pad = scratch.pointer
             for plane in range {
                 let ch = plane % c
-                copyPadded(g, x + plane * h * w, pad)
+                copyPadded(g, x + plane * h * w, pad, q)
                 let yp = y + plane * oh * ow
                 let wp = weight + ch * kh * kw
                 let b = bias?[ch] ?? 0
@@ -239,9 +272,11 @@ public enum Conv2D {
     }
 
     static func depthwiseBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                  dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+                                  dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?,
+                                  q: InputQuant? = nil, qsum: UnsafeMutablePointer<Double>? = nil) {
+        if let qsum { qsum.initialize(repeating: 0, count: 2 * g.inChannels) }
         if g.strideH == 1 && g.strideW == 1 && g.kernelH == 3 && g.kernelW == 3 {
-            depthwiseBackward3x3s1(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw)
+            depthwiseBackward3x3s1(g, x: x, weight: weight, dy: dy, dx: dx, dw: dw, q: q, qsum: qsum)
             return
         }
         let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
@@ -258,7 +293,7 @@ public enum Conv2D {
                 for n in 0..<g.batch {
                     let plane = n * c + ch
                     let dyp = dy + plane * oh * ow
-                    if dw != nil { copyPadded(g, x + plane * h * w, xpad) }
+                    if dw != nil { copyPadded(g, x + plane * h * w, xpad, q) }
                     if dx != nil { gpad.initialize(repeating: 0, count: ph * pw) }
                     for oy in 0..<oh {
                         let dyr = dyp + oy * ow
@@ -281,6 +316,10 @@ public enum Conv2D {
                     if let dx {
                         let d = dx + plane * h * w
                         for ih in 0..<h { (d + ih * w).update(from: gpad + (ih + g.padH) * pw + g.padW, count: w) }
+                        if let q, let qsum {
+                            let (a, b) = quantBackwardPlane(q, x: x + plane * h * w, dx: d, count: h * w)
+                            qsum[2 * ch] += a; qsum[2 * ch + 1] += b
+                        }
                     }
                 }
                 if let dw { (dw + ch * kh * kw).update(from: acc.pointer, count: kh * kw) }
@@ -292,7 +331,8 @@ public enum Conv2D {
     /// the flipped kernel, computed like the forward (one store per element). dw uses nine SIMD
     /// accumulators per channel, reduced once per channel.
     static func depthwiseBackward3x3s1(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                       dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+                                       dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?,
+                                       q: InputQuant? = nil, qsum: UnsafeMutablePointer<Double>? = nil) {
         typealias V = SIMD8<Float>
         let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
         let dlh = g.dilationH, dlw = g.dilationW
@@ -312,7 +352,7 @@ public enum Conv2D {
                     let plane = n * c + ch
                     let dyp = dy + plane * oh * ow
                     if dw != nil {
-                        copyPadded(g, x + plane * h * w, xpad)
+                        copyPadded(g, x + plane * h * w, xpad, q)
                         // Nine accumulators in registers; each dy vector is loaded once for all taps.
                         var a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4]
                         var a5 = acc[5], a6 = acc[6], a7 = acc[7], a8 = acc[8]
@@ -358,6 +398,10 @@ public enum Conv2D {
                                 let r0 = gpad + (ih + g.padH - 2 * dlh + bh) * sw + (g.padW - 2 * dlw + bw)
                                 correlate3x3Row(out: d + ih * w, count: w, bias: 0, rows: (UnsafePointer(r0), UnsafePointer(r0 + dlh * sw), UnsafePointer(r0 + 2 * dlh * sw)), dil: dlw, w: fw.baseAddress!)
                             }
+                        }
+                        if let q, let qsum {
+                            let (a, b) = quantBackwardPlane(q, x: x + plane * h * w, dx: d, count: h * w)
+                            qsum[2 * ch] += a; qsum[2 * ch + 1] += b
                         }
                     }
                 }

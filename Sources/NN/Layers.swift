@@ -13,6 +13,9 @@ public final class Conv2d: Module {
     /// by gamma/sqrt(running_var + eps) before the weight quantizer, the BN then normalises the rescaled
     /// output. The BN stays at its own path (checkpoint keys do not move) and passes values through.
     public var foldedBN: FoldedBatchNorm?
+    /// Fuse a per-tensor input quantizer into depthwise convs (same values and gradients, less memory
+    /// traffic). Off only to compare against the unfused path.
+    public var fuseInputQuantizer = true
     public let inChannels: Int, outChannels: Int
     public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
 
@@ -48,6 +51,15 @@ public final class Conv2d: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
+        if fuseInputQuantizer, foldedBN == nil, groups > 1, groups == inChannels, outChannels == inChannels,
+           let fq = (inputQuantizer as? FusableInputQuantizer)?.fusedInputQuantization(for: x) {
+            let w = weightQuantizer?(weight) ?? weight
+            let y = x.depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
+                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
+                                                    gradFactor: fq.gradFactor, ste: fq.ste)
+            if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
+            return y
+        }
         let xin = inputQuantizer?(x) ?? x
         let y: Tensor
         if let bn = foldedBN?.bn {

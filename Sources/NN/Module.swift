@@ -35,6 +35,23 @@ public protocol QuantizerStateful: Module {
     var quantAttributes: [String: String] { get }
 }
 
+/// A per-tensor input quantizer that a depthwise Conv2d may fuse into its kernel. Returns nil when
+/// fusion does not apply right now (disabled, per-channel, dropout active); the conv then calls the
+/// quantizer as a module.
+public protocol FusableInputQuantizer: Module {
+    func fusedInputQuantization(for x: Tensor) -> FusedInputQuantization?
+}
+
+public struct FusedInputQuantization {
+    public var scale: Tensor, zeroPoint: Tensor
+    public var qmin: Int, qmax: Int
+    public var gradFactor: Float
+    public var ste: STE
+    public init(scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE) {
+        self.scale = scale; self.zeroPoint = zeroPoint; self.qmin = qmin; self.qmax = qmax; self.gradFactor = gradFactor; self.ste = ste
+    }
+}
+
 /// Modules that draw random numbers (dropout) keep their generator here so checkpoints can save it.
 public protocol RandomStateful: AnyObject {
     var rng: RNG { get set }

@@ -39,7 +39,7 @@ public struct QuantDropout: Sendable, Equatable {
 
 /// A fake quantizer: a learnable (LSQ / LSQ+), observed or fixed mapping range in front of a weight or
 /// an activation. Its `scale` and `zeroPoint` have one value per channel (per-channel) or one.
-public final class FakeQuantize: Module, RandomStateful, QuantizerStateful {
+public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, FusableInputQuantizer {
     public enum Mode: Sendable, Equatable, CustomStringConvertible {
         /// Trained by gradient: LSQ learns the scale; LSQ+ (`learnZeroPoint`) the offset too.
         case learnable(learnZeroPoint: Bool)
@@ -146,17 +146,30 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful {
         if scheme.symmetric { zeroPoint.pointer.initialize(repeating: scheme.symmetricZeroPoint, count: channels) }
     }
 
-    public override func forward(_ x: Tensor) -> Tensor {
-        guard enabled else { return x }
+    /// The steps every forward takes before quantizing: observe when calibrating, observed-mode
+    /// training or not yet initialised (an uninitialised quantizer takes its range from the first
+    /// batch it sees), then keep the scale valid.
+    func prepare(_ x: Tensor) {
         if let axis = scheme.axis {
             precondition(axis < x.rank && x.shape[axis] == channels,
                          "FakeQuantize '\(path)': input \(x.shape) has no axis \(axis) of size \(channels)")
         }
-        if calibrating || (mode == .observed && isTraining) || !isInitialized {
-            // An uninitialised quantizer takes its range from the first batch it sees.
-            observe(x)
-        }
+        if calibrating || (mode == .observed && isTraining) || !isInitialized { observe(x) }
         sanitizeScale()
+    }
+
+    /// Fusion into a depthwise conv applies to an enabled per-tensor quantizer without active dropout.
+    public func fusedInputQuantization(for x: Tensor) -> FusedInputQuantization? {
+        guard enabled, scheme.axis == nil else { return nil }
+        if isTraining, let d = dropout, d.probability(at: step) < 1 { return nil }
+        prepare(x)
+        return FusedInputQuantization(scale: scale, zeroPoint: zeroPoint, qmin: scheme.qmin, qmax: scheme.qmax,
+                                      gradFactor: factor(for: x), ste: ste)
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        guard enabled else { return x }
+        prepare(x)
         var elementMask: Tensor? = nil, channelMask: Tensor? = nil
         if isTraining, let d = dropout {
             let p = d.probability(at: step)

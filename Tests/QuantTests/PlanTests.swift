@@ -103,3 +103,32 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(iq.scale.scalars[0], s)
     }
 }
+
+final class FusedDepthwiseTests: XCTestCase {
+    /// The fused depthwise conv with a quantized input gives the same output and gradients as
+    /// fake quantization followed by the conv (bit for bit except the summed scale/zero-point gradients).
+    func testFusedEqualsUnfused() throws {
+        for (stride, pad, dil) in [(1, 1, 1), (2, 1, 1), (1, 2, 2)] {
+            var rng = RNG(seed: 21)
+            let conv = try Conv2d(6, 6, kernel: 3, stride: stride, padding: pad, dilation: dil, groups: 6, rng: &rng)
+            let q = try FakeQuantize(scheme: QuantScheme(bits: 4), gradFactor: .lsqPyTorch, path: "q")
+            conv.inputQuantizer = q
+            let x = Tensor.uniform([2, 6, 9, 11], low: -1, high: 2, rng: &rng, requiresGrad: true)
+            func run(_ fused: Bool) -> ([Float], [Float], [Float], [Float], Float, Float) {
+                conv.fuseInputQuantizer = fused
+                x.grad = nil; conv.weight.grad = nil; conv.bias!.grad = nil; q.scale.grad = nil; q.zeroPoint.grad = nil
+                let y = conv(x)
+                var r = RNG(seed: 5)
+                y.backward(Tensor.uniform(y.shape, low: -1, high: 1, rng: &r))
+                return (y.scalars, x.grad!.scalars, conv.weight.grad!.scalars, conv.bias!.grad!.scalars, q.scale.grad!.item, q.zeroPoint.grad!.item)
+            }
+            let a = run(false), b = run(true)
+            XCTAssertEqual(a.0, b.0, "forward, stride \(stride)")
+            XCTAssertEqual(a.1, b.1, "dx, stride \(stride)")
+            for (u, v) in zip(a.2, b.2) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u))) }
+            XCTAssertEqual(a.3, b.3)
+            XCTAssertEqual(a.4, b.4, accuracy: 1e-5 * max(1, abs(a.4)))
+            XCTAssertEqual(a.5, b.5, accuracy: 1e-5 * max(1, abs(a.5)))
+        }
+    }
+}
