@@ -8,7 +8,8 @@ extension Tensor {
         Elementwise.unary(op, pointer, out.pointer, count: count)
         let x = self
         return Tensor.make(shape, out, op: name, inputs: [self]) { g in
-            let gx = FloatBuffer(count: x.count)
+            // The kernels read g[i] before writing gx[i], so an unshared g can take the result.
+            let gx = g.consumable ? g.storage : FloatBuffer(count: x.count)
             Elementwise.unaryBackward(op, x: x.pointer, y: out.pointer, g: g.pointer, gx: gx.pointer, count: x.count)
             return [Tensor(shape: x.shape, storage: gx)]
         }

@@ -31,7 +31,8 @@ extension Tensor {
         let x = self
         let emT = elementMask?.detached(), cmT = channelMask?.detached()
         return Tensor.make(shape, out, op: "fake_quantize", inputs: [x, scale, zeroPoint]) { g in
-            let dx = x.requiresGrad ? FloatBuffer(count: x.count) : nil
+            // Each element of g is read before dx is written at the same index: an unshared g takes dx.
+            let dx = x.requiresGrad ? (g.consumable ? g.storage : FloatBuffer(count: x.count)) : nil
             let ds = scale.requiresGrad ? FloatBuffer(count: scale.count) : nil
             let dz = zeroPoint.requiresGrad ? FloatBuffer(count: zeroPoint.count) : nil
             FakeQuant.backward(layout, x: x.pointer, dy: g.pointer, scale: scale.pointer, zeroPoint: zeroPoint.pointer,

@@ -40,6 +40,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Accumulated gradient (leaf tensors only). Each backward adds to it; set to nil to clear.
     public var grad: Tensor?
     var node: Node?
+    /// Set by `backward()` on a gradient nobody else references, right before handing it to a vjp:
+    /// that vjp may then write its result into the same buffer instead of allocating one.
+    var consumable = false
 
     public init(shape: [Int], storage: FloatBuffer, requiresGrad: Bool = false) {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
@@ -165,6 +168,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
             for t in order.reversed() {
                 guard var g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 if let node = t.node {
+                    g.consumable = isKnownUniquelyReferenced(&g) && isKnownUniquelyReferenced(&g.storage)
                     let gs = node.vjp(g)
                     precondition(gs.count == node.inputs.count, "backward: \(node.op) returned \(gs.count) gradients for \(node.inputs.count) inputs")
                     for (input, gi) in zip(node.inputs, gs) where input.requiresGrad {
