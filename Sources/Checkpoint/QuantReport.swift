@@ -11,8 +11,10 @@ public struct QuantReport {
         public var mode: String
         public var scaleMin: Float, scaleMax: Float
         public var zeroPointMin: Float, zeroPointMax: Float
-        /// Fraction of clipped weights (nil for activation quantizers).
+        /// Fraction of clipped values: for weight quantizers computed from the checkpoint's weights,
+        /// for activation quantizers the share recorded at their last calibration batch.
         public var clipped: Double?
+        public var clippedFromCalibration = false
     }
     public var rows: [Row]
 
@@ -35,6 +37,8 @@ public struct QuantReport {
                     if v < lo - s[c] / 2 || v > hi + s[c] / 2 { clipped += 1 }
                 }
                 row.clipped = Double(clipped) / Double(max(w.values.count, 1))
+            } else if let cf = q["clippedFraction"]?.values.first, (q["initialized"]?.values.first ?? 0) != 0 {
+                row.clipped = Double(cf); row.clippedFromCalibration = true
             }
             return row
         }
@@ -49,7 +53,7 @@ public struct QuantReport {
             out.append(pad(r.path, pw) + "  " + pad(r.bits, 4) + "  " + pad(r.scheme, 44)
                        + pad(String(format: "%.3g..%.3g", r.scaleMin, r.scaleMax), 26)
                        + pad(String(format: "%.1f..%.1f", r.zeroPointMin, r.zeroPointMax), 16)
-                       + (r.clipped.map { String(format: "%.3f%%", $0 * 100) } ?? "n/a (activation: needs data)"))
+                       + (r.clipped.map { String(format: "%.3f%%", $0 * 100) + (r.clippedFromCalibration ? " (calibration)" : "") } ?? "n/a (not calibrated)"))
         }
         return out.joined(separator: "\n")
     }

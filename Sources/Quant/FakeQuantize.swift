@@ -85,6 +85,9 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
     @Param public var zeroPoint: Tensor
     /// 1 once the range was initialised from data or loaded.
     @Buffer public var initialized: Tensor
+    /// Share of the values seen at the last observation (calibration or initialisation) that fell
+    /// outside the representable range; `qat quant report` prints it for activation quantizers.
+    @Buffer public var clippedFraction: Tensor
     var observer: Observer
 
     public init(scheme: QuantScheme, channels: Int = 1, mode: Mode = .learnable(learnZeroPoint: true), rangeMethod: RangeMethod = .minMax,
@@ -100,6 +103,7 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
         scale = Tensor.ones([channels])
         zeroPoint = Tensor.full([channels], scheme.symmetric ? scheme.symmetricZeroPoint : 0)
         initialized = Tensor.zeros([1])
+        clippedFraction = Tensor.zeros([1])
         observer = Observer(rangeMethod)
         super.init()
         self.path = path
@@ -136,6 +140,21 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
     public func observe(_ x: Tensor) {
         noGrad { observer.observe(x, scheme: scheme, eps: eps) }
         applyObserver()
+        clippedFraction.pointer[0] = Float(clippedShare(x))
+    }
+
+    /// Fraction of x beyond the grid by more than half a step (clipped, not just rounded).
+    func clippedShare(_ x: Tensor) -> Double {
+        let l = FakeQuant.Layout(shape: x.shape, axis: scheme.axis)
+        var clipped = 0
+        let p = x.pointer
+        for o in 0..<l.outer { for c in 0..<l.channels {
+            let s = scale.pointer[c], z = FakeQuant.roundedZeroPoint(zeroPoint.pointer[c], qmin: scheme.qmin, qmax: scheme.qmax)
+            let lo = (Float(scheme.qmin) - z - 0.5) * s, hi = (Float(scheme.qmax) - z + 0.5) * s
+            let base = (o * l.channels + c) * l.inner
+            for i in 0..<l.inner { let v = p[base + i]; if v < lo || v > hi { clipped += 1 } }
+        }}
+        return Double(clipped) / Double(max(x.count, 1))
     }
 
     /// Keeps the learnable scale usable: never below eps, never NaN or infinite (as PyTorch's

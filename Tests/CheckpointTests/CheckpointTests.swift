@@ -169,7 +169,9 @@ final class QuantCheckpointTests: XCTestCase {
         XCTAssertEqual(w.bits, "4")
         XCTAssertNotNil(w.clipped)
         XCTAssertEqual(w.clipped!, 0, accuracy: 1e-9, "min-max initialised weights are not clipped")
-        XCTAssertNil(report.rows.first { $0.path == "0.inputQuantizer" }!.clipped)
+        let inRow = report.rows.first { $0.path == "0.inputQuantizer" }!
+        XCTAssertEqual(inRow.clipped, 0, "min-max initialised from the same batch: nothing clipped")
+        XCTAssertTrue(inRow.clippedFromCalibration)
         XCTAssertTrue(report.format().contains("0.weightQuantizer"))
         let back = try Checkpoint.load(from: dir + "/q.h5")
         XCTAssertEqual(back, c)

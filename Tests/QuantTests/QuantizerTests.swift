@@ -106,6 +106,11 @@ final class QuantizerTests: XCTestCase {
         let sd = (v.reduce(0) { $0 + $1 * $1 } / 1000).squareRoot()
         XCTAssertEqual(try scale(.lsqPlus), 3 * sd / 128, accuracy: 1e-4)
         XCTAssertLessThan(try scale(.percentile(99)), 2 / 255)
+        // A percentile range clips about 2% of a uniform ramp (1% each side); min-max clips nothing.
+        let pq = try FakeQuantize(scheme: QuantScheme(bits: 8), rangeMethod: .percentile(99)); pq.observe(x)
+        XCTAssertEqual(pq.clippedFraction.item, 0.02, accuracy: 0.01)
+        let mq = try FakeQuantize(scheme: QuantScheme(bits: 8), rangeMethod: .minMax); mq.observe(x)
+        XCTAssertEqual(mq.clippedFraction.item, 0)
         XCTAssertGreaterThan(try scale(.percentile(99)), 1.9 / 255)
         // MSE never picks a range whose error exceeds min-max's.
         XCTAssertLessThanOrEqual(try scale(.mse, QuantScheme(bits: 3)), 2 / 7 + 1e-6)
