@@ -55,25 +55,18 @@ public struct AircraftType: Sendable, Equatable {
         // Fuselage: pointed nose, tapered tail cone.
         polys.append([(0.5, 0), (0.42, hw), (-0.35, hw), (-0.5, hw * 0.35), (-0.5, -hw * 0.35), (-0.35, -hw), (0.42, -hw)])
         let t = tan(sweep * .pi / 180)
-        switch planform {
-        case .delta, .canard:
-            let le = wingX, semi = span / 2
-            polys.append([(le, hw), (le - semi * t, semi), (le - semi * t - tipChord, semi), (le - rootChord, hw)])
-            polys.append([(le, -hw), (le - semi * t, -semi), (le - semi * t - tipChord, -semi), (le - rootChord, -hw)])
-            if planform == .canard {
-                polys.append([(0.32, hw), (0.24, span * 0.2), (0.20, span * 0.2), (0.22, hw)])
-                polys.append([(0.32, -hw), (0.24, -span * 0.2), (0.20, -span * 0.2), (0.22, -hw)])
-            }
-        case .swept, .straight:
-            let semi = span / 2, le = wingX
-            polys.append([(le, hw), (le - semi * t, semi), (le - semi * t - tipChord, semi), (le - rootChord, hw)])
-            polys.append([(le, -hw), (le - semi * t, -semi), (le - semi * t - tipChord, -semi), (le - rootChord, -hw)])
+        // Wings (any planform; sweep and chords make the difference), starboard then port.
+        let semi = span / 2, le = wingX
+        for s in [1.0, -1.0] {
+            polys.append([(le, s * hw), (le - semi * t, s * semi), (le - semi * t - tipChord, s * semi), (le - rootChord, s * hw)])
+        }
+        if planform == .canard {
+            for s in [1.0, -1.0] { polys.append([(0.32, s * hw), (0.24, s * span * 0.2), (0.20, s * span * 0.2), (0.22, s * hw)]) }
         }
         // Horizontal tail (a T-tail sits at the very end and looks narrower from above).
         if tail != .none {
             let x0 = tail == .tTail ? -0.40 : -0.36, semi = tailSpan / 2, ts = t * 0.8 + 0.1
-            polys.append([(x0, 0), (x0 - semi * ts, semi), (x0 - semi * ts - 0.05, semi), (x0 - 0.1, 0)])
-            polys.append([(x0, 0), (x0 - semi * ts, -semi), (x0 - semi * ts - 0.05, -semi), (x0 - 0.1, 0)])
+            for s in [1.0, -1.0] { polys.append([(x0, 0), (x0 - semi * ts, s * semi), (x0 - semi * ts - 0.05, s * semi), (x0 - 0.1, 0)]) }
         }
         if tail == .twinFin {
             for s in [-1.0, 1.0] { polys.append([(-0.28, s * hw * 0.9), (-0.46, s * hw * 1.1), (-0.48, s * hw * 0.95), (-0.32, s * hw * 0.75)]) }

@@ -216,7 +216,6 @@ public enum SyntheticAircraft {
             try fm.createDirectory(atPath: dir + "/annotations", withIntermediateDirectories: true)
         } catch { throw DataError(file: dir, "cannot create the output folders: \(error.localizedDescription)") }
         let t0 = Date()
-        var perImage = [[Object]](repeating: [], count: c.images)
         let failures = NSLock()
         var firstError: Error?
         let results = UnsafeMutableBufferPointer<[Object]>.allocate(capacity: c.images)
@@ -233,7 +232,7 @@ public enum SyntheticAircraft {
             }
         }
         if let e = firstError { throw e }
-        for i in 0..<c.images { perImage[i] = results[i] }
+        let perImage = Array(results)
         // Annotations, with label noise in the train split from a stream independent of rendering.
         var noiseRNG = RNG(seed: c.seed ^ 0x4E01_5E00)
         let catalog = AircraftType.catalog

@@ -68,18 +68,14 @@ public struct H5Writer {
         guard ds.id >= 0, ok else { throw HDF5Error(.io, file: file, "cannot write dataset \(name)") }
     }
 
-    public func attr(_ obj: H5Handle, _ name: String, int64 v: Int64) throws {
-        let space = H5Handle(qat_H5S_SCALAR_space(), close: H5Sclose)
-        let a = H5Handle(H5Acreate2(obj.id, name, qat_H5T_NATIVE_INT64(), space.id, qat_H5P_DEFAULT(), qat_H5P_DEFAULT()), close: H5Aclose)
-        var x = v
-        guard a.id >= 0, H5Awrite(a.id, qat_H5T_NATIVE_INT64(), &x) >= 0 else { throw HDF5Error(.io, file: file, "cannot write attribute \(name)") }
-    }
+    public func attr(_ obj: H5Handle, _ name: String, int64 v: Int64) throws { try scalar(obj, name, v, type: qat_H5T_NATIVE_INT64()) }
+    public func attr(_ obj: H5Handle, _ name: String, uint64 v: UInt64) throws { try scalar(obj, name, v, type: qat_H5T_NATIVE_UINT64()) }
 
-    public func attr(_ obj: H5Handle, _ name: String, uint64 v: UInt64) throws {
+    private func scalar<T>(_ obj: H5Handle, _ name: String, _ v: T, type: hid_t) throws {
         let space = H5Handle(qat_H5S_SCALAR_space(), close: H5Sclose)
-        let a = H5Handle(H5Acreate2(obj.id, name, qat_H5T_NATIVE_UINT64(), space.id, qat_H5P_DEFAULT(), qat_H5P_DEFAULT()), close: H5Aclose)
+        let a = H5Handle(H5Acreate2(obj.id, name, type, space.id, qat_H5P_DEFAULT(), qat_H5P_DEFAULT()), close: H5Aclose)
         var x = v
-        guard a.id >= 0, H5Awrite(a.id, qat_H5T_NATIVE_UINT64(), &x) >= 0 else { throw HDF5Error(.io, file: file, "cannot write attribute \(name)") }
+        guard a.id >= 0, H5Awrite(a.id, type, &x) >= 0 else { throw HDF5Error(.io, file: file, "cannot write attribute \(name)") }
     }
 
     /// Variable-length UTF-8 string attribute (h5py reads it as `str`).
@@ -210,19 +206,18 @@ public struct H5Reader {
     public func hasAttr(_ obj: H5Handle, _ name: String) -> Bool { H5Aexists(obj.id, name) > 0 }
 
     public func int64(_ obj: H5Handle, _ name: String) throws -> Int64 {
-        let a = H5Handle(H5Aopen(obj.id, name, qat_H5P_DEFAULT()), close: H5Aclose)
-        var v: Int64 = 0
-        guard a.id >= 0, H5Aread(a.id, qat_H5T_NATIVE_INT64(), &v) >= 0 else {
-            throw HDF5Error(.invalid, file: file, "attribute \(name) is missing or not an integer")
-        }
-        return v
+        try scalar(obj, name, 0 as Int64, type: qat_H5T_NATIVE_INT64(), what: "an integer")
     }
 
     public func uint64(_ obj: H5Handle, _ name: String) throws -> UInt64 {
+        try scalar(obj, name, 0 as UInt64, type: qat_H5T_NATIVE_UINT64(), what: "an unsigned integer")
+    }
+
+    private func scalar<T>(_ obj: H5Handle, _ name: String, _ initial: T, type: hid_t, what: String) throws -> T {
         let a = H5Handle(H5Aopen(obj.id, name, qat_H5P_DEFAULT()), close: H5Aclose)
-        var v: UInt64 = 0
-        guard a.id >= 0, H5Aread(a.id, qat_H5T_NATIVE_UINT64(), &v) >= 0 else {
-            throw HDF5Error(.invalid, file: file, "attribute \(name) is missing or not an unsigned integer")
+        var v = initial
+        guard a.id >= 0, H5Aread(a.id, type, &v) >= 0 else {
+            throw HDF5Error(.invalid, file: file, "attribute \(name) is missing or not \(what)")
         }
         return v
     }

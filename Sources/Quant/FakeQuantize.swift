@@ -138,9 +138,10 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
 
     /// Feeds a batch to the observer (calibration) and updates the range.
     public func observe(_ x: Tensor) {
+        let recordClipping = calibrating || !isInitialized    // not on every observed-mode training step
         noGrad { observer.observe(x, scheme: scheme, eps: eps) }
         applyObserver()
-        clippedFraction.pointer[0] = Float(clippedShare(x))
+        if recordClipping { clippedFraction.pointer[0] = Float(clippedShare(x)) }
     }
 
     /// Fraction of x beyond the grid by more than half a step (clipped, not just rounded).

@@ -51,32 +51,64 @@ struct Observer {
         return out
     }
 
+    /// Visits the values of channel `c` in memory order (outer blocks, then inner), without copying.
+    @inline(__always)
+    static func forEach(_ x: Tensor, _ l: FakeQuant.Layout, channel c: Int, _ body: (Float) -> Void) {
+        let p = x.pointer
+        for o in 0..<l.outer {
+            let base = p + (o * l.channels + c) * l.inner
+            for i in 0..<l.inner { body(base[i]) }
+        }
+    }
+
+    /// Per-channel min and max, read in place (observed-mode training calls this every step).
+    static func minMax(_ x: Tensor, axis: Int?) -> ([Float], [Float]) {
+        let l = FakeQuant.Layout(shape: x.shape, axis: axis)
+        var lo = [Float](repeating: 0, count: l.channels), hi = lo
+        for c in 0..<l.channels {
+            var mn = Float.infinity, mx = -Float.infinity
+            forEach(x, l, channel: c) { v in mn = min(mn, v); mx = max(mx, v) }
+            if l.outer * l.inner > 0 { lo[c] = mn; hi[c] = mx }
+        }
+        return (lo, hi)
+    }
+
     mutating func observe(_ x: Tensor, scheme: QuantScheme, eps: Float) {
-        let chans = Observer.channels(x, axis: scheme.axis)
+        let l = FakeQuant.Layout(shape: x.shape, axis: scheme.axis)
+        let count = Float(max(l.outer * l.inner, 1))
         let n = Float(batches)
         func average(_ old: inout [Float], _ new: [Float]) {
             if old.isEmpty { old = new } else { for i in 0..<new.count { old[i] = (old[i] * n + new[i]) / (n + 1) } }
         }
         switch method {
         case .minMax:
-            let bl = chans.map { $0.min() ?? 0 }, bh = chans.map { $0.max() ?? 0 }
+            let (bl, bh) = Observer.minMax(x, axis: scheme.axis)
             if lo.isEmpty { lo = bl; hi = bh } else { for i in 0..<bl.count { lo[i] = min(lo[i], bl[i]); hi[i] = max(hi[i], bh[i]) } }
         case .movingAverageMinMax(let m):
-            let bl = chans.map { $0.min() ?? 0 }, bh = chans.map { $0.max() ?? 0 }
+            let (bl, bh) = Observer.minMax(x, axis: scheme.axis)
             if lo.isEmpty { lo = bl; hi = bh } else { for i in 0..<bl.count { lo[i] += m * (bl[i] - lo[i]); hi[i] += m * (bh[i] - hi[i]) } }
         case .percentile(let p):
+            let chans = Observer.channels(x, axis: scheme.axis)   // sorting needs a copy
             let bl = chans.map { Observer.percentile($0, 100 - p) }, bh = chans.map { Observer.percentile($0, p) }
             average(&lo, bl); average(&hi, bh)
         case .mse:
-            let r = chans.map { Observer.mseRange($0, scheme: scheme, eps: eps) }
+            let r = Observer.channels(x, axis: scheme.axis).map { Observer.mseRange($0, scheme: scheme, eps: eps) }
             average(&lo, r.map(\.0)); average(&hi, r.map(\.1))
         case .lsq:
-            let s = chans.map { v -> Float in 2 * (v.reduce(0) { $0 + abs($1) } / Float(max(v.count, 1))) / Float(scheme.qmax).squareRoot() }
+            let s = (0..<l.channels).map { c -> Float in
+                var sumAbs: Float = 0
+                Observer.forEach(x, l, channel: c) { sumAbs += abs($0) }
+                return 2 * (sumAbs / count) / Float(scheme.qmax).squareRoot()
+            }
             average(&scaleEstimate, s)
         case .lsqPlus:
-            let s = chans.map { v -> Float in
-                let mu = v.reduce(0, +) / Float(max(v.count, 1))
-                let sd = (v.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Float(max(v.count, 1))).squareRoot()
+            let s = (0..<l.channels).map { c -> Float in
+                var sum: Float = 0
+                Observer.forEach(x, l, channel: c) { sum += $0 }
+                let mu = sum / count
+                var ss: Float = 0
+                Observer.forEach(x, l, channel: c) { ss += ($0 - mu) * ($0 - mu) }
+                let sd = (ss / count).squareRoot()
                 return max(abs(mu - 3 * sd), abs(mu + 3 * sd)) / Float(1 << (scheme.bits - 1))
             }
             average(&scaleEstimate, s)
