@@ -20,8 +20,17 @@ extension Tensor {
     public func log() -> Tensor { unary(.log, name: "log") }
     public func sqrt() -> Tensor { unary(.sqrt, name: "sqrt") }
     public func abs() -> Tensor { unary(.abs, name: "abs") }
-    public func relu() -> Tensor { unary(.relu, name: "relu") }
-    public func relu6() -> Tensor { unary(.relu6, name: "relu6") }
+    public func relu() -> Tensor { tagged(unary(.relu, name: "relu"), .relu) }
+    public func relu6() -> Tensor { tagged(unary(.relu6, name: "relu6"), .relu6) }
+
+    /// relu or relu6.
+    public func activated(_ act: FakeQuant.PreActivation) -> Tensor { act == .relu ? relu() : relu6() }
+
+    /// Records the activation on a taped output (see `activationSource`).
+    private func tagged(_ y: Tensor, _ kind: FakeQuant.PreActivation) -> Tensor {
+        if y.node != nil { y.activationSource = ActivationSource(kind: kind, input: self) }
+        return y
+    }
     public func sigmoid() -> Tensor { unary(.sigmoid, name: "sigmoid") }
     public func tanh() -> Tensor { unary(.tanh, name: "tanh") }
     public func hardswish() -> Tensor { unary(.hardswish, name: "hardswish") }

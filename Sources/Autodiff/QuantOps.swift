@@ -16,7 +16,8 @@ extension Tensor {
     /// quantized (non-zero) for quantization dropout; the rest pass through unchanged.
     public func fakeQuantize(scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, axis: Int? = nil,
                              gradFactor: Float = 1, ste: STE = .clipped,
-                             elementMask: Tensor? = nil, channelMask: Tensor? = nil) -> Tensor {
+                             elementMask: Tensor? = nil, channelMask: Tensor? = nil,
+                             preActivation: FakeQuant.PreActivation? = nil) -> Tensor {
         precondition(qmin < qmax, "fake_quantize: qmin \(qmin) must be below qmax \(qmax)")
         let ax = axis.map { normalizedAxis($0, op: "fake_quantize") }
         let layout = FakeQuant.Layout(shape: shape, axis: ax)
@@ -27,10 +28,10 @@ extension Tensor {
         let out = FloatBuffer(count: count)
         let em = elementMask.map { UnsafePointer($0.pointer) }, cm = channelMask.map { UnsafePointer($0.pointer) }
         FakeQuant.forward(layout, x: pointer, scale: scale.pointer, zeroPoint: zeroPoint.pointer, qmin: qmin, qmax: qmax,
-                          elementMask: em, channelMask: cm, y: out.pointer)
+                          elementMask: em, channelMask: cm, preActivation: preActivation, y: out.pointer)
         let x = self
         let emT = elementMask?.detached(), cmT = channelMask?.detached()
-        return Tensor.make(shape, out, op: "fake_quantize", inputs: [x, scale, zeroPoint]) { g in
+        return Tensor.make(shape, out, op: preActivation == nil ? "fake_quantize" : "fused_activation_fake_quantize", inputs: [x, scale, zeroPoint]) { g in
             // Each element of g is read before dx is written at the same index: an unshared g takes dx.
             let dx = x.requiresGrad ? (g.consumable ? g.storage : FloatBuffer(count: x.count)) : nil
             let ds = scale.requiresGrad ? FloatBuffer(count: scale.count) : nil
@@ -38,7 +39,7 @@ extension Tensor {
             FakeQuant.backward(layout, x: x.pointer, dy: g.pointer, scale: scale.pointer, zeroPoint: zeroPoint.pointer,
                                qmin: qmin, qmax: qmax, gradFactor: gradFactor, clippedSTE: ste == .clipped, perTensor: ax == nil,
                                elementMask: emT.map { UnsafePointer($0.pointer) }, channelMask: cmT.map { UnsafePointer($0.pointer) },
-                               dx: dx?.pointer, dscale: ds?.pointer, dzeroPoint: dz?.pointer)
+                               preActivation: preActivation, dx: dx?.pointer, dscale: ds?.pointer, dzeroPoint: dz?.pointer)
             return [dx.map { Tensor(shape: x.shape, storage: $0) }, ds.map { Tensor(shape: scale.shape, storage: $0) },
                     dz.map { Tensor(shape: zeroPoint.shape, storage: $0) }]
         }
@@ -48,17 +49,20 @@ extension Tensor {
 extension Tensor {
     /// Depthwise conv of a per-tensor fake-quantized input, fused: equal to
     /// `fakeQuantize(scale:zeroPoint:...)` followed by `conv2d(...)`, without materialising the quantized
-    /// input (the kernel quantizes each plane as it copies it). Gradients flow to x (through the STE),
+    /// input (the kernel quantizes each plane as it copies it). With `preActivation` the input is
+    /// act(self), also never materialised. Gradients flow to x (through the STE),
     /// weight, bias, scale and zero point.
     public func depthwiseConv2dQuantizedInput(_ weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
-                                              scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE) -> Tensor {
+                                              scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE,
+                                              preActivation: FakeQuant.PreActivation? = nil) -> Tensor {
         let geo: ConvGeometry
         do {
             geo = try ConvGeometry(input: shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: shape.count == 4 ? shape[1] : 1)
         } catch { preconditionFailure("\(error)") }
         precondition(geo.isDepthwise, "depthwise_conv2d_quantized_input: weight \(weight.shape) is not depthwise for input \(shape)")
         precondition(scale.count == 1 && zeroPoint.count == 1 && qmin < qmax, "depthwise_conv2d_quantized_input: needs a per-tensor quantizer")
-        let q = InputQuant(scale: scale.pointer[0], zeroPoint: zeroPoint.pointer[0], qmin: qmin, qmax: qmax, clipped: ste == .clipped)
+        let q = InputQuant(scale: scale.pointer[0], zeroPoint: zeroPoint.pointer[0], qmin: qmin, qmax: qmax, clipped: ste == .clipped,
+                           preActivation: preActivation)
         let out = FloatBuffer(count: Shape.count(geo.outputShape))
         Conv2D.forward(geo, x: pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) }, y: out.pointer, inputQuant: q)
         let x = self

@@ -32,6 +32,12 @@ final class Node {
 
 /// A Float32 tensor, row-major (NCHW for images), contiguous. Reference semantics like a PyTorch tensor:
 /// operations return new tensors; `reshape` shares storage.
+/// See `Tensor.activationSource`.
+public struct ActivationSource {
+    public let kind: FakeQuant.PreActivation
+    public let input: Tensor
+}
+
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public let shape: [Int]
     public private(set) var storage: FloatBuffer
@@ -43,6 +49,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Set by `backward()` on a gradient nobody else references, right before handing it to a vjp:
     /// that vjp may then write its result into the same buffer instead of allocating one.
     var consumable = false
+    /// Set on the output of a taped relu/relu6: the activation and its input. A quantizer reading this
+    /// tensor may quantize act(input) in one fused op (`fakeQuantize(preActivation:)`) and send the
+    /// gradient to the input directly; when nothing else uses this tensor, its own activation node is
+    /// then never visited in backward and the tensor is freed right after the forward.
+    public internal(set) var activationSource: ActivationSource?
 
     public init(shape: [Int], storage: FloatBuffer, requiresGrad: Bool = false) {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")

@@ -5,10 +5,14 @@
 /// input is never materialised): the forward quantizes each plane while copying it into the padded
 /// scratch plane; the backward applies the quantizer's gradient to each plane of dx in cache.
 /// Same formulas as `FakeQuant` (PyTorch's per-tensor conventions for the zero point).
+/// With `preActivation` the conv's x is the activation's input: planes are quantized as act(x) and the
+/// gradient to x carries the activation's mask (see `FakeQuant.PreActivation`).
 public struct InputQuant: Sendable {
     public var scale: Float, zeroPoint: Float, qmin: Int, qmax: Int, clipped: Bool
-    public init(scale: Float, zeroPoint: Float, qmin: Int, qmax: Int, clipped: Bool) {
+    public var preActivation: FakeQuant.PreActivation?
+    public init(scale: Float, zeroPoint: Float, qmin: Int, qmax: Int, clipped: Bool, preActivation: FakeQuant.PreActivation? = nil) {
         self.scale = scale; self.zeroPoint = zeroPoint; self.qmin = qmin; self.qmax = qmax; self.clipped = clipped
+        self.preActivation = preActivation
     }
 }
 
@@ -181,8 +185,13 @@ public enum Conv2D {
         if let q {
             let z = FakeQuant.roundedZeroPoint(q.zeroPoint, qmin: q.qmin, qmax: q.qmax)
             for ih in 0..<g.height {
-                FakeQuant.forwardRow(src + ih * g.width, dst + (ih + g.padH) * pw + g.padW, g.width,
-                                     s: q.scale, inv: 1 / q.scale, z: z, lo: Float(q.qmin), hi: Float(q.qmax))
+                let row = src + ih * g.width, out = dst + (ih + g.padH) * pw + g.padW
+                let s = q.scale, inv = 1 / q.scale, lo = Float(q.qmin), hi = Float(q.qmax)
+                switch q.preActivation {
+                case nil: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.NoAct.self)
+                case .relu: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.ReLUAct.self)
+                case .relu6: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.ReLU6Act.self)
+                }
             }
             return
         }
@@ -194,8 +203,12 @@ public enum Conv2D {
     @inline(__always)
     static func quantBackwardPlane(_ q: InputQuant, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) -> (Double, Double) {
         let z = FakeQuant.backwardZeroPoint(q.zeroPoint, qmin: q.qmin, qmax: q.qmax, perTensor: true)
-        return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: q.scale, inv: 1 / q.scale, z: z,
-                                     lo: Float(q.qmin), hi: Float(q.qmax), clipped: q.clipped)
+        let s = q.scale, inv = 1 / q.scale, lo = Float(q.qmin), hi = Float(q.qmax)
+        switch q.preActivation {
+        case nil: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.NoAct.self)
+        case .relu: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.ReLUAct.self)
+        case .relu6: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.ReLU6Act.self)
+        }
     }
 
     static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,

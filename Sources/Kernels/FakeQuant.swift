@@ -22,6 +22,19 @@ public enum FakeQuant {
         }
     }
 
+    /// An activation fused in front of the quantizer: the kernels quantize act(x) and the gradient to x
+    /// carries act's derivative mask (the same masks as `Elementwise.unaryBackward`: relu passes where
+    /// x > 0, relu6 where 0 < x < 6). Equal to running the activation first, without materialising it.
+    public enum PreActivation: Sendable, Equatable {
+        case relu, relu6
+        @inline(__always) public func apply(_ v: Float) -> Float {
+            switch self { case .relu: return Swift.max(v, 0); case .relu6: return Swift.min(Swift.max(v, 0), 6) }
+        }
+        @inline(__always) public func passes(_ v: Float) -> Bool {
+            switch self { case .relu: return v > 0; case .relu6: return v > 0 && v < 6 }
+        }
+    }
+
     /// PyTorch's forward zero point: round half to even, then clamp to the grid.
     @inline(__always)
     public static func roundedZeroPoint(_ z: Float, qmin: Int, qmax: Int) -> Float {
@@ -35,7 +48,7 @@ public enum FakeQuant {
     /// y = fake_quant(x). `zeroPoint` holds the raw (learnable, possibly fractional) zero points.
     public static func forward(_ l: Layout, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Float>,
                                qmin: Int, qmax: Int, elementMask: UnsafePointer<Float>?, channelMask: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>) {
+                               preActivation act: PreActivation? = nil, y: UnsafeMutablePointer<Float>) {
         let lo = Float(qmin), hi = Float(qmax)
         let segs = (l.inner + segment - 1) / segment
         parallelChunks(l.outer * l.channels * segs, grain: max(1, 65_536 / Swift.min(l.inner, segment))) { range in
@@ -46,16 +59,23 @@ public enum FakeQuant {
                 let s = scale[c], inv = 1 / s
                 let z = roundedZeroPoint(zeroPoint[c], qmin: qmin, qmax: qmax)
                 let xp = x + start, yp = y + start
-                if let channelMask, channelMask[c] == 0 { yp.update(from: xp, count: n); continue }
+                if let channelMask, channelMask[c] == 0 {
+                    if let act { for i in 0..<n { yp[i] = act.apply(xp[i]) } } else { yp.update(from: xp, count: n) }
+                    continue
+                }
                 if let em = elementMask.map({ $0 + start }) {
                     for i in 0..<n {
-                        let v = xp[i]
+                        let v = act?.apply(xp[i]) ?? xp[i]
                         let q = Swift.min(Swift.max((v * inv).rounded(.toNearestOrEven) + z, lo), hi)
                         let fq = (q - z) * s
                         yp[i] = em[i] != 0 ? fq : v
                     }
                 } else {
-                    forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi)
+                    switch act {
+                    case nil: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, NoAct.self)
+                    case .relu: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLUAct.self)
+                    case .relu6: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLU6Act.self)
+                    }
                 }
             }
         }
@@ -77,6 +97,7 @@ public enum FakeQuant {
     public static func backward(_ l: Layout, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, scale: UnsafePointer<Float>,
                                 zeroPoint: UnsafePointer<Float>, qmin: Int, qmax: Int, gradFactor: Float, clippedSTE: Bool, perTensor: Bool,
                                 elementMask: UnsafePointer<Float>?, channelMask: UnsafePointer<Float>?,
+                                preActivation act: PreActivation? = nil,
                                 dx: UnsafeMutablePointer<Float>?, dscale: UnsafeMutablePointer<Float>?, dzeroPoint: UnsafeMutablePointer<Float>?) {
         let lo = Float(qmin), hi = Float(qmax)
         let segs = (l.inner + segment - 1) / segment
@@ -93,29 +114,37 @@ public enum FakeQuant {
                 let xp = x + start, gp = dy + start
                 let dxp = dx.map { $0 + start }
                 if let channelMask, channelMask[c] == 0 {
-                    dxp?.update(from: gp, count: n)
+                    if let dxp {
+                        if let act { for i in 0..<n { let g = gp[i]; dxp[i] = act.passes(xp[i]) ? g : 0 } } else { dxp.update(from: gp, count: n) }
+                    }
                     partS[sIdx] = 0; partZ[sIdx] = 0
                     continue
                 }
                 if elementMask == nil, let dxp {
-                    let (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE)
+                    let (a, b): (Double, Double)
+                    switch act {
+                    case nil: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
+                    case .relu: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
+                    case .relu6: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
+                    }
                     partS[sIdx] = a; partZ[sIdx] = b
                     continue
                 }
                 let em = elementMask.map { $0 + start }
                 var accS: Double = 0, accZ: Double = 0   // Double: the sums cancel heavily
                 for i in 0..<n {
-                    let v = xp[i], g = gp[i]
+                    let a = xp[i], v = act?.apply(a) ?? a
+                    let g = gp[i], pass = act?.passes(a) ?? true
                     let quantized = em.map { $0[i] != 0 } ?? true
                     let xq = (z + v * inv).rounded(.toNearestOrEven)
                     let below = xq < lo, above = xq > hi
-                    if !quantized { dxp?[i] = g; continue }
+                    if !quantized { dxp?[i] = pass ? g : 0; continue }
                     if below || above {
-                        dxp?[i] = clippedSTE ? 0 : g
+                        dxp?[i] = clippedSTE || !pass ? 0 : g
                         accS += Double(g * ((below ? lo : hi) - z))
                         accZ -= Double(g * s)
                     } else {
-                        dxp?[i] = g
+                        dxp?[i] = pass ? g : 0
                         accS += Double(g * ((xq - z) * s - v) * inv)
                     }
                 }
@@ -154,20 +183,44 @@ public enum FakeQuant {
         v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
     }
 
+    /// The fused activation as a type, so each SIMD row loop is specialised without a branch inside.
+    protocol RowActivation {
+        static var kind: PreActivation? { get }
+        static func apply(_ v: V) -> V
+        /// Lanes where the activation passes the gradient.
+        static func passes(_ v: V) -> SIMDMask<V.MaskStorage>
+    }
+    enum NoAct: RowActivation {
+        static var kind: PreActivation? { nil }
+        @inline(__always) static func apply(_ v: V) -> V { v }
+        @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { SIMDMask(repeating: true) }
+    }
+    enum ReLUAct: RowActivation {
+        static var kind: PreActivation? { .relu }
+        @inline(__always) static func apply(_ v: V) -> V { v.replacing(with: 0, where: v .< 0) }
+        @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { v .> 0 }
+    }
+    enum ReLU6Act: RowActivation {
+        static var kind: PreActivation? { .relu6 }
+        @inline(__always) static func apply(_ v: V) -> V { v.replacing(with: 0, where: v .< 0).replacing(with: 6, where: v .> 6) }
+        @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { (v .> 0) .& (v .< 6) }
+    }
+
     @inline(__always)
-    static func forwardRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                           s: Float, inv: Float, z: Float, lo: Float, hi: Float) {
+    static func forwardRow<A: RowActivation>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                                             s: Float, inv: Float, z: Float, lo: Float, hi: Float, _ act: A.Type) {
         let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
         let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
         var i = 0
         while i + 8 <= n {
-            let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            let v = A.apply(rx.loadUnaligned(fromByteOffset: i * 4, as: V.self))
             let q = clamp(roundEven(v * vinv) + vz, vlo, vhi)
             ry.storeBytes(of: (q - vz) * vs, toByteOffset: i * 4, as: V.self)
             i += 8
         }
         while i < n {
-            let q = Swift.min(Swift.max((x[i] * inv).rounded(.toNearestOrEven) + z, lo), hi)
+            let v = A.kind?.apply(x[i]) ?? x[i]
+            let q = Swift.min(Swift.max((v * inv).rounded(.toNearestOrEven) + z, lo), hi)
             y[i] = (q - z) * s
             i += 1
         }
@@ -176,8 +229,8 @@ public enum FakeQuant {
     /// dx for one row and its scale / zero-point sums (before the grad factor). Lanes accumulate in
     /// Float for 512 elements at a time, then into Double, so long rows keep about 1e-7 relative accuracy.
     @inline(__always)
-    static func backwardRow(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                            s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool) -> (Double, Double) {
+    static func backwardRow<A: RowActivation>(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                                              s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool, _ act: A.Type) -> (Double, Double) {
         let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
         let zero = V(repeating: 0)
         let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rd = UnsafeMutableRawPointer(dx)
@@ -187,12 +240,15 @@ public enum FakeQuant {
             var aS = zero, aZ = zero
             let end = Swift.min(n - (n - i) % 8, i + 512)
             while i < end {
-                let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let a = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let v = A.apply(a)
                 let gv = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self)
                 let xq = roundEven(vz + v * vinv)
                 let out = (xq .< vlo) .| (xq .> vhi)
                 let cq = clamp(xq, vlo, vhi)
-                rd.storeBytes(of: clipped ? gv.replacing(with: zero, where: out) : gv, toByteOffset: i * 4, as: V.self)
+                let blocked = A.kind == nil ? out : (out .| .!A.passes(a))
+                rd.storeBytes(of: clipped ? gv.replacing(with: zero, where: blocked) : (A.kind == nil ? gv : gv.replacing(with: zero, where: .!A.passes(a))),
+                              toByteOffset: i * 4, as: V.self)
                 let inTerm = gv * ((cq - vz) * vs - v) * vinv
                 let outTerm = gv * (cq - vz)
                 aS += inTerm.replacing(with: outTerm, where: out)
@@ -202,13 +258,13 @@ public enum FakeQuant {
             totS += Double(aS.sum()); totZ += Double(aZ.sum())
         }
         while i < n {
-            let v = x[i], gi = g[i]
+            let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
             let xq = (z + v * inv).rounded(.toNearestOrEven)
             if xq < lo || xq > hi {
-                dx[i] = clipped ? 0 : gi
+                dx[i] = clipped || !pass ? 0 : gi
                 totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)
             } else {
-                dx[i] = gi
+                dx[i] = pass ? gi : 0
                 totS += Double(gi * ((xq - z) * s - v) * inv)
             }
             i += 1

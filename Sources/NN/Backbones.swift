@@ -141,6 +141,11 @@ public final class InvertedResidual: Module {
         let y = x + conv(x)
         return addQuantizer?(y) ?? y
     }
+
+    /// Without the residual the input only feeds `conv`, which may take it pre-activated.
+    public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
+        useResidual ? nil : conv.forward(preActivated: a, act)
+    }
 }
 
 /// MobileNetV2 (Sandler et al. 2018) exactly as torchvision builds it (same paths, channels, init).
@@ -220,6 +225,10 @@ public final class InvertedResidualV3: Module {
         guard useResidual else { return block(x) }
         let y = x + block(x)
         return addQuantizer?(y) ?? y
+    }
+
+    public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
+        useResidual ? nil : block.forward(preActivated: a, act)
     }
 }
 

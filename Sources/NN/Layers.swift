@@ -54,13 +54,18 @@ public final class Conv2d: Module {
         if fuseInputQuantizer, foldedBN == nil, groups > 1, groups == inChannels, outChannels == inChannels,
            let fq = (inputQuantizer as? FusableInputQuantizer)?.fusedInputQuantization(for: x) {
             let w = weightQuantizer?(weight) ?? weight
-            let y = x.depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
-                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
-                                                    gradFactor: fq.gradFactor, ste: fq.ste)
+            let src = fq.fuseActivation ? x.activationSource : nil
+            let y = (src?.input ?? x).depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
+                                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
+                                                                    gradFactor: fq.gradFactor, ste: fq.ste, preActivation: src?.kind)
             if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
             return y
         }
-        let xin = inputQuantizer?(x) ?? x
+        return convolve(inputQuantizer?(x) ?? x)
+    }
+
+    /// The conv of an already quantized input (weight quantizer, folded BN).
+    func convolve(_ xin: Tensor) -> Tensor {
         let y: Tensor
         if let bn = foldedBN?.bn {
             y = foldedForward(xin, bn)
@@ -70,6 +75,23 @@ public final class Conv2d: Module {
         }
         if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * (inChannels / groups) * kernelSize.0 * kernelSize.1) }
         return y
+    }
+
+    /// forward(act(a)) with the input quantizer applied to act(a) in one fused op; nil without a
+    /// quantizer that can take it now.
+    public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
+        guard let q = inputQuantizer as? FusableInputQuantizer, !q.needsMaterializedInput else { return nil }
+        if fuseInputQuantizer, foldedBN == nil, groups > 1, groups == inChannels, outChannels == inChannels,
+           let fq = q.fusedInputQuantization(for: a), fq.fuseActivation {
+            let w = weightQuantizer?(weight) ?? weight
+            let y = a.depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
+                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
+                                                    gradFactor: fq.gradFactor, ste: fq.ste, preActivation: act)
+            if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
+            return y
+        }
+        guard let xin = q.quantize(preActivated: a, act) else { return nil }
+        return convolve(xin)
     }
 
     /// torch.ao.nn.intrinsic.qat.ConvBn2d's forward: running statistics fold the weight (so the quantized
@@ -208,7 +230,33 @@ public final class Sequential: Module {
     public init(_ layers: [Module]) { self.layers = layers; super.init() }
     public convenience init(_ layers: Module...) { self.init(layers) }
     public override func namedChildren() -> [(String, Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
-    public override func forward(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
+    /// Runs the layers in order. A relu/relu6 ending one layer (`trailingActivation`) whose output goes
+    /// into a layer that can take it pre-activated (a conv with an input quantizer) is not materialised:
+    /// the next layer quantizes act(input) in one op. Values and gradients are the same either way.
+    public override func forward(_ x: Tensor) -> Tensor { run(x, from: 0, upTo: layers.count) }
+
+    func run(_ x: Tensor, from start: Int, upTo end: Int) -> Tensor {
+        var h = x, i = start
+        while i < end {
+            let layer = layers[i]
+            if i + 1 < end, let act = layer.trailingActivation {
+                let a = layer.forwardWithoutTrailingActivation(h)
+                if let y = layers[i + 1].forward(preActivated: a, act) { h = y; i += 2; continue }
+                h = a.activated(act); i += 1; continue
+            }
+            h = layer(h); i += 1
+        }
+        return h
+    }
+
+    public override var trailingActivation: FakeQuant.PreActivation? { layers.last?.trailingActivation }
+    public override func forwardWithoutTrailingActivation(_ x: Tensor) -> Tensor {
+        layers[layers.count - 1].forwardWithoutTrailingActivation(run(x, from: 0, upTo: layers.count - 1))
+    }
+    public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
+        guard let first = layers.first, let y = first.forward(preActivated: a, act) else { return nil }
+        return run(y, from: 1, upTo: layers.count)
+    }
     public subscript(i: Int) -> Module { layers[i] }
     public var count: Int { layers.count }
 }
@@ -219,6 +267,10 @@ public final class Activation: Module {
     public let kind: Kind
     public let slope: Float
     public init(_ kind: Kind, slope: Float = 0.01) { self.kind = kind; self.slope = slope; super.init() }
+    public override var trailingActivation: FakeQuant.PreActivation? {
+        switch kind { case .relu: return .relu; case .relu6: return .relu6; default: return nil }
+    }
+    public override func forwardWithoutTrailingActivation(_ x: Tensor) -> Tensor { x }
     public override func forward(_ x: Tensor) -> Tensor {
         switch kind {
         case .relu: return x.relu()

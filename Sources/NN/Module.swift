@@ -40,6 +40,11 @@ public protocol QuantizerStateful: Module {
 /// quantizer as a module.
 public protocol FusableInputQuantizer: Module {
     func fusedInputQuantization(for x: Tensor) -> FusedInputQuantization?
+    /// Quantizes act(a) from the activation's input in one op, or nil when the quantizer needs the
+    /// activation itself (observing a range, disabled).
+    func quantize(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor?
+    /// True while a forward must see the activated input (observer statistics), so fusion is off.
+    var needsMaterializedInput: Bool { get }
 }
 
 public struct FusedInputQuantization {
@@ -47,8 +52,11 @@ public struct FusedInputQuantization {
     public var qmin: Int, qmax: Int
     public var gradFactor: Float
     public var ste: STE
-    public init(scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE) {
+    /// The conv may read a taped relu/relu6 output's input and apply the activation in its kernel.
+    public var fuseActivation: Bool
+    public init(scale: Tensor, zeroPoint: Tensor, qmin: Int, qmax: Int, gradFactor: Float, ste: STE, fuseActivation: Bool = true) {
         self.scale = scale; self.zeroPoint = zeroPoint; self.qmin = qmin; self.qmax = qmax; self.gradFactor = gradFactor; self.ste = ste
+        self.fuseActivation = fuseActivation
     }
 }
 
@@ -74,6 +82,18 @@ open class Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
+
+    /// A relu/relu6 this module applies last (an `Activation`, or a `Sequential` ending in one). A
+    /// following layer that quantizes its input may then take the activation's input and apply
+    /// activation and quantizer in one fused op (`Sequential` arranges it).
+    open var trailingActivation: FakeQuant.PreActivation? { nil }
+
+    /// `forward` without the trailing activation (only called when `trailingActivation` is not nil).
+    open func forwardWithoutTrailingActivation(_ x: Tensor) -> Tensor { forward(x) }
+
+    /// `forward(act(a))` computed from the activation's input `a`, or nil when this module cannot
+    /// fuse the activation right now (the caller then applies it and calls `forward`).
+    open func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? { nil }
 
     /// Direct children in declaration order. Arrays of modules are numbered ("blocks.0", "blocks.1").
     open func namedChildren() -> [(String, Module)] {

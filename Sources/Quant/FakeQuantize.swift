@@ -77,6 +77,9 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
     public var step = 0
     /// When false the quantizer passes values through (float path).
     public var enabled = true
+    /// Quantize the output of a taped relu/relu6 from the activation's input in one fused op (same values
+    /// and gradients; the float activation need not be kept for backward). Off only for comparisons.
+    public var fuseActivation = true
     /// While true, forwards in any mode update the observer and the range (PTQ calibration).
     public var calibrating = false
     public var rng: RNG
@@ -184,16 +187,36 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
         if isTraining, let d = dropout, d.probability(at: step) < 1 { return nil }
         prepare(x)
         return FusedInputQuantization(scale: scale, zeroPoint: zeroPoint, qmin: scheme.qmin, qmax: scheme.qmax,
-                                      gradFactor: factor(for: x), ste: ste)
+                                      gradFactor: factor(for: x), ste: ste, fuseActivation: fuseActivation)
+    }
+
+    public var needsMaterializedInput: Bool {
+        !enabled || !fuseActivation || calibrating || (mode == .observed && isTraining) || !isInitialized
+    }
+
+    public func quantize(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
+        guard !needsMaterializedInput else { return nil }
+        return quantize(a, act)
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
         guard enabled else { return x }
-        prepare(x)
+        // x = relu/relu6(a) on the tape: quantize act(a) in one op, same values and gradients.
+        if fuseActivation, let src = x.activationSource {
+            prepare(x)
+            return quantize(src.input, src.kind, prepared: true)
+        }
+        return quantize(x, nil)
+    }
+
+    /// Fake quantization of x, or of act(x) when `act` is set (x is then the activation's input).
+    func quantize(_ x: Tensor, _ act: FakeQuant.PreActivation?, prepared: Bool = false) -> Tensor {
+        if !prepared { prepare(x) }
+        let passThrough = { act.map { x.activated($0) } ?? x }
         var elementMask: Tensor? = nil, channelMask: Tensor? = nil
         if isTraining, let d = dropout {
             let p = d.probability(at: step)
-            if p <= 0 { return x }
+            if p <= 0 { return passThrough() }
             if p < 1 {
                 switch d.granularity {
                 case .element:
@@ -208,16 +231,16 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
                         elementMask = noGrad { m.broadcast(to: x.shape) }
                     } else {
                         let m = Tensor.zeros([1]); rng.fillBernoulli(m.pointer, count: 1, p: p)
-                        if m.pointer[0] == 0 { return x }
+                        if m.pointer[0] == 0 { return passThrough() }
                     }
                 case .tensor:
                     let m = Tensor.zeros([1]); rng.fillBernoulli(m.pointer, count: 1, p: p)
-                    if m.pointer[0] == 0 { return x }
+                    if m.pointer[0] == 0 { return passThrough() }
                 }
             }
         }
         return x.fakeQuantize(scale: scale, zeroPoint: zeroPoint, qmin: scheme.qmin, qmax: scheme.qmax, axis: scheme.axis,
                               gradFactor: factor(for: x), ste: ste, elementMask: elementMask,
-                              channelMask: channelMask)
+                              channelMask: channelMask, preActivation: act)
     }
 }
