@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (see docs/DESIGN.md): qat -> Bench -> Autodiff -> Kernels -> CBLAS.
+// Layers (see docs/DESIGN.md): qat -> Training (recipes, runs, sweeps, export) / Bench -> Quant, NN, Optim ->
+// Autodiff -> Kernels -> CBLAS. Recipes (YAML through Yams) depends on nothing of ours.
 // CHDF5 is the HDF5 binding the Checkpoint layer builds on.
 // Release builds target Haswell-level x86 (AVX2 + FMA: every x86 server since 2013 and this project's machines);
 // without it Swift emits SSE2 code and the SIMD8 kernels run 4 lanes at a time. Debug builds (the
@@ -18,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -36,8 +38,11 @@ let package = Package(
         .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets"], swiftSettings: optimize),
+        .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets"],
+                swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
@@ -50,6 +55,8 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
+        .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
     ],
     swiftLanguageModes: [.v6]

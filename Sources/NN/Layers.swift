@@ -202,7 +202,7 @@ public final class GroupNorm: Module {
 
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).
 public final class Dropout: Module, RandomStateful {
-    public let p: Float
+    public var p: Float
     public var rng: RNG
 
     public init(p: Float = 0.5, seed: UInt64 = 0) {

@@ -100,6 +100,10 @@ public final class QATHandle {
     /// Turns fake quantization on or off everywhere (off: the float path, e.g. to evaluate FP32 weights).
     public func setEnabled(_ on: Bool) { for (_, q) in quantizers { q.enabled = on } }
 
+    /// Clamps every scale to [eps, finite] (the forward does this too); call after an optimizer step
+    /// so checkpoints never hold a scale that an update pushed below zero.
+    public func clampScales() { for (_, q) in quantizers { q.sanitizeScale() } }
+
     /// PTQ / initialisation: runs `forward` on each calibration batch with every quantizer observing, in
     /// eval mode and without gradients, then restores the previous mode.
     public func calibrate(_ model: Module, batches: [Tensor], forward: (Tensor) -> Tensor) {

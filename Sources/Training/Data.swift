@@ -1,0 +1,104 @@
+import Foundation
+import Kernels
+import Datasets
+import Recipes
+
+/// An error in a training run that the user can fix (data, checkpoints, run directories), with the
+/// file or key it concerns.
+public struct TrainingError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The splits of a classification dataset.
+public struct ClassificationData: Sendable {
+    public let train: HDF5ClassificationSource
+    public let val: HDF5ClassificationSource
+    public let test: HDF5ClassificationSource
+    public let root: String
+    public var classes: [String] { train.classes }
+
+    public func split(_ name: String) -> HDF5ClassificationSource {
+        switch name {
+        case "train": return train
+        case "val": return val
+        default: return test
+        }
+    }
+
+    /// Opens (and for `synth_chips` first generates, once, into the cache) the data a recipe names.
+    public static func open(_ spec: Recipe.DataSpec, log: (String) -> Void = { _ in }) throws -> ClassificationData {
+        let dir: String
+        switch spec.format {
+        case "hdf5_chips":
+            dir = spec.path!
+        default:
+            dir = try synthesize(spec, log: log) + "/chips"
+        }
+        func load(_ split: String) throws -> HDF5ClassificationSource {
+            let p = dir + "/\(split).h5"
+            guard FileManager.default.fileExists(atPath: p) else {
+                throw TrainingError("data: \(p) does not exist (data.path must be a folder with train.h5, val.h5 and test.h5, as `qat data synth --chips` writes under chips/)")
+            }
+            do { return try HDF5ClassificationSource(path: p) } catch { throw TrainingError("data: \(error)") }
+        }
+        let d = ClassificationData(train: try load("train"), val: try load("val"), test: try load("test"), root: dir)
+        guard d.train.count > 0 else { throw TrainingError("data: \(dir)/train.h5 holds no samples") }
+        for s in [d.val, d.test] where s.classes != d.train.classes {
+            throw TrainingError("data: the splits in \(dir) name different classes (\(s.classes.count) vs \(d.train.classes.count))")
+        }
+        return d
+    }
+
+    /// The cache folder of a synthetic benchmark: one per parameter set, written once (into a temporary
+    /// folder renamed at the end, so an interrupted generation never leaves a half dataset behind).
+    static func synthesize(_ spec: Recipe.DataSpec, log: (String) -> Void) throws -> String {
+        let s = spec.synth
+        let key = "aircraft-n\(s.images)-s\(s.size)-seed\(s.seed)-imb\(fmt(s.imbalance))-noise\(fmt(s.labelNoise))-\(s.noiseMode)-chip\(s.chipSize)"
+        let dir = spec.cache + "/" + key
+        if FileManager.default.fileExists(atPath: dir + "/chips/test.h5") { return dir }
+        let tmp = dir + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        try? FileManager.default.removeItem(atPath: tmp)
+        do { try FileManager.default.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
+        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(error.localizedDescription)") }
+        var c = SyntheticAircraft.Config()
+        c.images = s.images; c.size = s.size; c.seed = s.seed; c.imbalance = s.imbalance; c.labelNoise = s.labelNoise
+        c.noiseMode = SyntheticAircraft.NoiseMode(rawValue: s.noiseMode) ?? .symmetric
+        c.minLength = 16 * Double(s.size) / 256; c.maxLength = 64 * Double(s.size) / 256
+        log("data: generating the synthetic aircraft benchmark into \(dir) (\(s.images) images, once)")
+        do {
+            _ = try SyntheticAircraft.generate(c, to: tmp)
+            try FileManager.default.createDirectory(atPath: tmp + "/chips", withIntermediateDirectories: true)
+            for split in ["train", "val", "test"] {
+                _ = try Chips.write(cocoRoot: tmp, split: split, size: s.chipSize, to: tmp + "/chips/\(split).h5")
+            }
+            if FileManager.default.fileExists(atPath: dir) { try FileManager.default.removeItem(atPath: dir) }
+            try FileManager.default.moveItem(atPath: tmp, toPath: dir)
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw TrainingError("data: generating \(dir) failed: \(error)")
+        }
+        return dir
+    }
+
+    static func fmt(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }
+}
+
+/// Loader settings of a recipe (augmentation only for training).
+func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config {
+    var c = Loader.Config()
+    c.batchSize = batch
+    c.size = r.data.inputSize
+    c.shuffle = train
+    c.dropLast = train
+    c.seed = r.seed ^ 0x10AD
+    if train {
+        var p = Augment.Policy()
+        p.flipHorizontal = r.data.augment.hflip; p.flipVertical = r.data.augment.vflip; p.rotate90 = r.data.augment.rot90
+        p.colorJitter = r.data.augment.colorJitter
+        c.policy = p
+    } else { c.policy = nil }
+    c.prefetch = 1   // batches are built synchronously with makeBatch
+    return c
+}

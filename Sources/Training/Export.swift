@@ -1,0 +1,215 @@
+import Foundation
+
+/// `qat export notebook DIR --out NAME.ipynb [--html]`: an nbformat-4 notebook for a run directory or a
+/// collected sweep: the recipe, the metrics as data, plots already rendered as SVG outputs (it reads
+/// without running), and Python cells that redraw each plot with matplotlib from the embedded data.
+public enum NotebookExport {
+    struct Plot { var title: String; var svg: String; var python: String }
+    struct Document { var title: String; var intro: [String]; var data: [String: Any]; var plots: [Plot]; var tables: [String] }
+
+    /// Writes the notebook (and with `html` a static page beside it); returns the written paths.
+    public static func export(dir: String, out: String, html: Bool) throws -> [String] {
+        let doc: Document
+        let fm = FileManager.default
+        if fm.fileExists(atPath: dir + "/summary.json") { doc = try sweepDocument(dir) }
+        else if fm.fileExists(atPath: dir + "/recipe.resolved.yaml") { doc = try runDocument(dir) }
+        else if fm.fileExists(atPath: dir) {
+            throw TrainingError("\(dir) is neither a run directory (no recipe.resolved.yaml) nor a collected sweep (no summary.json: run `qat sweep SWEEP.yaml --collect` first)")
+        } else { throw TrainingError("\(dir) does not exist") }
+        let parent = (out as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        let nb = notebook(doc)
+        let data = try JSONSerialization.data(withJSONObject: nb, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: out), options: .atomic)
+        var written = [out]
+        if html {
+            let path = (out.hasSuffix(".ipynb") ? String(out.dropLast(6)) : out) + ".html"
+            try page(doc).write(toFile: path, atomically: true, encoding: .utf8)
+            written.append(path)
+        }
+        return written
+    }
+
+    static func lines(_ s: String) -> [String] {
+        var parts = s.components(separatedBy: "\n").map { $0 + "\n" }
+        if let last = parts.last { parts[parts.count - 1] = String(last.dropLast()) }
+        if parts.last == "" { parts.removeLast() }
+        return parts
+    }
+
+    static func notebook(_ doc: Document) -> [String: Any] {
+        var cells: [[String: Any]] = []
+        func markdown(_ s: String) { cells.append(["cell_type": "markdown", "id": "cell-\(cells.count)", "metadata": [String: Any](), "source": lines(s)]) }
+        func code(_ s: String, outputs: [[String: Any]] = []) {
+            cells.append(["cell_type": "code", "id": "cell-\(cells.count)", "metadata": [String: Any](), "source": lines(s),
+                          "execution_count": NSNull(), "outputs": outputs])
+        }
+        markdown("# \(doc.title)\n\n" + doc.intro.joined(separator: "\n\n"))
+        for t in doc.tables { markdown(t) }
+        let json = String(data: (try? JSONSerialization.data(withJSONObject: doc.data, options: [.sortedKeys])) ?? Data("{}".utf8), encoding: .utf8)!
+        code("import json\nimport matplotlib.pyplot as plt\n\n# The run's metrics, embedded so this notebook needs no other file.\ndata = json.loads(r'''\(json)''')")
+        for p in doc.plots {
+            markdown("## \(p.title)")
+            code(p.python, outputs: [["output_type": "display_data", "metadata": [String: Any](),
+                                      "data": ["image/svg+xml": lines(p.svg), "text/plain": ["<Figure: \(p.title)>"]]]])
+        }
+        return ["nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                "metadata": ["kernelspec": ["name": "python3", "display_name": "Python 3", "language": "python"],
+                             "language_info": ["name": "python"]]]
+    }
+
+    static func page(_ doc: Document) -> String {
+        func esc(_ s: String) -> String { SVGChart.esc(s) }
+        var s = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>\(esc(doc.title))</title>\n"
+        s += "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;padding:0 1em}pre{background:#f6f6f6;padding:1em;overflow:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}</style></head><body>\n"
+        s += "<h1>\(esc(doc.title))</h1>\n"
+        for p in doc.intro { s += markdownToHTML(p) }
+        for t in doc.tables { s += markdownToHTML(t) }
+        for p in doc.plots { s += "<h2>\(esc(p.title))</h2>\n\(p.svg)\n" }
+        return s + "</body></html>\n"
+    }
+
+    /// The little markdown these documents use: tables, fenced code, headings, paragraphs.
+    static func markdownToHTML(_ md: String) -> String {
+        var out = "", inCode = false, table: [[String]] = []
+        func flushTable() {
+            guard !table.isEmpty else { return }
+            out += "<table>\n"
+            for (i, row) in table.enumerated() where !(row.allSatisfy { $0.allSatisfy { $0 == "-" || $0 == ":" } }) {
+                let tag = i == 0 ? "th" : "td"
+                out += "<tr>" + row.map { "<\(tag)>\(SVGChart.esc($0))</\(tag)>" }.joined() + "</tr>\n"
+            }
+            out += "</table>\n"; table = []
+        }
+        for line in md.components(separatedBy: "\n") {
+            if line.hasPrefix("```") { flushTable(); out += inCode ? "</pre>\n" : "<pre>"; inCode.toggle(); continue }
+            if inCode { out += SVGChart.esc(line) + "\n"; continue }
+            if line.hasPrefix("|") {
+                table.append(line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) })
+                continue
+            }
+            flushTable()
+            if line.hasPrefix("## ") { out += "<h2>\(SVGChart.esc(String(line.dropFirst(3))))</h2>\n" }
+            else if line.hasPrefix("# ") { out += "<h2>\(SVGChart.esc(String(line.dropFirst(2))))</h2>\n" }
+            else if !line.isEmpty { out += "<p>\(SVGChart.esc(line).replacingOccurrences(of: "`", with: ""))</p>\n" }
+        }
+        flushTable()
+        return out
+    }
+
+    // MARK: a run
+
+    static func runDocument(_ dir: String) throws -> Document {
+        let recipe = (try? String(contentsOfFile: dir + "/recipe.resolved.yaml", encoding: .utf8)) ?? ""
+        var train: [[Double]] = [], eval: [[Double]] = []
+        var final: [String: Any]? = nil
+        if let text = try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+                let step = Double(o["step"] as? Int ?? 0)
+                switch o["type"] as? String {
+                case "train": if let l = o["loss"] as? Double { train.append([step, l, o["lr"] as? Double ?? 0]) }
+                case "eval": eval.append([Double(o["epoch"] as? Int ?? 0), step, o["accuracy"] as? Double ?? .nan, o["macro_accuracy"] as? Double ?? .nan, o["loss"] as? Double ?? .nan])
+                case "final": final = o
+                default: break
+                }
+            }
+        }
+        let classes: [String] = (try? JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))))?.classes ?? []
+        let perClass = (final?["per_class_accuracy"] as? [Double]) ?? []
+        let names = classes.isEmpty ? perClass.indices.map { "class \($0)" } : classes
+        var data: [String: Any] = ["train": train, "eval": eval, "train_columns": ["step", "loss", "lr"],
+                                   "eval_columns": ["epoch", "step", "accuracy", "macro_accuracy", "loss"]]
+        if let final { data["final"] = final }
+        data["classes"] = names
+        var plots: [Plot] = []
+        plots.append(Plot(title: "Training loss",
+                          svg: SVGChart.line([.init(name: "loss", points: train.map { ($0[0], $0[1]) })], title: "Training loss", xlabel: "step", ylabel: "cross-entropy"),
+                          python: "steps = [r[0] for r in data['train']]\nplt.figure(figsize=(8, 4.5))\nplt.plot(steps, [r[1] for r in data['train']], label='loss')\nplt.xlabel('step'); plt.ylabel('cross-entropy'); plt.title('Training loss'); plt.legend(); plt.show()"))
+        plots.append(Plot(title: "Evaluation accuracy",
+                          svg: SVGChart.line([.init(name: "accuracy", points: eval.map { ($0[0], 100 * $0[2]) }),
+                                              .init(name: "macro accuracy", points: eval.map { ($0[0], 100 * $0[3]) })],
+                                             title: "Evaluation accuracy", xlabel: "epoch", ylabel: "%"),
+                          python: "ep = [r[0] for r in data['eval']]\nplt.figure(figsize=(8, 4.5))\nplt.plot(ep, [100 * r[2] for r in data['eval']], marker='o', label='accuracy')\nplt.plot(ep, [100 * r[3] for r in data['eval']], marker='o', label='macro accuracy')\nplt.xlabel('epoch'); plt.ylabel('%'); plt.title('Evaluation accuracy'); plt.legend(); plt.show()"))
+        if !perClass.isEmpty {
+            plots.append(Plot(title: "Per-class accuracy (final split)",
+                              svg: SVGChart.bars(categories: names, [.init(name: "accuracy", points: perClass.enumerated().map { (Double($0.offset), $0.element < 0 ? .nan : 100 * $0.element) })],
+                                                 title: "Per-class accuracy", ylabel: "%"),
+                              python: "acc = [100 * a if a >= 0 else float('nan') for a in data['final']['per_class_accuracy']]\nplt.figure(figsize=(9, 4.5))\nplt.bar(data['classes'], acc)\nplt.xticks(rotation=35, ha='right'); plt.ylabel('%'); plt.title('Per-class accuracy'); plt.tight_layout(); plt.show()"))
+        }
+        var intro = ["Run directory: `\(dir)`."]
+        if let final, let a = final["accuracy"] as? Double {
+            intro.append(String(format: "Final (best.h5 on the %@ split): accuracy %.2f%%, macro accuracy %.2f%%.", (final["split"] as? String) ?? "?", 100 * a, 100 * ((final["macro_accuracy"] as? Double) ?? .nan)))
+        }
+        let name = recipe.split(separator: "\n").first { $0.hasPrefix("name:") }.map { String($0.dropFirst(5)).trimmingCharacters(in: .whitespaces) } ?? (dir as NSString).lastPathComponent
+        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipe)```"])
+    }
+
+    // MARK: a sweep
+
+    static func sweepDocument(_ dir: String) throws -> Document {
+        let rows = try JSONDecoder().decode([Sweep.SummaryRow].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json")))
+        let md = (try? String(contentsOfFile: dir + "/summary.md", encoding: .utf8)) ?? ""
+        let variants = rows.reduce(into: [String]()) { if !$0.contains($1.variant) { $0.append($1.variant) } }
+        let grids = rows.reduce(into: [String]()) { if !$0.contains($1.grid) { $0.append($1.grid) } }
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        let rowsJSON = (try? JSONSerialization.jsonObject(with: enc.encode(rows))) ?? []
+        let data: [String: Any] = ["rows": rowsJSON, "variants": variants, "grids": grids]
+        func row(_ v: String, _ g: String) -> Sweep.SummaryRow? { rows.first { $0.variant == v && $0.grid == g } }
+        var plots: [Plot] = []
+        let barSeries = grids.map { g in
+            SVGChart.Series(name: g.isEmpty ? "accuracy" : g, points: variants.enumerated().map { (Double($0.offset), 100 * (row($0.element, g)?.mean ?? .nan)) },
+                            errors: variants.map { 100 * (row($0, g)?.std ?? 0) })
+        }
+        plots.append(Plot(title: "Test accuracy per variant (mean ± std over seeds)",
+                          svg: SVGChart.bars(categories: variants, barSeries, title: "Test accuracy per variant", ylabel: "accuracy (%)"),
+                          python: """
+                          import numpy as np
+                          rows, variants, grids = data['rows'], data['variants'], data['grids']
+                          x = np.arange(len(variants)); w = 0.8 / max(len(grids), 1)
+                          plt.figure(figsize=(9, 4.5))
+                          for i, g in enumerate(grids):
+                              r = {row['variant']: row for row in rows if row['grid'] == g}
+                              plt.bar(x + i * w, [100 * r[v]['mean'] if v in r else np.nan for v in variants], w,
+                                      yerr=[100 * r[v]['std'] if v in r else 0 for v in variants], capsize=3, label=g or 'accuracy')
+                          plt.xticks(x + w * (len(grids) - 1) / 2, variants, rotation=20); plt.ylabel('accuracy (%)'); plt.legend(); plt.tight_layout(); plt.show()
+                          """))
+        let bitSeries = grids.map { g in
+            let rs = rows.filter { $0.grid == g }
+            return SVGChart.Series(name: g.isEmpty ? "accuracy" : g, points: rs.map { (Double($0.weightBits), 100 * $0.mean) }, errors: rs.map { 100 * $0.std },
+                                   labels: rs.map(\.variant))
+        }
+        plots.append(Plot(title: "Accuracy vs weight bits (labels: variants)",
+                          svg: SVGChart.line(bitSeries.map { s in var t = s; let order = s.points.indices.sorted { s.points[$0].0 < s.points[$1].0 }
+                                                              t.points = order.map { s.points[$0] }; t.errors = order.map { s.errors![$0] }; t.labels = order.map { s.labels![$0] }; return t },
+                                             title: "Accuracy vs weight bits", xlabel: "weight bits (32 = FP32)", ylabel: "accuracy (%)", logX: true),
+                          python: """
+                          plt.figure(figsize=(8, 4.5))
+                          for g in data['grids']:
+                              rs = sorted([r for r in data['rows'] if r['grid'] == g], key=lambda r: r['weightBits'])
+                              plt.errorbar([r['weightBits'] for r in rs], [100 * r['mean'] for r in rs], yerr=[100 * r['std'] for r in rs],
+                                           marker='o', capsize=3, label=g or 'accuracy')
+                              for r in rs:
+                                  plt.annotate(r['variant'], (r['weightBits'], 100 * r['mean']), fontsize=7)
+                          plt.xscale('log', base=2); plt.xlabel('weight bits (32 = FP32)'); plt.ylabel('accuracy (%)'); plt.legend(); plt.show()
+                          """))
+        for g in grids {
+            let rs = rows.filter { $0.grid == g }
+            guard let k = rs.first?.perClassMean.count, k > 0 else { continue }
+            let cats = rs[0].classes.count == k ? rs[0].classes : (0..<k).map { "class \($0)" }
+            plots.append(Plot(title: "Per-class test accuracy\(g.isEmpty ? "" : " (\(g))")",
+                              svg: SVGChart.bars(categories: cats, rs.map { r in .init(name: r.variant, points: r.perClassMean.enumerated().map { (Double($0.offset), 100 * $0.element) }) },
+                                                 title: "Per-class accuracy\(g.isEmpty ? "" : " (\(g))")", ylabel: "accuracy (%)"),
+                              python: """
+                              import numpy as np
+                              rs = [r for r in data['rows'] if r['grid'] == \(String(reflecting: g))]
+                              k = len(rs[0]['perClassMean']); x = np.arange(k); w = 0.8 / len(rs)
+                              plt.figure(figsize=(10, 4.5))
+                              for i, r in enumerate(rs):
+                                  plt.bar(x + i * w, [100 * a for a in r['perClassMean']], w, label=r['variant'])
+                              plt.xticks(x + w * (len(rs) - 1) / 2, rs[0]['classes'], rotation=35, ha='right'); plt.ylabel('accuracy (%)'); plt.legend(fontsize=7); plt.tight_layout(); plt.show()
+                              """))
+        }
+        return Document(title: "Sweep \((dir as NSString).lastPathComponent)", intro: ["Sweep directory: `\(dir)`."], data: data, plots: plots, tables: [md])
+    }
+}

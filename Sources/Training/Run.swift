@@ -1,0 +1,500 @@
+import Foundation
+import Kernels
+import Autodiff
+import NN
+import Optim
+import Quant
+import Checkpoint
+import Datasets
+import Recipes
+
+/// SIGINT / SIGTERM set a flag that the training loop checks between steps: it then saves
+/// `checkpoints/last.h5` and returns, so an interrupt never leaves a half-written checkpoint.
+public enum StopSignal {
+    nonisolated(unsafe) static var flag: Int32 = 0
+    public static func install() {
+        signal(SIGINT) { s in StopSignal.flag = s }
+        signal(SIGTERM) { s in StopSignal.flag = s }
+    }
+    public static var requested: Int32 { flag }
+    public static func reset() { flag = 0 }
+}
+
+/// How a training run ended.
+public enum RunOutcome: Equatable {
+    case finished(FinalReport)
+    /// Stopped by a signal (or `stopAfterSteps`) after saving last.h5 at `step`.
+    case interrupted(step: Int, signal: Int32)
+}
+
+/// `final.json`: written when a run completes (sweeps treat its presence as "done").
+public struct FinalReport: Codable, Equatable, Sendable {
+    public var name: String
+    public var steps: Int
+    public var seconds: Double
+    public var metric: String
+    public var best: Double
+    public var bestStep: Int
+    public var nonFiniteSteps: Int
+    public var final: EvalMetrics?
+    public var classes: [String]
+    enum CodingKeys: String, CodingKey {
+        case name, steps, seconds, metric, best, final, classes
+        case bestStep = "best_step", nonFiniteSteps = "nonfinite_steps"
+    }
+}
+
+/// Builds the recipe's model, quantized as its `quant` section says (`quantized` false: float).
+/// `ptqStructure` repeats the structural part of PTQ's BN folding (conv biases appear) so a PTQ
+/// checkpoint loads.
+func buildModel(_ r: Recipe, classes: [String], quantized: Bool, ptqStructure: Bool) throws -> (Module, QATHandle?) {
+    var rng = RNG(seed: r.seed)
+    let model = try ClassificationTask(recipe: r, classes: classes).makeModel(rng: &rng)
+    if ptqStructure && r.quant.mode == "ptq" && (r.quant.foldBN || r.quant.equalize) { model.eval(); PTQ.foldBatchNorms(model); model.train() }
+    guard quantized else { return (model, nil) }
+    do { return (model, try quantize(model, plan: try quantPlan(r))) }
+    catch { throw TrainingError("quant: \(error)") }
+}
+
+/// One training run in its directory: `recipe.resolved.yaml`, `metrics.jsonl`, `train.log`,
+/// `checkpoints/last.h5` and `best.h5`, and `final.json` when complete.
+public final class TrainingRun {
+    public let recipe: Recipe
+    public let dir: String
+    public let data: ClassificationData
+    public private(set) var model: Module
+    public private(set) var handle: QATHandle?
+    var opt: Optimizer
+    let schedule: LRSchedule
+    var ema: ModelEMA?
+    let trainLoader: Loader
+    public let batchesPerEpoch: Int
+    public let totalSteps: Int
+    public private(set) var step = 0
+    var best = -Double.infinity, bestStep = -1
+    var nonFinite = 0, consecutiveNonFinite = 0
+    var elapsed = 0.0, elapsedAtStart = 0.0
+    /// For tests: behave as if interrupted after this many steps (of this process).
+    public var stopAfterSteps: Int?
+    let console: Console
+
+    /// Creates (or, with `resume`, reopens) the run directory. `runDir` nil: `runsRoot/<name>/<n>`.
+    public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false) throws {
+        let dir = try TrainingRun.prepareDirectory(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot)
+        self.dir = dir
+        self.console = Console(quiet: quiet)
+        if let t = recipe.threads { Parallel.setThreads(t) }
+        self.recipe = recipe
+        let console = self.console
+        data = try ClassificationData.open(recipe.data) { console.line($0) }
+        trainLoader = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: true))
+        batchesPerEpoch = data.train.count / recipe.train.batch
+        guard batchesPerEpoch > 0 else {
+            throw TrainingError("train.batch \(recipe.train.batch) is larger than the train split (\(data.train.count) samples in \(data.root)/train.h5); lower train.batch")
+        }
+        totalSteps = recipe.train.steps ?? recipe.train.epochs * batchesPerEpoch
+
+        let resumeFrom: Checkpoint? = resume ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
+        let quantizedNow = resumeFrom.map(TrainingRun.isQuantized) ?? (recipe.quant.mode == "qat")
+        (model, handle) = try buildModel(recipe, classes: data.classes, quantized: quantizedNow,
+                                         ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
+        (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
+        if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }
+
+        if let c = resumeFrom {
+            try restore(c)
+            console.line("resumed \(dir) at step \(step) of \(totalSteps)")
+        } else {
+            if let initPath = recipe.quant.initFrom { try initialise(from: initPath) }
+            if let h = handle { calibrate(h) }
+            // Everything checked: only now does the run directory appear.
+            do { try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true) }
+            catch { throw TrainingError("cannot create run directory \(dir): \(error.localizedDescription)") }
+            try recipe.resolvedYAML().write(toFile: dir + "/recipe.resolved.yaml", atomically: true, encoding: .utf8)
+        }
+        console.open(logPath: dir + "/train.log")
+    }
+
+    // MARK: directories and checkpoints
+
+    static func prepareDirectory(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String) throws -> String {
+        let fm = FileManager.default
+        var dir: String
+        if let runDir { dir = runDir } else {
+            let parent = runsRoot + "/" + recipe.name
+            let existing = ((try? fm.contentsOfDirectory(atPath: parent)) ?? []).compactMap(Int.init)
+            if resume {
+                guard let last = existing.max() else { throw TrainingError("--resume: no run of '\(recipe.name)' under \(parent) to resume (name one with --run-dir)") }
+                dir = parent + "/\(last)"
+            } else { dir = parent + "/\((existing.max() ?? 0) + 1)" }
+        }
+        var isDir: ObjCBool = false
+        let exists = fm.fileExists(atPath: dir, isDirectory: &isDir)
+        if resume {
+            guard exists, fm.fileExists(atPath: dir + "/checkpoints/last.h5") else {
+                throw TrainingError("--resume: \(dir)/checkpoints/last.h5 does not exist (nothing to resume; start without --resume)")
+            }
+            if let stored = try? String(contentsOfFile: dir + "/recipe.resolved.yaml", encoding: .utf8), stored != recipe.resolvedYAML() {
+                let a = stored.split(separator: "\n"), b = recipe.resolvedYAML().split(separator: "\n")
+                let diff = zip(a, b).first { $0 != $1 }.map { "'\($0.0.trimmingCharacters(in: .whitespaces))' in the run vs '\($0.1.trimmingCharacters(in: .whitespaces))' now" } ?? "different length"
+                throw TrainingError("--resume: the recipe differs from \(dir)/recipe.resolved.yaml (\(diff)); resume with the same recipe and --set values, or start a new run")
+            }
+            return dir
+        }
+        if exists {
+            guard isDir.boolValue else { throw TrainingError("run directory \(dir) exists and is a file; choose another --run-dir") }
+            if !((try? fm.contentsOfDirectory(atPath: dir)) ?? []).isEmpty {
+                throw TrainingError("run directory \(dir) already exists; pass --resume to continue it, or choose another --run-dir (nothing was changed)")
+            }
+        }
+        return dir
+    }
+
+    static func loadCheckpoint(_ path: String) throws -> Checkpoint {
+        do { return try Checkpoint.load(from: path) } catch { throw TrainingError("\(error)") }
+    }
+
+    static func state(_ c: Checkpoint) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(c.metricsJSON.utf8)) as? [String: Any]) ?? [:]
+    }
+    static func isQuantized(_ c: Checkpoint) -> Bool { (state(c)["quantized"] as? Bool) ?? !c.quant.isEmpty }
+
+    static func makeOptimizer(_ r: Recipe, model: Module, totalSteps: Int) -> (Optimizer, LRSchedule) {
+        let o = r.train.optimizer
+        let rules: [GroupRule] = [.pattern("*Quantizer.*", lrScale: Float(o.quantLRScale), weightDecay: 0), .noDecayOnNormsAndBiases]
+        let named = model.namedParameters()
+        let opt: Optimizer
+        switch o.name {
+        case "adam": opt = Adam(named, lr: Float(o.lr), beta1: Float(o.betas[0]), beta2: Float(o.betas[1]), weightDecay: Float(o.weightDecay), rules: rules)
+        case "adamw": opt = Adam.adamW(named, lr: Float(o.lr), beta1: Float(o.betas[0]), beta2: Float(o.betas[1]), weightDecay: Float(o.weightDecay), rules: rules)
+        default: opt = SGD(named, lr: Float(o.lr), momentum: Float(o.momentum), nesterov: o.nesterov && o.momentum > 0,
+                           weightDecay: Float(o.weightDecay), rules: rules)
+        }
+        let s = r.train.schedule
+        let kind: LRSchedule.Kind
+        switch s.name {
+        case "constant": kind = .constant
+        case "step": kind = .step(milestones: s.milestones, gamma: Float(s.gamma))
+        default: kind = .cosine(totalSteps: max(totalSteps, 1), minFactor: Float(s.minLRRatio))
+        }
+        return (opt, LRSchedule(kind, warmupSteps: s.warmupSteps, warmupStartFactor: 0.1))
+    }
+
+    /// Float weights (and BN statistics) of another run's checkpoint; quantizers calibrate afterwards.
+    func initialise(from path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError("quant.init_from: \(path) does not exist (train the FP32 recipe first, or fix the path)")
+        }
+        let c = try TrainingRun.loadCheckpoint(path)
+        var floatOnly = c
+        floatOnly.quant = [:]
+        let report: LoadReport
+        do { report = try floatOnly.apply(to: model, strict: false, file: path) } catch { throw TrainingError("quant.init_from: \(error)") }
+        let weights = report.missing.filter { $0.hasPrefix("/params/") || $0.hasPrefix("/buffers/") }
+        if !report.shapeMismatches.isEmpty || !weights.isEmpty || report.loaded.isEmpty {
+            throw TrainingError("quant.init_from: \(path) is not a checkpoint of this model (\(report.shapeMismatches.count) shape mismatches, \(weights.count) missing weights, e.g. \((report.shapeMismatches + weights).prefix(3).joined(separator: "; ")))")
+        }
+        console.line("initialised from \(path) (\(report.loaded.count) tensors)")
+    }
+
+    func calibrationBatches() throws -> [Tensor] {
+        let l = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: false))
+        let n = min(recipe.quant.calibrationBatches, l.batchCount())
+        return try (0..<n).map { b in
+            let idx = Array((b * recipe.train.batch)..<min((b + 1) * recipe.train.batch, data.train.count))
+            let batch = try l.makeBatch(epoch: 0, indices: idx)
+            return Tensor(shape: batch.shape, storage: batch.images)
+        }
+    }
+
+    func calibrate(_ h: QATHandle) {
+        guard let batches = try? calibrationBatches() else { return }
+        h.calibrate(model, batches: batches) { self.model($0) }
+    }
+
+    func save(_ name: String) throws {
+        var c = Checkpoint.capture(model: model, optimizer: opt)
+        c.step = Int64(step); c.epoch = Int64(step / batchesPerEpoch); c.seed = recipe.seed
+        c.recipe = recipe.resolvedYAML(); c.model = recipe.model.backbone
+        let st: [String: Any] = ["quantized": handle != nil, "best": best.isFinite ? best : NSNull(), "best_step": bestStep,
+                                 "nonfinite_steps": nonFinite, "elapsed_seconds": elapsed, "classes": data.classes]
+        c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
+        if let ema { for (p, t) in ema.shadow { c.optimizer["__ema__." + p] = ["value": Checkpoint.Entry(t)] } }
+        do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
+    }
+
+    func restore(_ c: Checkpoint) throws {
+        let file = dir + "/checkpoints/last.h5"
+        do { try c.apply(to: model, strict: true, file: file) } catch { throw TrainingError("\(error)") }
+        var optState = c
+        optState.optimizer = c.optimizer.filter { !$0.key.hasPrefix("__ema__.") }
+        do { try optState.apply(to: opt, file: file) } catch { throw TrainingError("\(error)") }
+        if let ema {
+            let saved = c.optimizer.filter { $0.key.hasPrefix("__ema__.") }
+            for (p, t) in ema.shadow {
+                guard let e = saved["__ema__." + p]?["value"], e.values.count == t.count else {
+                    throw TrainingError("\(file): no EMA weights for \(p) (was the run started without train.ema?)")
+                }
+                e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
+            }
+        }
+        step = Int(c.step)
+        let st = TrainingRun.state(c)
+        best = (st["best"] as? Double) ?? -.infinity
+        bestStep = (st["best_step"] as? Int) ?? -1
+        nonFinite = (st["nonfinite_steps"] as? Int) ?? 0
+        elapsed = (st["elapsed_seconds"] as? Double) ?? 0
+        // Metrics logged after the checkpoint was written are replayed by the resumed run.
+        let path = dir + "/metrics.jsonl"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            let kept = text.split(separator: "\n").filter { line in
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = o["step"] as? Int else { return false }
+                return s <= step
+            }
+            try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+
+    // MARK: metrics
+
+    func record(_ o: [String: Any]) {
+        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        let path = dir + "/metrics.jsonl"
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if let h = FileHandle(forWritingAtPath: path) {
+            h.seekToEndOfFile(); h.write(d); h.write(Data("\n".utf8)); try? h.close()
+        }
+    }
+
+    /// Evaluates the current model (the EMA weights when the recipe keeps an EMA) on a split.
+    public func evaluate(split: String) throws -> EvalMetrics {
+        var backup: [(Tensor, [Float])] = []
+        if let ema {
+            backup = (model.namedParameters() + model.namedBuffers()).map { ($0.1, $0.1.scalars) }
+            ema.copy(into: model)
+        }
+        defer { for (t, v) in backup { v.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: v.count) } } }
+        return try Evaluator.evaluate(model, source: data.split(split), split: split, recipe: recipe, classes: data.classes.count)
+    }
+
+    // MARK: the loop
+
+    public func run() throws -> RunOutcome {
+        let start = Date()
+        let stepsAtStart = step
+        elapsedAtStart = elapsed
+        var order: [Int] = [], orderEpoch = -1
+        model.train()
+        console.line("run \(dir): \(recipe.model.backbone) x\(recipe.model.width), \(recipe.quant.mode), \(totalSteps) steps (\(batchesPerEpoch) per epoch), \(data.train.count) train samples, \(data.classes.count) classes")
+        var windowLoss = 0.0, windowN = 0, windowStart = Date()
+        while step < totalSteps {
+            if let s = stopAfterSteps, step - stepsAtStart >= s { return try interrupt(signal: 0, start: start) }
+            if StopSignal.requested != 0 { return try interrupt(signal: StopSignal.requested, start: start) }
+            let epoch = step / batchesPerEpoch, b = step % batchesPerEpoch
+            if epoch != orderEpoch { order = trainLoader.order(epoch: epoch); orderEpoch = epoch }
+            let batch = try trainLoader.makeBatch(epoch: epoch, indices: Array(order[(b * recipe.train.batch)..<((b + 1) * recipe.train.batch)]))
+            let x = Tensor(shape: batch.shape, storage: batch.images)
+            let y = batch.labels.map { $0.first ?? 0 }
+            handle?.setStep(step)
+            opt.lrFactor = schedule.factor(at: step)
+            opt.zeroGrad()
+            let loss = Loss.crossEntropy(model(x), targets: y)
+            let l = loss.item
+            if l.isFinite {
+                loss.backward()
+                if let c = recipe.train.clipGradNorm { clipGradNorm(model.parameters(), maxNorm: Float(c)) }
+                opt.step()
+                handle?.clampScales()
+                ema?.update(model)
+                consecutiveNonFinite = 0
+                windowLoss += Double(l); windowN += 1
+            } else {
+                nonFinite += 1; consecutiveNonFinite += 1
+                opt.zeroGrad()
+                console.line("step \(step + 1): non-finite loss (\(l)), step skipped (\(consecutiveNonFinite) in a row)")
+                record(["type": "nonfinite", "step": step + 1, "epoch": epoch])
+                if consecutiveNonFinite >= recipe.train.maxNonFinite {
+                    throw TrainingError("stopped: \(consecutiveNonFinite) non-finite losses in a row at step \(step + 1) (train.max_nonfinite = \(recipe.train.maxNonFinite)); the last good checkpoint is \(dir)/checkpoints/last.h5. Lower train.optimizer.lr or set train.clip_grad_norm.")
+                }
+            }
+            step += 1
+            let now = Date()
+            let done = step - stepsAtStart
+            let rate = Double(done * recipe.train.batch) / max(now.timeIntervalSince(start), 1e-9)
+            let eta = Double(totalSteps - step) * recipe.train.batch.asDouble / max(rate, 1e-9)
+            let lr = Double(opt.lr())
+            if step % recipe.train.logEvery == 0 || step == totalSteps {
+                let mean = windowN > 0 ? windowLoss / Double(windowN) : .nan
+                let ips = Double(windowN * recipe.train.batch) / max(now.timeIntervalSince(windowStart), 1e-9)
+                record(["type": "train", "step": step, "epoch": epoch, "loss": mean.isFinite ? mean : NSNull(), "lr": lr, "images_per_s": ips])
+                console.periodic(String(format: "epoch %d step %d/%d loss %.4f lr %.4g %.0f img/s eta %@", epoch + 1, step, totalSteps, mean, lr, ips, Console.duration(eta)))
+                windowLoss = 0; windowN = 0; windowStart = now
+            }
+            console.progress(String(format: "epoch %d/%d step %d/%d loss %.4f lr %.4g %.0f img/s eta %@", epoch + 1, max(1, (totalSteps + batchesPerEpoch - 1) / batchesPerEpoch),
+                                    step, totalSteps, Double(l), lr, rate, Console.duration(eta)))
+            let endOfEpoch = step % batchesPerEpoch == 0 || step == totalSteps
+            if endOfEpoch {
+                if (epoch + 1) % recipe.eval.everyEpochs == 0 || step == totalSteps { try evaluateAndKeepBest(epoch: epoch) }
+                elapsed = elapsedAtStart + Date().timeIntervalSince(start)
+                try save("last.h5")
+                model.train()
+            }
+        }
+        return .finished(try finish(start: start, stepsAtStart: stepsAtStart))
+    }
+
+    func evaluateAndKeepBest(epoch: Int) throws {
+        let m = try evaluate(split: recipe.eval.split)
+        var rec: [String: Any] = ["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split, "loss": m.loss,
+                                  "accuracy": m.accuracy, "macro_accuracy": m.macroAccuracy]
+        rec["per_class_accuracy"] = m.perClassAccuracy
+        record(rec)
+        console.line(String(format: "eval %@ after epoch %d: accuracy %.2f%% macro %.2f%% loss %.4f", m.split, epoch + 1, 100 * m.accuracy, 100 * m.macroAccuracy, m.loss))
+        let v = m.value(recipe.eval.metric)
+        if v > best { best = v; bestStep = step; try save("best.h5") }
+        model.train()
+    }
+
+    func interrupt(signal: Int32, start: Date) throws -> RunOutcome {
+        elapsed = elapsedAtStart + Date().timeIntervalSince(start)
+        try save("last.h5")
+        console.line("interrupted at step \(step) of \(totalSteps); saved \(dir)/checkpoints/last.h5")
+        return .interrupted(step: step, signal: signal)
+    }
+
+    /// PTQ conversion (when the recipe asks for it), final evaluation of best.h5 on the final split,
+    /// final.json.
+    func finish(start: Date, stepsAtStart: Int) throws -> FinalReport {
+        if recipe.quant.mode == "ptq" && handle == nil {
+            model.eval()
+            if recipe.quant.foldBN || recipe.quant.equalize { PTQ.foldBatchNorms(model) }
+            if recipe.quant.equalize { PTQ.equalizeCrossLayer(model) }
+            do { handle = try quantize(model, plan: try quantPlan(recipe)) } catch { throw TrainingError("quant: \(error)") }
+            let batches = try calibrationBatches()
+            handle!.calibrate(model, batches: batches) { self.model($0) }
+            if recipe.quant.biasCorrection { handle!.correctBias(model, batches: batches) { self.model($0) } }
+            (opt, _) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
+            if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }   // the converted weights
+            console.line("ptq: calibrated \(handle!.quantizers.count) quantizers on \(batches.count) batches")
+            best = -.infinity
+            try evaluateAndKeepBest(epoch: max(0, step / batchesPerEpoch - 1))
+            try save("last.h5")
+        } else if bestStep < 0 {
+            try evaluateAndKeepBest(epoch: max(0, step / batchesPerEpoch - 1))
+            try save("last.h5")
+        }
+        elapsed = elapsedAtStart + Date().timeIntervalSince(start)
+        var final: EvalMetrics? = nil
+        if recipe.eval.finalSplit != "none" {
+            let c = try TrainingRun.loadCheckpoint(dir + "/checkpoints/best.h5")
+            do { try c.apply(to: model, strict: true, file: dir + "/checkpoints/best.h5") } catch { throw TrainingError("\(error)") }
+            if let ema {
+                for (p, t) in ema.shadow { if let e = c.optimizer["__ema__." + p]?["value"] { e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) } } }
+            }
+            final = try evaluate(split: recipe.eval.finalSplit)
+            console.line(String(format: "final: best.h5 (step %d) on %@: accuracy %.2f%% macro %.2f%%", bestStep, final!.split, 100 * final!.accuracy, 100 * final!.macroAccuracy))
+        }
+        let report = FinalReport(name: recipe.name, steps: step, seconds: elapsed, metric: recipe.eval.metric, best: best, bestStep: bestStep,
+                                 nonFiniteSteps: nonFinite, final: final, classes: data.classes)
+        var rec: [String: Any] = ["type": "final", "step": step, "seconds": elapsed, "best": best, "best_step": bestStep]
+        if let final { rec["split"] = final.split; rec["accuracy"] = final.accuracy; rec["macro_accuracy"] = final.macroAccuracy; rec["per_class_accuracy"] = final.perClassAccuracy }
+        record(rec)
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(report).write(to: URL(fileURLWithPath: dir + "/final.json"), options: .atomic)
+        return report
+    }
+}
+
+extension Int { var asDouble: Double { Double(self) } }
+
+/// Evaluation over a whole split (no augmentation, fixed order).
+public enum Evaluator {
+    public static func evaluate(_ model: Module, source: HDF5ClassificationSource, split: String, recipe: Recipe, classes: Int) throws -> EvalMetrics {
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        let loader = try Loader(source, config: loaderConfig(recipe, batch: recipe.eval.batch, train: false))
+        var correct = [Int](repeating: 0, count: classes), count = [Int](repeating: 0, count: classes)
+        var lossSum = 0.0
+        try noGrad {
+            var b = 0
+            while b * recipe.eval.batch < source.count {
+                let idx = Array((b * recipe.eval.batch)..<min((b + 1) * recipe.eval.batch, source.count))
+                let batch = try loader.makeBatch(epoch: 0, indices: idx)
+                let logits = model(Tensor(shape: batch.shape, storage: batch.images))
+                let y = batch.labels.map { $0.first ?? 0 }
+                lossSum += Double(Loss.crossEntropy(logits, targets: y, reduction: .sum).item)
+                let p = logits.pointer, k = logits.shape[1]
+                for i in 0..<y.count {
+                    var arg = 0
+                    for j in 1..<k where p[i * k + j] > p[i * k + arg] { arg = j }
+                    if y[i] < classes { count[y[i]] += 1; if arg == y[i] { correct[y[i]] += 1 } }
+                }
+                b += 1
+            }
+        }
+        let total = count.reduce(0, +)
+        let per = (0..<classes).map { count[$0] > 0 ? Double(correct[$0]) / Double(count[$0]) : -1 }
+        let present = per.filter { $0 >= 0 }
+        return EvalMetrics(split: split, samples: total, loss: lossSum / Double(max(total, 1)),
+                           accuracy: Double(correct.reduce(0, +)) / Double(max(total, 1)),
+                           macroAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
+                           perClassAccuracy: per, perClassCount: count)
+    }
+}
+
+/// Progress output: a line updated in place on a terminal, plain periodic lines otherwise; every
+/// line also goes to the run's log file.
+final class Console {
+    var log: FileHandle?
+    var pending: [String] = []
+    let tty: Bool
+    let quiet: Bool
+    var dirty = false
+    var lastProgress = Date.distantPast
+
+    init(quiet: Bool) {
+        tty = isatty(STDOUT_FILENO) != 0
+        self.quiet = quiet
+    }
+
+    /// Starts the log file (lines written before it existed are kept and written first).
+    func open(logPath: String) {
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        for p in pending { write(p) }
+        pending = []
+    }
+
+    func write(_ s: String) {
+        guard let log else { pending.append(s); return }
+        log.write(Data((s + "\n").utf8))
+    }
+
+    func line(_ s: String) {
+        write(s)
+        guard !quiet else { return }
+        if dirty { print("\r\u{1B}[K", terminator: ""); dirty = false }
+        print(s); fflush(nil)
+    }
+
+    /// Periodic lines: in the log always, on stdout only when it is not a terminal.
+    func periodic(_ s: String) {
+        write(s)
+        if !tty && !quiet { print(s); fflush(nil) }
+    }
+
+    func progress(_ s: String) {
+        guard tty, !quiet, Date().timeIntervalSince(lastProgress) > 0.1 else { return }
+        lastProgress = Date()
+        print("\r\u{1B}[K" + s, terminator: ""); fflush(nil)
+        dirty = true
+    }
+
+    static func duration(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+    }
+}

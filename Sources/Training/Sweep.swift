@@ -1,0 +1,346 @@
+import Foundation
+import Kernels
+import Recipes
+
+/// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys) and/or a list of
+/// variants, repeated per seed. Every cell is a normal run directory `<out>/<variant><grid>/seed<k>`;
+/// cells with a `final.json` are skipped, so rerunning a sweep continues it. Values in `set` maps may
+/// use `{seed}`, `{out}` (the sweep folder) and `{grid}` (the cell's grid suffix), e.g. to start a QAT
+/// cell from the FP32 cell of the same seed. Or, with `evolve:`, a genetic hyperparameter search.
+public struct Sweep {
+    public struct Variant { public var name: String; public var set: [(String, Tree)] }
+    public struct Evolve {
+        public var generations: Int
+        public var metric: String
+        public var parents: Int
+        public var mutationProb: Double
+        public var sigma: Double
+        public var params: [(key: String, low: Double, high: Double)]
+    }
+
+    public var name: String
+    public var file: String
+    public var out: String
+    public var baseTree: Tree
+    public var seeds: [Int]
+    public var set: [(String, Tree)]
+    public var grid: [(key: String, values: [Tree])]
+    public var variants: [Variant]
+    public var evolve: Evolve?
+
+    public struct Cell {
+        public var index: Int
+        public var variant: String
+        public var gridSuffix: String
+        public var grid: [(String, Tree)]
+        public var seed: Int
+        public var dir: String
+        public var label: String { "\(variant)\(gridSuffix)/seed\(seed)" }
+    }
+
+    public static func load(_ path: String) throws -> Sweep {
+        guard FileManager.default.fileExists(atPath: path) else { throw RecipeError(origin: Origin(file: path), "sweep file not found") }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let tree = try Tree.parse(text, file: path)
+        let r = try Reader(tree, path: "", origin: tree.origin)
+        let defaultName = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        let name = try r.string("name", defaultName)
+        guard let base = try r.optString("base") else {
+            throw RecipeError(origin: tree.origin, key: "base", "a sweep needs base: the recipe every cell starts from (relative to the sweep file)")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        let basePath = base.hasPrefix("/") ? base : (dir.isEmpty ? base : dir + "/" + base)
+        let baseTree = try Recipe.loadTree(path: basePath, chain: [])
+        let out = try r.string("out", "runs/sweeps/" + name)
+        let seeds = try r.intList("seeds") ?? [0]
+        guard !seeds.isEmpty else { throw RecipeError(origin: r.value("seeds")?.origin, key: "seeds", "needs at least one seed") }
+        func pairs(_ t: Tree?, key: String) throws -> [(String, Tree)] {
+            guard let t else { return [] }
+            guard case .map(let m, _) = t else { throw RecipeError(origin: t.origin, key: key, "expected a mapping of dotted keys to values") }
+            return m
+        }
+        let set = try pairs(r.value("set"), key: "set")
+        var grid: [(String, [Tree])] = []
+        for (k, v) in try pairs(r.value("grid"), key: "grid") {
+            guard case .seq(let items, _) = v, !items.isEmpty else { throw RecipeError(origin: v.origin, key: "grid.\(k)", "expected a non-empty list of values") }
+            grid.append((k, items))
+        }
+        var variants: [Variant] = []
+        for (i, item) in (try r.list("variants") ?? []).enumerated() {
+            let vr = try Reader(item, path: "variants[\(i)]", origin: item.origin)
+            guard let vname = try vr.optString("name"), !vname.isEmpty, !vname.contains("/") else {
+                throw RecipeError(origin: item.origin, key: "variants[\(i)].name", "each variant needs a name (no '/')")
+            }
+            if variants.contains(where: { $0.name == vname }) { throw RecipeError(origin: item.origin, key: "variants[\(i)].name", "duplicate variant name '\(vname)'") }
+            variants.append(Variant(name: vname, set: try pairs(vr.value("set"), key: "variants[\(i)].set")))
+            try vr.finish()
+        }
+        var evolve: Evolve? = nil
+        if r.value("evolve") != nil {
+            let e = try r.sub("evolve")
+            var params: [(String, Double, Double)] = []
+            for (k, v) in try pairs(e.value("params"), key: "evolve.params") {
+                guard case .seq(let b, _) = v, b.count == 2, case .scalar(let lo, _, _) = b[0], case .scalar(let hi, _, _) = b[1],
+                      let l = Double(lo), let h = Double(hi), l < h else {
+                    throw RecipeError(origin: v.origin, key: "evolve.params.\(k)", "expected [low, high] bounds with low < high")
+                }
+                params.append((k, l, h))
+            }
+            guard !params.isEmpty else { throw RecipeError(origin: e.tree?.origin, key: "evolve.params", "name at least one hyperparameter with its [low, high] bounds") }
+            evolve = Evolve(generations: try e.int("generations", 10, min: 1), metric: try e.choice("metric", "accuracy", ["accuracy", "macro_accuracy"]),
+                            parents: try e.int("parents", 5, min: 1), mutationProb: try e.double("mutation_prob", 0.8, min: 0, max: 1),
+                            sigma: try e.double("sigma", 0.2, min: 0), params: params)
+            try e.finish()
+        }
+        try r.finish()
+        if variants.isEmpty { variants = [Variant(name: name, set: [])] }
+        var s = Sweep(name: name, file: path, out: out, baseTree: baseTree, seeds: seeds, set: set, grid: grid, variants: variants, evolve: evolve)
+        _ = try s.cells().map { try s.recipe(for: $0) }   // every cell must resolve before anything runs
+        s.out = out
+        return s
+    }
+
+    /// Cells in run order: grid combination, then seed, then variant (so a variant can read an earlier
+    /// variant's checkpoint of the same seed).
+    public func cells() -> [Cell] {
+        var combos: [[(String, Tree)]] = [[]]
+        for (k, values) in grid { combos = combos.flatMap { c in values.map { c + [(k, $0)] } } }
+        var out: [Cell] = []
+        for combo in combos {
+            let suffix = combo.map { "-\($0.0.split(separator: ".").last!)=\(Sweep.scalarText($0.1))" }.joined()
+            for seed in seeds {
+                for v in variants {
+                    out.append(Cell(index: out.count, variant: v.name, gridSuffix: suffix, grid: combo, seed: seed,
+                                    dir: self.out + "/\(v.name)\(suffix)/seed\(seed)"))
+                }
+            }
+        }
+        return out
+    }
+
+    static func scalarText(_ t: Tree) -> String {
+        if case .scalar(let s, _, _) = t { return s }
+        return t.yaml().trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func substitute(_ t: Tree, _ cell: Cell) -> Tree {
+        switch t {
+        case .scalar(let s, let q, let o):
+            let r = s.replacingOccurrences(of: "{seed}", with: "\(cell.seed)").replacingOccurrences(of: "{out}", with: out)
+                .replacingOccurrences(of: "{grid}", with: cell.gridSuffix)
+            return .scalar(r, quoted: q, o)
+        case .seq(let items, let o): return .seq(items.map { substitute($0, cell) }, o)
+        case .map(let m, let o): return .map(m.map { ($0.0, substitute($0.1, cell)) }, o)
+        case .null: return t
+        }
+    }
+
+    public func recipe(for cell: Cell, extra: [(String, Tree)] = []) throws -> Recipe {
+        var t = baseTree
+        let variant = variants.first { $0.name == cell.variant }!
+        for (k, v) in set + cell.grid + variant.set + extra {
+            t = t.setting(k.split(separator: ".").map(String.init), to: substitute(v, cell))
+        }
+        t = t.setting(["seed"], to: .scalar("\(cell.seed)", quoted: false, Origin(file: file)))
+        t = t.setting(["name"], to: .scalar("\(name)-\(cell.variant)\(cell.gridSuffix)", quoted: true, Origin(file: file)))
+        return try Recipe(tree: t)
+    }
+
+    public static func isDone(_ dir: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/final.json") }
+
+    /// Parses "I/N" (1 <= I <= N).
+    public static func parseShard(_ s: String) throws -> (Int, Int) {
+        let p = s.split(separator: "/")
+        guard p.count == 2, let i = Int(p[0]), let n = Int(p[1]), n >= 1, i >= 1, i <= n else {
+            throw TrainingError("--shard must be I/N with 1 <= I <= N (e.g. 2/4 runs cells 2, 6, 10, ... of 4 shards), got '\(s)'")
+        }
+        return (i, n)
+    }
+
+    /// The cells shard I of N runs: every N-th cell starting at the I-th.
+    public func cells(shard: (Int, Int)?) -> [Cell] {
+        guard let (i, n) = shard else { return cells() }
+        return cells().filter { $0.index % n == i - 1 }
+    }
+
+    // MARK: running
+
+    /// Runs the cells not yet done (of this shard). `log` gets one line per cell.
+    public func run(shard: (Int, Int)?, quiet: Bool = true, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool) {
+        if evolve != nil { return try runEvolve(quiet: quiet, log: log) }
+        var ran = 0, skipped = 0
+        let mine = cells(shard: shard)
+        for cell in mine {
+            if Sweep.isDone(cell.dir) { skipped += 1; log("skip \(cell.label) (done)"); continue }
+            let outcome = try runCell(cell, recipe: try recipe(for: cell), quiet: quiet, log: log)
+            if case .interrupted = outcome { return (ran, skipped, true) }
+            ran += 1
+        }
+        return (ran, skipped, false)
+    }
+
+    func runCell(_ cell: Cell, recipe: Recipe, quiet: Bool, log: (String) -> Void) throws -> RunOutcome {
+        let fm = FileManager.default
+        let resume = fm.fileExists(atPath: cell.dir + "/checkpoints/last.h5")
+        if !resume, fm.fileExists(atPath: cell.dir) {
+            // A cell that stopped before its first checkpoint holds nothing to keep.
+            try fm.removeItem(atPath: cell.dir)
+        }
+        log("run \(cell.label)\(resume ? " (resuming)" : "") -> \(cell.dir)")
+        let start = Date()
+        let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet)
+        let outcome = try run.run()
+        if case .finished(let f) = outcome {
+            log(String(format: "done %@: %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", 100 * (f.final?.accuracy ?? .nan),
+                       recipe.eval.split, 100 * f.best, Date().timeIntervalSince(start)))
+        }
+        return outcome
+    }
+
+    // MARK: evolve (YOLOv5-style genetic search)
+
+    public struct EvolveRow { public var generation: Int; public var fitness: Double; public var values: [Double]; public var dir: String }
+
+    public func readEvolveCSV() -> [EvolveRow] {
+        guard let text = try? String(contentsOfFile: out + "/evolve.csv", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard let ev = evolve, f.count == ev.params.count + 3, let g = Int(f[0]), let fit = Double(f[1]) else { return nil }
+            let vals = f[2..<(2 + ev.params.count)].compactMap(Double.init)
+            guard vals.count == ev.params.count else { return nil }
+            return EvolveRow(generation: g, fitness: fit, values: vals, dir: f.last!)
+        }
+    }
+
+    /// Hyperparameters of generation `g`: the base recipe's values for generation 0, else a parent picked
+    /// among the best `parents` rows (weighted by fitness) and mutated: each value multiplied, with
+    /// probability `mutation_prob`, by 1 + r * sigma * N(0,1) (r uniform, factor clipped to 0.3..3), then
+    /// clipped to its bounds (YOLOv5's evolve).
+    public func evolveValues(generation g: Int, rows: [EvolveRow]) throws -> [Double] {
+        let ev = evolve!
+        if g == 0 || rows.isEmpty {
+            let base = try Recipe(tree: baseTree).tree()
+            return ev.params.map { p in
+                var t: Tree? = base
+                for k in p.key.split(separator: ".") { t = t?[String(k)] }
+                if case .scalar(let s, _, _)? = t, let v = Double(s) { return min(max(v, p.low), p.high) }
+                return (p.low + p.high) / 2
+            }
+        }
+        var rng = RNG(seed: UInt64(seeds[0]) &* 0x9E37_79B9 &+ UInt64(g))
+        func uniform() -> Double { Double(rng.nextUInt64() >> 11) / Double(1 << 53) }
+        func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * Double.pi * uniform()) }
+        let top = rows.sorted { $0.fitness > $1.fitness }.prefix(ev.parents)
+        let minFit = top.map(\.fitness).min()!
+        let weights = top.map { $0.fitness - minFit + 1e-6 }
+        var pick = uniform() * weights.reduce(0, +), parent = top.first!
+        for (w, row) in zip(weights, top) { if pick < w { parent = row; break }; pick -= w }
+        var factors = [Double](repeating: 1, count: ev.params.count)
+        var tries = 0
+        while factors.allSatisfy({ $0 == 1 }) && tries < 100 {
+            tries += 1
+            let r = uniform()
+            factors = ev.params.map { _ in uniform() < ev.mutationProb ? min(max(1 + r * normal() * ev.sigma, 0.3), 3.0) : 1 }
+        }
+        return zip(parent.values, zip(factors, ev.params)).map { v, fp in min(max(v * fp.0, fp.1.low), fp.1.high) }
+    }
+
+    func runEvolve(quiet: Bool, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool) {
+        let ev = evolve!
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let csv = out + "/evolve.csv"
+        if !FileManager.default.fileExists(atPath: csv) {
+            try ("generation,fitness," + ev.params.map(\.key).joined(separator: ",") + ",run_dir\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        }
+        var ran = 0, skipped = 0
+        for g in 0..<ev.generations {
+            var rows = readEvolveCSV()
+            if rows.contains(where: { $0.generation == g }) { skipped += 1; continue }
+            let values = try evolveValues(generation: g, rows: rows)
+            let cell = Cell(index: g, variant: "gen\(g)", gridSuffix: "", grid: [], seed: seeds[0], dir: out + "/gen\(g)")
+            let extra = zip(ev.params, values).map { p, v in (p.key, Tree.scalar(p.key.hasSuffix("steps") || p.key.hasSuffix("epochs") || p.key.hasSuffix("batch") ? "\(Int(v.rounded()))" : "\(v)", quoted: false, Origin(file: file))) }
+            var sw = self
+            sw.variants = [Variant(name: "gen\(g)", set: [])]
+            let recipe = try sw.recipe(for: cell, extra: extra)
+            let outcome = try runCell(cell, recipe: recipe, quiet: quiet, log: log)
+            if case .interrupted = outcome { return (ran, skipped, true) }
+            let final = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
+            let fitness = ev.metric == "macro_accuracy" ? (final.final?.macroAccuracy ?? final.best) : (final.final?.accuracy ?? final.best)
+            let line = "\(g),\(fitness)," + values.map { "\($0)" }.joined(separator: ",") + ",\(cell.dir)\n"
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: csv))
+            h.seekToEndOfFile(); h.write(Data(line.utf8)); try h.close()
+            rows.append(EvolveRow(generation: g, fitness: fitness, values: values, dir: cell.dir))
+            log(String(format: "generation %d: fitness %.4f", g, fitness))
+            ran += 1
+        }
+        return (ran, skipped, false)
+    }
+
+    // MARK: collect
+
+    public struct SummaryRow: Codable, Equatable {
+        public var variant: String
+        public var grid: String
+        public var seeds: Int
+        public var metric: String
+        public var mean: Double
+        public var std: Double
+        public var macroMean: Double
+        public var macroStd: Double
+        public var valBestMean: Double
+        public var secondsMean: Double
+        public var weightBits: Int
+        public var activationBits: Int
+        public var mode: String
+        public var perClassMean: [Double]
+        public var classes: [String]
+    }
+
+    /// Merges finished cells into `summary.csv`, `summary.md` and `summary.json` (mean and sample std
+    /// over seeds, one row per variant and grid point). Returns the rows and the missing cells.
+    public func collect() throws -> (rows: [SummaryRow], missing: [String]) {
+        var groups: [(String, String, [(Cell, FinalReport, Recipe)])] = []
+        var missing: [String] = []
+        for cell in cells() {
+            guard Sweep.isDone(cell.dir) else { missing.append(cell.label); continue }
+            let f = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
+            let r = try recipe(for: cell)
+            if let i = groups.firstIndex(where: { $0.0 == cell.variant && $0.1 == cell.gridSuffix }) { groups[i].2.append((cell, f, r)) }
+            else { groups.append((cell.variant, cell.gridSuffix, [(cell, f, r)])) }
+        }
+        func stats(_ v: [Double]) -> (Double, Double) {
+            let m = v.reduce(0, +) / Double(max(v.count, 1))
+            let s = v.count > 1 ? (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot() : 0
+            return (m, s)
+        }
+        let rows: [SummaryRow] = groups.map { variant, grid, items in
+            let acc = stats(items.map { $0.1.final?.accuracy ?? .nan })
+            let mac = stats(items.map { $0.1.final?.macroAccuracy ?? .nan })
+            let r = items[0].2
+            let k = items[0].1.final?.perClassAccuracy.count ?? 0
+            let per = (0..<k).map { c in stats(items.compactMap { $0.1.final?.perClassAccuracy[c] }.filter { $0 >= 0 }).0 }
+            return SummaryRow(variant: variant, grid: String(grid.dropFirst()), seeds: items.count, metric: "accuracy", mean: acc.0, std: acc.1,
+                              macroMean: mac.0, macroStd: mac.1, valBestMean: stats(items.map { $0.1.best }).0,
+                              secondsMean: stats(items.map { $0.1.seconds }).0,
+                              weightBits: r.quant.mode == "fp32" ? 32 : r.quant.weight.bits, activationBits: r.quant.mode == "fp32" ? 32 : r.quant.activation.bits,
+                              mode: r.quant.mode, perClassMean: per, classes: items[0].1.classes)
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        var csv = "variant,grid,mode,weight_bits,activation_bits,seeds,test_accuracy_mean,test_accuracy_std,test_macro_accuracy_mean,test_macro_accuracy_std,val_best_mean,seconds_mean\n"
+        for r in rows {
+            csv += "\(r.variant),\(r.grid),\(r.mode),\(r.weightBits),\(r.activationBits),\(r.seeds)," + [r.mean, r.std, r.macroMean, r.macroStd, r.valBestMean].map { String(format: "%.4f", $0) }.joined(separator: ",") + String(format: ",%.1f\n", r.secondsMean)
+        }
+        try csv.write(toFile: out + "/summary.csv", atomically: true, encoding: .utf8)
+        var md = "# Sweep \(name)\n\nBase: `\(file)`; seeds \(seeds.map(String.init).joined(separator: ", ")); test-split metrics of each cell's best.h5, mean ± sample std over seeds.\n\n"
+        md += "| variant | grid | mode | W/A bits | seeds | accuracy (%) | macro accuracy (%) | best val (%) | s per run |\n|---|---|---|---|---|---|---|---|---|\n"
+        for r in rows {
+            md += "| \(r.variant) | \(r.grid.isEmpty ? "-" : r.grid) | \(r.mode) | \(r.mode == "fp32" ? "32/32" : "\(r.weightBits)/\(r.activationBits)") | \(r.seeds) | "
+            md += String(format: "%.2f ± %.2f | %.2f ± %.2f | %.2f | %.0f |\n", 100 * r.mean, 100 * r.std, 100 * r.macroMean, 100 * r.macroStd, 100 * r.valBestMean, r.secondsMean)
+        }
+        if !missing.isEmpty { md += "\nNot finished (\(missing.count)): " + missing.joined(separator: ", ") + "\n" }
+        try md.write(toFile: out + "/summary.md", atomically: true, encoding: .utf8)
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(rows).write(to: URL(fileURLWithPath: out + "/summary.json"), options: .atomic)
+        return (rows, missing)
+    }
+}

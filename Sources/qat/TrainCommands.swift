@@ -1,0 +1,140 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Recipes
+import Training
+
+/// Prints a user error (recipe, data, checkpoint, run directory) and exits with status 1.
+func userError(_ e: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+    return ExitCode(1)
+}
+
+func guarded<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() }
+    catch let e as ExitCode { throw e }
+    catch let e as ValidationError { throw e }
+    catch { throw userError(error) }   // recipe, data, checkpoint and run-directory errors carry their own file and key
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train from a recipe into a run directory (runs/<name>/<n>).",
+        discussion: """
+        Writes recipe.resolved.yaml, metrics.jsonl, train.log, checkpoints/last.h5 and best.h5, and final.json when done.
+        Ctrl-C (SIGINT) or SIGTERM saves checkpoints/last.h5 and exits; rerun with --resume to continue with identical results.
+        """)
+
+    @Argument(help: "Recipe file (YAML).")
+    var recipe: String
+    @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set train.epochs=5 (repeatable).")
+    var sets: [String] = []
+    @Option(help: "Run directory (default: runs/<name>/<next number>).")
+    var runDir: String?
+    @Flag(help: "Continue the run in --run-dir (default: the latest runs/<name>/<n>) from checkpoints/last.h5.")
+    var resume = false
+    @Option(help: "Parent folder of run directories when --run-dir is not given.")
+    var runsRoot = "runs"
+
+    func run() throws {
+        let r = try guarded { try Recipe.load(path: recipe, overrides: sets) }
+        StopSignal.install()
+        let runObj = try guarded { try TrainingRun(recipe: r, runDir: runDir, resume: resume, runsRoot: runsRoot) }
+        let outcome = try guarded { try runObj.run() }
+        switch outcome {
+        case .finished(let f):
+            print(String(format: "done: %@ in %.1f s; best %@ %.2f%% at step %d; results in %@", r.name, f.seconds, f.metric, 100 * f.best, f.bestStep, runObj.dir))
+        case .interrupted(let step, let sig):
+            let setArgs = sets.map { " --set '\($0)'" }.joined()
+            print("stopped at step \(step) (signal \(sig)); checkpoint saved. Resume with:\n  qat train \(recipe)\(setArgs) --run-dir \(runObj.dir) --resume")
+            throw ExitCode(sig == SIGTERM ? 143 : 130)
+        }
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate a checkpoint written by qat train (the model comes from the recipe stored in it).")
+
+    @Argument(help: "Checkpoint (HDF5), e.g. runs/quickstart/1/checkpoints/best.h5.")
+    var checkpoint: String
+    @Option(help: "A folder with train.h5, val.h5, test.h5 to evaluate on instead of the recipe's data.")
+    var data: String?
+    @Option(help: "Split: train, val or test.")
+    var split = "test"
+    @Option(name: .customLong("set"), help: "Override a key of the stored recipe (e.g. eval.batch=64).")
+    var sets: [String] = []
+    @Option(help: "fp32: evaluate the float weights of a quantized checkpoint.")
+    var quant: String?
+    @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32].metrics.json beside it).")
+    var out: String?
+
+    func run() throws {
+        guard ["train", "val", "test"].contains(split) else { throw ValidationError("--split must be train, val or test, got \(split)") }
+        if let quant, quant != "fp32" { throw ValidationError("--quant takes fp32 (evaluate float weights), got \(quant)") }
+        let fp32 = quant == "fp32"
+        let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32) }
+        print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
+        let base = checkpoint.hasSuffix(".h5") ? String(checkpoint.dropLast(3)) : checkpoint
+        let path = out ?? "\(base).\(split)\(fp32 ? ".fp32" : "").metrics.json"
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(r.metrics).write(to: URL(fileURLWithPath: path), options: .atomic)
+        print("metrics: \(path)")
+    }
+}
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "Run an ablation sweep (grid or variants x seeds, or evolve); cells already done are skipped.")
+
+    @Argument(help: "Sweep file (YAML).")
+    var sweep: String
+    @Option(help: "Run only shard I of N (1 <= I <= N): cells I, I+N, I+2N, ... (e.g. a cluster job array).")
+    var shard: String?
+    @Flag(help: "Merge finished cells into summary.csv, summary.md and summary.json instead of running.")
+    var collect = false
+    @Flag(help: "Print each cell's training progress.")
+    var verbose = false
+
+    func run() throws {
+        let s = try guarded { try Sweep.load(sweep) }
+        if collect {
+            let (rows, missing) = try guarded { try s.collect() }
+            print("collected \(rows.count) rows from \(s.out) (\(missing.count) cells not finished): \(s.out)/summary.csv, summary.md, summary.json")
+            return
+        }
+        var sh: (Int, Int)? = nil
+        if let shard { sh = try guarded { try Sweep.parseShard(shard) } }
+        StopSignal.install()
+        let start = Date()
+        let n = s.evolve != nil ? s.evolve!.generations : s.cells(shard: sh).count
+        print("sweep \(s.name): \(n) \(s.evolve != nil ? "generations" : "cells")\(sh.map { " (shard \($0.0)/\($0.1))" } ?? "") -> \(s.out)")
+        let r = try guarded { try s.run(shard: sh, quiet: !verbose) { print($0); fflush(nil) } }
+        print(String(format: "sweep %@: ran %d, skipped %d (done before) in %.1f s", s.name, r.ran, r.skipped, Date().timeIntervalSince(start)))
+        if r.interrupted {
+            print("interrupted; rerun the same command to continue (finished cells are skipped, the interrupted one resumes)")
+            throw ExitCode(130)
+        }
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export runs and sweeps.", subcommands: [NotebookCommand.self])
+}
+
+struct NotebookCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notebook", abstract: "A Jupyter notebook (nbformat 4) of a run directory or a collected sweep, plots rendered as SVG.")
+
+    @Argument(help: "Run directory or sweep folder (after qat sweep --collect).")
+    var dir: String
+    @Option(help: "Output notebook, e.g. notebooks-export/NAME.ipynb.")
+    var out: String
+    @Flag(help: "Also write a static HTML page with the same plots (NAME.html).")
+    var html = false
+
+    func run() throws {
+        let written = try guarded { try NotebookExport.export(dir: dir, out: out, html: html) }
+        print("wrote " + written.joined(separator: ", "))
+    }
+}

@@ -1,0 +1,311 @@
+import XCTest
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Kernels
+import Checkpoint
+import Recipes
+@testable import Training
+
+/// A tiny recipe on a tiny synthetic benchmark (generated once per machine into a shared cache).
+func tinyRecipe(_ extra: String = "", file: String = "(test)", overrides: [String] = []) throws -> Recipe {
+    let cache = NSTemporaryDirectory() + "qat-training-tests-cache"
+    return try Recipe.parse("""
+    name: tiny
+    seed: 1
+    model: {backbone: mobilenet_v2, width: 0.25, dropout: 0.1}
+    data:
+      cache: \(cache)
+      synth: {images: 40, size: 96, chip_size: 16, imbalance: 2}
+      input_size: 16
+    train:
+      epochs: 2
+      batch: 8
+      optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+      schedule: {name: cosine, warmup_steps: 2}
+      log_every: 2
+    eval: {batch: 32}
+    \(extra)
+    """, file: file, overrides: overrides)
+}
+
+func tempDir(_ tag: String) -> String {
+    let d = NSTemporaryDirectory() + "qat-\(tag)-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+final class TrainingRunTests: XCTestCase {
+    func testRunDirectoryLayoutMetricsAndFinalReport() throws {
+        let root = tempDir("layout")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try tinyRecipe()
+        let run = try TrainingRun(recipe: r, runDir: nil, resume: false, runsRoot: root, quiet: true)
+        XCTAssertEqual(run.dir, root + "/tiny/1")
+        guard case .finished(let f) = try run.run() else { return XCTFail("not finished") }
+        for file in ["recipe.resolved.yaml", "metrics.jsonl", "train.log", "checkpoints/last.h5", "checkpoints/best.h5", "final.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run.dir + "/" + file), file)
+        }
+        XCTAssertEqual(try Recipe.parse(String(contentsOfFile: run.dir + "/recipe.resolved.yaml", encoding: .utf8)), r)
+        let lines = try String(contentsOfFile: run.dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let types = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["type"] as? String }
+        XCTAssertEqual(types.filter { $0 == "eval" }.count, 2)
+        XCTAssertEqual(types.last, "final")
+        XCTAssertTrue(types.contains("train"))
+        XCTAssertEqual(f.steps, run.totalSteps)
+        XCTAssertEqual(f.final?.split, "test")
+        XCTAssertEqual(f.classes.count, 12)
+        let decoded = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: run.dir + "/final.json")))
+        XCTAssertEqual(decoded, f)
+        // A second run of the same recipe gets the next number; an existing directory needs --resume.
+        let second = try TrainingRun(recipe: r, runDir: nil, resume: false, runsRoot: root, quiet: true)
+        XCTAssertEqual(second.dir, root + "/tiny/2")
+        XCTAssertThrowsError(try TrainingRun(recipe: r, runDir: run.dir, resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("already exists; pass --resume"), "\(e)")
+        }
+        var changed = r; changed.train.epochs = 3
+        XCTAssertThrowsError(try TrainingRun(recipe: changed, runDir: run.dir, resume: true, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("recipe differs"), "\(e)")
+        }
+        XCTAssertThrowsError(try TrainingRun(recipe: r, runDir: root + "/empty", resume: true, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("nothing to resume"), "\(e)")
+        }
+        // The failed attempts created nothing.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/empty"))
+    }
+
+    /// Interrupt after 3 steps, resume in a new TrainingRun: the same bits as an uninterrupted run, for a
+    /// QAT recipe with activation quantization dropout (its RNG), classifier dropout and an EMA.
+    func testResumeIsBitIdentical() throws {
+        let root = tempDir("resume")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try tinyRecipe("""
+        quant: {mode: qat, weight: {bits: 4}, activation: {bits: 4}, dropout: {p: 0.5, apply: activations}}
+        """, overrides: ["train.ema=0.9"])
+        let a = try TrainingRun(recipe: r, runDir: root + "/a", resume: false, quiet: true)
+        guard case .finished(let fa) = try a.run() else { return XCTFail() }
+        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
+        b.stopAfterSteps = 3
+        guard case .interrupted(let step, _) = try b.run() else { return XCTFail("expected an interruption") }
+        XCTAssertEqual(step, 3)
+        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
+        guard case .finished(let fb) = try b2.run() else { return XCTFail() }
+        XCTAssertEqual(fa.final, fb.final)
+        XCTAssertEqual(fa.best, fb.best)
+        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
+        XCTAssertFalse(ca.quant.isEmpty)
+        XCTAssertEqual(ca.params, cb.params)
+        XCTAssertEqual(ca.buffers, cb.buffers)
+        XCTAssertEqual(ca.quant, cb.quant)
+        XCTAssertEqual(ca.optimizer, cb.optimizer)
+        XCTAssertEqual(ca.moduleRNG, cb.moduleRNG)
+        // metrics.jsonl of the resumed run holds each step once.
+        let steps = try String(contentsOfFile: root + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["type"] as? String == "train" ? $0["step"] as? Int : nil }
+        }
+        XCTAssertEqual(steps, Array(Set(steps)).sorted())
+    }
+
+    func testQATFromFP32CheckpointPTQAndEvaluation() throws {
+        let root = tempDir("qat")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fp = try tinyRecipe()
+        let run = try TrainingRun(recipe: fp, runDir: root + "/fp32", resume: false, quiet: true)
+        guard case .finished = try run.run() else { return XCTFail() }
+        let best = root + "/fp32/checkpoints/best.h5"
+
+        let qat = try tinyRecipe(overrides: ["quant.mode=qat", "quant.init_from=\(best)", "train.epochs=1", "quant.fold_bn=true"])
+        let q = try TrainingRun(recipe: qat, runDir: root + "/qat", resume: false, quiet: true)
+        guard case .finished(let fq) = try q.run() else { return XCTFail() }
+        // qat eval rebuilds the quantized model from the stored recipe and reproduces the run's final numbers.
+        let e = try CheckpointEvaluation.run(checkpoint: root + "/qat/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
+        XCTAssertTrue(e.quantized)
+        XCTAssertEqual(e.metrics, fq.final)
+        let ef = try CheckpointEvaluation.run(checkpoint: root + "/qat/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: true)
+        XCTAssertFalse(ef.quantized)
+        XCTAssertEqual(ef.metrics.samples, e.metrics.samples)
+        XCTAssertTrue(CheckpointEvaluation.table(e, checkpoint: "x").contains("macro accuracy"))
+
+        let ptq = try tinyRecipe(overrides: ["quant.mode=ptq", "quant.init_from=\(best)", "train.epochs=0", "quant.weight.bits=4",
+                                             "quant.activation.bits=4", "quant.equalize=true", "quant.bias_correction=true"])
+        let p = try TrainingRun(recipe: ptq, runDir: root + "/ptq", resume: false, quiet: true)
+        guard case .finished(let fp4) = try p.run() else { return XCTFail() }
+        XCTAssertEqual(fp4.steps, 0)
+        let ep = try CheckpointEvaluation.run(checkpoint: root + "/ptq/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
+        XCTAssertEqual(ep.metrics, fp4.final)
+
+        // Errors: a checkpoint of another model, a missing checkpoint, init_from of another model.
+        XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: best, data: nil, split: "test", overrides: ["model.width=1.0"], fp32: false)) { e in
+            XCTAssertTrue("\(e)".contains("shape mismatch"), "\(e)")
+        }
+        XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: root + "/none.h5", data: nil, split: "test", overrides: [], fp32: false))
+        let wrong = try tinyRecipe(overrides: ["quant.mode=qat", "quant.init_from=\(best)", "model.backbone=mobilenet_v1"])
+        XCTAssertThrowsError(try TrainingRun(recipe: wrong, runDir: root + "/wrong", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("not a checkpoint of this model"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/wrong"))
+    }
+
+    func testNonFiniteLossesStopTheRunWithAClearMessage() throws {
+        let root = tempDir("nan")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try tinyRecipe(overrides: ["train.optimizer.lr=1e30", "train.max_nonfinite=2", "train.schedule.warmup_steps=0"])
+        let run = try TrainingRun(recipe: r, runDir: root + "/r", resume: false, quiet: true)
+        XCTAssertThrowsError(try run.run()) { e in
+            XCTAssertTrue("\(e)".contains("non-finite losses in a row"), "\(e)")
+        }
+        let lines = try String(contentsOfFile: root + "/r/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(lines.contains("\"nonfinite\""))
+    }
+
+    func testBadDataPathIsReported() throws {
+        let r = try tinyRecipe(overrides: ["data.format=hdf5_chips", "data.path=/nonexistent/chips"])
+        XCTAssertThrowsError(try TrainingRun(recipe: r, runDir: tempDir("bad") + "/r", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("/nonexistent/chips/train.h5 does not exist"), "\(e)")
+        }
+    }
+}
+
+final class SweepTests: XCTestCase {
+    func writeSweep(_ root: String, _ body: String) throws -> String {
+        let cache = NSTemporaryDirectory() + "qat-training-tests-cache"
+        try """
+        name: tiny
+        model: {backbone: mobilenet_v2, width: 0.25}
+        data: {cache: \(cache), synth: {images: 40, size: 96, chip_size: 16, imbalance: 2}, input_size: 16}
+        train: {steps: 2, batch: 8, log_every: 1}
+        eval: {batch: 32, final_split: val}
+        """.write(toFile: root + "/base.yaml", atomically: true, encoding: .utf8)
+        try body.write(toFile: root + "/sweep.yaml", atomically: true, encoding: .utf8)
+        return root + "/sweep.yaml"
+    }
+
+    func testGridVariantsSeedsShardsSkipAndCollect() throws {
+        let root = tempDir("sweep")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: grid
+        base: base.yaml
+        out: \(root)/out
+        seeds: [0, 1]
+        grid: {train.optimizer.lr: [0.01, 0.05]}
+        variants:
+          - {name: fp32, set: {quant.mode: fp32}}
+          - {name: ptq4, set: {quant.mode: ptq, quant.weight.bits: 4, quant.init_from: "{out}/fp32{grid}/seed{seed}/checkpoints/best.h5", train.steps: 0}}
+        """)
+        let s = try Sweep.load(path)
+        let cells = s.cells()
+        XCTAssertEqual(cells.count, 8)
+        XCTAssertEqual(cells.map(\.label).prefix(4), ["fp32-lr=0.01/seed0", "ptq4-lr=0.01/seed0", "fp32-lr=0.01/seed1", "ptq4-lr=0.01/seed1"])
+        XCTAssertEqual(try s.recipe(for: cells[1]).quant.initFrom, "\(root)/out/fp32-lr=0.01/seed0/checkpoints/best.h5")
+        XCTAssertEqual(try s.recipe(for: cells[7]).train.optimizer.lr, 0.05)
+        XCTAssertEqual(try s.recipe(for: cells[7]).seed, 1)
+        // Shards: every N-th cell, together exactly all cells.
+        XCTAssertEqual(s.cells(shard: (2, 3)).map(\.index), [1, 4, 7])
+        let union = (1...3).flatMap { s.cells(shard: ($0, 3)).map(\.index) }.sorted()
+        XCTAssertEqual(union, Array(0..<8))
+        XCTAssertThrowsError(try Sweep.parseShard("0/3")); XCTAssertThrowsError(try Sweep.parseShard("4/3")); XCTAssertThrowsError(try Sweep.parseShard("1-3"))
+        XCTAssertTrue(try Sweep.parseShard("3/3") == (3, 3))
+
+        // Shard 1/2 runs cells 0, 2, 4, 6 (all fp32); the PTQ cells wait for shard 2.
+        var log: [String] = []
+        let r1 = try s.run(shard: (1, 2)) { log.append($0) }
+        XCTAssertEqual(r1.ran, 4); XCTAssertEqual(r1.skipped, 0)
+        let again = try s.run(shard: (1, 2)) { _ in }
+        XCTAssertEqual(again.ran, 0); XCTAssertEqual(again.skipped, 4)
+        let partial = try s.collect()
+        XCTAssertEqual(partial.missing.count, 4)
+        let r2 = try s.run(shard: nil) { _ in }
+        XCTAssertEqual(r2.ran, 4); XCTAssertEqual(r2.skipped, 4)
+        let (rows, missing) = try s.collect()
+        XCTAssertTrue(missing.isEmpty)
+        XCTAssertEqual(rows.count, 4)
+        XCTAssertEqual(rows.map(\.seeds), [2, 2, 2, 2])
+        XCTAssertEqual(rows.first { $0.variant == "ptq4" }?.weightBits, 4)
+        XCTAssertEqual(rows.first { $0.variant == "fp32" }?.weightBits, 32)
+        for f in ["summary.csv", "summary.md", "summary.json"] { XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/out/" + f)) }
+        let csv = try String(contentsOfFile: root + "/out/summary.csv", encoding: .utf8)
+        XCTAssertEqual(csv.split(separator: "\n").count, 5)
+
+        // Export the sweep and one run as notebooks.
+        let written = try NotebookExport.export(dir: root + "/out", out: root + "/nb/sweep.ipynb", html: true)
+        XCTAssertEqual(written.count, 2)
+        try checkNotebook(root + "/nb/sweep.ipynb", plots: 3)
+        XCTAssertTrue(try String(contentsOfFile: root + "/nb/sweep.html", encoding: .utf8).contains("<svg"))
+        _ = try NotebookExport.export(dir: cells[0].dir, out: root + "/nb/run.ipynb", html: false)
+        try checkNotebook(root + "/nb/run.ipynb", plots: 3)
+        XCTAssertThrowsError(try NotebookExport.export(dir: root, out: root + "/x.ipynb", html: false)) { e in
+            XCTAssertTrue("\(e)".contains("neither a run directory"), "\(e)")
+        }
+    }
+
+    /// nbformat 4 structure: top-level keys, cells with ids and list-of-lines sources, code cells with
+    /// outputs, SVG display data that parses as XML.
+    func checkNotebook(_ path: String, plots: Int) throws {
+        let nb = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        XCTAssertEqual(nb["nbformat"] as? Int, 4)
+        XCTAssertEqual(nb["nbformat_minor"] as? Int, 5)
+        XCTAssertNotNil((nb["metadata"] as? [String: Any])?["kernelspec"])
+        let cells = nb["cells"] as! [[String: Any]]
+        let ids = cells.compactMap { $0["id"] as? String }
+        XCTAssertEqual(ids.count, cells.count); XCTAssertEqual(Set(ids).count, ids.count)
+        var svgs = 0
+        for c in cells {
+            XCTAssertNotNil(c["metadata"] as? [String: Any])
+            XCTAssertNotNil(c["source"] as? [String])
+            switch c["cell_type"] as? String {
+            case "markdown": XCTAssertNil(c["outputs"])
+            case "code":
+                XCTAssertTrue(c["execution_count"] is NSNull)
+                for o in c["outputs"] as! [[String: Any]] {
+                    XCTAssertEqual(o["output_type"] as? String, "display_data")
+                    let svg = ((o["data"] as! [String: Any])["image/svg+xml"] as! [String]).joined()
+                    XCTAssertTrue(svg.hasPrefix("<svg"))
+                    XCTAssertNoThrow(try XMLDocument(xmlString: svg))
+                    svgs += 1
+                }
+            default: XCTFail("cell type \(String(describing: c["cell_type"]))")
+            }
+        }
+        XCTAssertGreaterThanOrEqual(svgs, plots)
+    }
+
+    func testEvolveAppendsGenerationsWithinBounds() throws {
+        let root = tempDir("evolve")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: evo
+        base: base.yaml
+        out: \(root)/out
+        evolve:
+          generations: 3
+          parents: 2
+          params: {train.optimizer.lr: [0.001, 0.1], train.optimizer.momentum: [0.5, 0.95]}
+        """)
+        let s = try Sweep.load(path)
+        _ = try s.run(shard: nil) { _ in }
+        let rows = s.readEvolveCSV()
+        XCTAssertEqual(rows.map(\.generation), [0, 1, 2])
+        XCTAssertEqual(rows[0].values, [0.05, 0.9])   // the base recipe's values
+        for row in rows {
+            XCTAssertTrue((0.001...0.1).contains(row.values[0]) && (0.5...0.95).contains(row.values[1]), "\(row.values)")
+        }
+        XCTAssertNotEqual(rows[1].values, rows[0].values)
+        // Same seed, same generation: the same mutation.
+        XCTAssertEqual(try s.evolveValues(generation: 1, rows: [rows[0]]), rows[1].values)
+        let again = try s.run(shard: nil) { _ in }
+        XCTAssertEqual(again.ran, 0)
+    }
+
+    func testSweepFileErrors() throws {
+        let root = tempDir("sweeperr")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let p1 = try writeSweep(root, "name: x\n")
+        XCTAssertThrowsError(try Sweep.load(p1)) { XCTAssertTrue("\($0)".contains("needs base"), "\($0)") }
+        let p2 = try writeSweep(root, "base: base.yaml\nvariants: [{name: a, set: {train.epocs: 2}}]\n")
+        XCTAssertThrowsError(try Sweep.load(p2)) { XCTAssertTrue("\($0)".contains("did you mean 'train.epochs'"), "\($0)") }
+        let p3 = try writeSweep(root, "base: base.yaml\ngrid: {train.epochs: 3}\n")
+        XCTAssertThrowsError(try Sweep.load(p3)) { XCTAssertTrue("\($0)".contains("grid.train.epochs"), "\($0)") }
+    }
+}
