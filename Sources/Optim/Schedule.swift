@@ -40,8 +40,16 @@ public struct LRSchedule: Sendable, Equatable {
 /// coefficient maxNorm / (norm + 1e-6)). Returns the norm before clipping (non-finite if any gradient is).
 @discardableResult
 public func clipGradNorm(_ params: [Tensor], maxNorm: Float) -> Float {
+    // Squares accumulate in Double: gradients beyond 1.8e19 would overflow a Float sum of squares (and
+    // a compensated Float sum turns that into NaN), hiding a finite gradient that clipping can tame.
     var total: Double = 0
-    for p in params { if let g = p.grad { total += Double(Reduce.dot(g.pointer, g.pointer, count: g.count)) } }
+    for p in params {
+        guard let g = p.grad else { continue }
+        let gp = g.pointer
+        var acc: Double = 0
+        for i in 0..<g.count { let v = Double(gp[i]); acc += v * v }
+        total += acc
+    }
     let norm = Float(total.squareRoot())
     let coef = maxNorm / (norm + 1e-6)
     if coef < 1 {

@@ -58,7 +58,7 @@ public struct ClassificationData: Sendable {
         let key = "aircraft-n\(s.images)-s\(s.size)-seed\(s.seed)-imb\(fmt(s.imbalance))-noise\(fmt(s.labelNoise))-\(s.noiseMode)-chip\(s.chipSize)"
         let dir = spec.cache + "/" + key
         if FileManager.default.fileExists(atPath: dir + "/chips/test.h5") { return dir }
-        let tmp = dir + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        let tmp = dir + ".partial-\(UUID().uuidString)"
         try? FileManager.default.removeItem(atPath: tmp)
         do { try FileManager.default.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
         catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(error.localizedDescription)") }
@@ -72,6 +72,10 @@ public struct ClassificationData: Sendable {
             try FileManager.default.createDirectory(atPath: tmp + "/chips", withIntermediateDirectories: true)
             for split in ["train", "val", "test"] {
                 _ = try Chips.write(cocoRoot: tmp, split: split, size: s.chipSize, to: tmp + "/chips/\(split).h5")
+            }
+            if FileManager.default.fileExists(atPath: dir + "/chips/test.h5") {
+                try FileManager.default.removeItem(atPath: tmp)   // another process finished the same set first
+                return dir
             }
             if FileManager.default.fileExists(atPath: dir) { try FileManager.default.removeItem(atPath: dir) }
             try FileManager.default.moveItem(atPath: tmp, toPath: dir)

@@ -115,7 +115,7 @@ public enum NotebookExport {
                 }
             }
         }
-        let classes: [String] = (try? JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))))?.classes ?? []
+        let classes: [String] = (try? JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))))?.classes ?? []
         let perClass = (final?["per_class_accuracy"] as? [Double]) ?? []
         let names = classes.isEmpty ? perClass.indices.map { "class \($0)" } : classes
         var data: [String: Any] = ["train": train, "eval": eval, "train_columns": ["step", "loss", "lr"],
@@ -148,11 +148,11 @@ public enum NotebookExport {
     // MARK: a sweep
 
     static func sweepDocument(_ dir: String) throws -> Document {
-        let rows = try JSONDecoder().decode([Sweep.SummaryRow].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json")))
+        let rows = try JSONCoding.decoder().decode([Sweep.SummaryRow].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json")))
         let md = (try? String(contentsOfFile: dir + "/summary.md", encoding: .utf8)) ?? ""
         let variants = rows.reduce(into: [String]()) { if !$0.contains($1.variant) { $0.append($1.variant) } }
         let grids = rows.reduce(into: [String]()) { if !$0.contains($1.grid) { $0.append($1.grid) } }
-        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        let enc = JSONCoding.encoder(pretty: false)
         let rowsJSON = (try? JSONSerialization.jsonObject(with: enc.encode(rows))) ?? []
         let data: [String: Any] = ["rows": rowsJSON, "variants": variants, "grids": grids]
         func row(_ v: String, _ g: String) -> Sweep.SummaryRow? { rows.first { $0.variant == v && $0.grid == g } }
@@ -182,13 +182,13 @@ public enum NotebookExport {
         plots.append(Plot(title: "Accuracy vs weight bits (labels: variants)",
                           svg: SVGChart.line(bitSeries.map { s in var t = s; let order = s.points.indices.sorted { s.points[$0].0 < s.points[$1].0 }
                                                               t.points = order.map { s.points[$0] }; t.errors = order.map { s.errors![$0] }; t.labels = order.map { s.labels![$0] }; return t },
-                                             title: "Accuracy vs weight bits", xlabel: "weight bits (32 = FP32)", ylabel: "accuracy (%)", logX: true),
+                                             title: "Accuracy vs weight bits", xlabel: "weight bits (32 = FP32)", ylabel: "accuracy (%)", logX: true, connect: false),
                           python: """
                           plt.figure(figsize=(8, 4.5))
                           for g in data['grids']:
                               rs = sorted([r for r in data['rows'] if r['grid'] == g], key=lambda r: r['weightBits'])
                               plt.errorbar([r['weightBits'] for r in rs], [100 * r['mean'] for r in rs], yerr=[100 * r['std'] for r in rs],
-                                           marker='o', capsize=3, label=g or 'accuracy')
+                                           marker='o', linestyle='none', capsize=3, label=g or 'accuracy')
                               for r in rs:
                                   plt.annotate(r['variant'], (r['weightBits'], 100 * r['mean']), fontsize=7)
                           plt.xscale('log', base=2); plt.xlabel('weight bits (32 = FP32)'); plt.ylabel('accuracy (%)'); plt.legend(); plt.show()
@@ -210,6 +210,15 @@ public enum NotebookExport {
                               plt.xticks(x + w * (len(rs) - 1) / 2, rs[0]['classes'], rotation=35, ha='right'); plt.ylabel('accuracy (%)'); plt.legend(fontsize=7); plt.tight_layout(); plt.show()
                               """))
         }
-        return Document(title: "Sweep \((dir as NSString).lastPathComponent)", intro: ["Sweep directory: `\(dir)`."], data: data, plots: plots, tables: [md])
+        var tables = [md]
+        if let sweepText = try? String(contentsOfFile: dir + "/sweep.yaml", encoding: .utf8) {
+            tables.append("## Sweep file\n\n```yaml\n\(sweepText)```")
+        }
+        for v in variants {
+            guard let first = rows.first(where: { $0.variant == v })?.dirs.first,
+                  let text = try? String(contentsOfFile: first + "/recipe.resolved.yaml", encoding: .utf8) else { continue }
+            tables.append("## Resolved recipe of \(v) (`\(first)`)\n\n```yaml\n\(text)```")
+        }
+        return Document(title: "Sweep \((dir as NSString).lastPathComponent)", intro: ["Sweep directory: `\(dir)`."], data: data, plots: plots, tables: tables)
     }
 }

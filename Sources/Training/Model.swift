@@ -82,3 +82,19 @@ public struct EvalMetrics: Codable, Sendable, Equatable {
         case macroAccuracy = "macro_accuracy", perClassAccuracy = "per_class_accuracy", perClassCount = "per_class_count"
     }
 }
+
+/// JSON for reports: sorted keys, and NaN/infinity (a diverged run's loss) written as strings instead
+/// of failing.
+public enum JSONCoding {
+    public static func encoder(pretty: Bool = true) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+}

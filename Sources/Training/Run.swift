@@ -300,9 +300,14 @@ public final class TrainingRun {
             opt.zeroGrad()
             let loss = Loss.crossEntropy(model(x), targets: y)
             let l = loss.item
+            var gradNorm: Float = 0
             if l.isFinite {
                 loss.backward()
-                if let c = recipe.train.clipGradNorm { clipGradNorm(model.parameters(), maxNorm: Float(c)) }
+                // The global gradient norm (clipped when the recipe says so): a non-finite one would
+                // poison the weights, so that step is skipped like a non-finite loss (GradScaler-style).
+                gradNorm = clipGradNorm(model.parameters(), maxNorm: recipe.train.clipGradNorm.map(Float.init) ?? .infinity)
+            }
+            if l.isFinite && gradNorm.isFinite {
                 opt.step()
                 handle?.clampScales()
                 ema?.update(model)
@@ -311,10 +316,21 @@ public final class TrainingRun {
             } else {
                 nonFinite += 1; consecutiveNonFinite += 1
                 opt.zeroGrad()
-                console.line("step \(step + 1): non-finite loss (\(l)), step skipped (\(consecutiveNonFinite) in a row)")
-                record(["type": "nonfinite", "step": step + 1, "epoch": epoch])
+                var what = "non-finite loss (\(l))"
+                if l.isFinite {
+                    let bad = model.namedParameters().first { _, t in
+                        guard let g = t.grad else { return false }
+                        return (0..<g.count).contains { !g.pointer[$0].isFinite }
+                    }
+                    what = bad.map { "non-finite gradient (first in \($0.0))" } ?? "gradient norm \(gradNorm) beyond Float range"
+                }
+                console.line("step \(step + 1): \(what), step skipped (\(consecutiveNonFinite) in a row)")
+                record(["type": "nonfinite", "step": step + 1, "epoch": epoch, "what": l.isFinite ? "gradient" : "loss"])
                 if consecutiveNonFinite >= recipe.train.maxNonFinite {
-                    throw TrainingError("stopped: \(consecutiveNonFinite) non-finite losses in a row at step \(step + 1) (train.max_nonfinite = \(recipe.train.maxNonFinite)); the last good checkpoint is \(dir)/checkpoints/last.h5. Lower train.optimizer.lr or set train.clip_grad_norm.")
+                    let last = dir + "/checkpoints/last.h5"
+                    let keep = FileManager.default.fileExists(atPath: last)
+                        ? "the last good checkpoint is \(last)" : "no checkpoint was written (the run failed in its first epoch)"
+                    throw TrainingError("stopped: \(consecutiveNonFinite) non-finite steps in a row at step \(step + 1) (train.max_nonfinite = \(recipe.train.maxNonFinite)); \(keep). Lower train.optimizer.lr or set train.clip_grad_norm.")
                 }
             }
             step += 1
@@ -399,7 +415,7 @@ public final class TrainingRun {
         var rec: [String: Any] = ["type": "final", "step": step, "seconds": elapsed, "best": best, "best_step": bestStep]
         if let final { rec["split"] = final.split; rec["accuracy"] = final.accuracy; rec["macro_accuracy"] = final.macroAccuracy; rec["per_class_accuracy"] = final.perClassAccuracy }
         record(rec)
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let enc = JSONCoding.encoder()
         try enc.encode(report).write(to: URL(fileURLWithPath: dir + "/final.json"), options: .atomic)
         return report
     }

@@ -79,7 +79,8 @@ public enum SVGChart {
     }
 
     /// Lines through each series' points (x numeric).
-    public static func line(_ series: [Series], title: String, xlabel: String, ylabel: String, logX: Bool = false) -> String {
+    /// `connect` false draws markers only (a scatter).
+    public static func line(_ series: [Series], title: String, xlabel: String, ylabel: String, logX: Bool = false, connect: Bool = true) -> String {
         let tx: (Double) -> Double = { logX ? log2(max($0, 1e-12)) : $0 }
         let xs = series.flatMap { $0.points.map { tx($0.0) } }, ys = series.flatMap { s in s.points.enumerated().flatMap { i, p in
             let e = s.errors?[i] ?? 0; return [p.1 - e, p.1 + e] } }
@@ -95,7 +96,7 @@ public enum SVGChart {
         for (i, s) in series.enumerated() {
             let c = palette[i % palette.count]
             let pts = s.points.filter { $0.1.isFinite }
-            if pts.count > 1 { body += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.6\" points=\"\(pts.map { "\(f(X($0.0))),\(f(Y($0.1)))" }.joined(separator: " "))\"/>\n" }
+            if connect && pts.count > 1 { body += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.6\" points=\"\(pts.map { "\(f(X($0.0))),\(f(Y($0.1)))" }.joined(separator: " "))\"/>\n" }
             for (j, p) in s.points.enumerated() where p.1.isFinite {
                 if pts.count <= 40 { body += "<circle cx=\"\(f(X(p.0)))\" cy=\"\(f(Y(p.1)))\" r=\"3\" fill=\"\(c)\"/>" }
                 if let e = s.errors?[j], e > 0 { body += "<line x1=\"\(f(X(p.0)))\" x2=\"\(f(X(p.0)))\" y1=\"\(f(Y(p.1 - e)))\" y2=\"\(f(Y(p.1 + e)))\" stroke=\"\(c)\"/>" }

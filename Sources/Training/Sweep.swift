@@ -7,9 +7,10 @@ import Recipes
 /// cells with a `final.json` are skipped, so rerunning a sweep continues it. Values in `set` maps may
 /// use `{seed}`, `{out}` (the sweep folder) and `{grid}` (the cell's grid suffix), e.g. to start a QAT
 /// cell from the FP32 cell of the same seed. Or, with `evolve:`, a genetic hyperparameter search.
-public struct Sweep {
-    public struct Variant { public var name: String; public var set: [(String, Tree)] }
-    public struct Evolve {
+public struct Sweep: Sendable {
+    /// A variant: overrides, and optionally its own recipe file replacing the sweep's base.
+    public struct Variant: Sendable { public var name: String; public var set: [(String, Tree)]; public var recipe: Tree? = nil }
+    public struct Evolve: Sendable {
         public var generations: Int
         public var metric: String
         public var parents: Int
@@ -27,8 +28,10 @@ public struct Sweep {
     public var grid: [(key: String, values: [Tree])]
     public var variants: [Variant]
     public var evolve: Evolve?
+    /// Seconds between checks while a cell waits for another shard's checkpoint.
+    public var waitInterval = 5.0
 
-    public struct Cell {
+    public struct Cell: Sendable {
         public var index: Int
         public var variant: String
         public var gridSuffix: String
@@ -46,7 +49,7 @@ public struct Sweep {
         let defaultName = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try r.string("name", defaultName)
         guard let base = try r.optString("base") else {
-            throw RecipeError(origin: tree.origin, key: "base", "a sweep needs base: the recipe every cell starts from (relative to the sweep file)")
+            throw RecipeError(origin: tree.origin, key: "base", "a sweep needs base: the recipe every cell starts from (relative to the sweep file; a variant may name its own with recipe:)")
         }
         let dir = (path as NSString).deletingLastPathComponent
         let basePath = base.hasPrefix("/") ? base : (dir.isEmpty ? base : dir + "/" + base)
@@ -72,7 +75,11 @@ public struct Sweep {
                 throw RecipeError(origin: item.origin, key: "variants[\(i)].name", "each variant needs a name (no '/')")
             }
             if variants.contains(where: { $0.name == vname }) { throw RecipeError(origin: item.origin, key: "variants[\(i)].name", "duplicate variant name '\(vname)'") }
-            variants.append(Variant(name: vname, set: try pairs(vr.value("set"), key: "variants[\(i)].set")))
+            var own: Tree? = nil
+            if let rel = try vr.optString("recipe") {
+                own = try Recipe.loadTree(path: rel.hasPrefix("/") ? rel : (dir.isEmpty ? rel : dir + "/" + rel))
+            }
+            variants.append(Variant(name: vname, set: try pairs(vr.value("set"), key: "variants[\(i)].set"), recipe: own))
             try vr.finish()
         }
         var evolve: Evolve? = nil
@@ -100,16 +107,16 @@ public struct Sweep {
         return s
     }
 
-    /// Cells in run order: grid combination, then seed, then variant (so a variant can read an earlier
-    /// variant's checkpoint of the same seed).
+    /// Cells in run order: variant, then grid combination, then seed. Variants listed first run first,
+    /// so a later variant may start from an earlier one's checkpoints (with shards, it waits for them).
     public func cells() -> [Cell] {
         var combos: [[(String, Tree)]] = [[]]
         for (k, values) in grid { combos = combos.flatMap { c in values.map { c + [(k, $0)] } } }
         var out: [Cell] = []
-        for combo in combos {
-            let suffix = combo.map { "-\($0.0.split(separator: ".").last!)=\(Sweep.scalarText($0.1))" }.joined()
-            for seed in seeds {
-                for v in variants {
+        for v in variants {
+            for combo in combos {
+                let suffix = combo.map { "-\($0.0.split(separator: ".").last!)=\(Sweep.scalarText($0.1))" }.joined()
+                for seed in seeds {
                     out.append(Cell(index: out.count, variant: v.name, gridSuffix: suffix, grid: combo, seed: seed,
                                     dir: self.out + "/\(v.name)\(suffix)/seed\(seed)"))
                 }
@@ -136,8 +143,8 @@ public struct Sweep {
     }
 
     public func recipe(for cell: Cell, extra: [(String, Tree)] = []) throws -> Recipe {
-        var t = baseTree
         let variant = variants.first { $0.name == cell.variant }!
+        var t = variant.recipe ?? baseTree
         for (k, v) in set + cell.grid + variant.set + extra {
             t = t.setting(k.split(separator: ".").map(String.init), to: substitute(v, cell))
         }
@@ -166,17 +173,34 @@ public struct Sweep {
     // MARK: running
 
     /// Runs the cells not yet done (of this shard). `log` gets one line per cell.
-    public func run(shard: (Int, Int)?, quiet: Bool = true, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool) {
-        if evolve != nil { return try runEvolve(quiet: quiet, log: log) }
-        var ran = 0, skipped = 0
+    /// A cell that fails (diverged, bad checkpoint) is reported and the sweep goes on with the next;
+    /// `failed` lists them (rerunning the sweep retries them).
+    public func run(shard: (Int, Int)?, quiet: Bool = true, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool, failed: [String]) {
+        if evolve != nil { let r = try runEvolve(quiet: quiet, log: log); return (r.ran, r.skipped, r.interrupted, []) }
+        var ran = 0, skipped = 0, failed: [String] = []
         let mine = cells(shard: shard)
         for cell in mine {
             if Sweep.isDone(cell.dir) { skipped += 1; log("skip \(cell.label) (done)"); continue }
-            let outcome = try runCell(cell, recipe: try recipe(for: cell), quiet: quiet, log: log)
-            if case .interrupted = outcome { return (ran, skipped, true) }
-            ran += 1
+            let r = try recipe(for: cell)
+            if let dep = r.quant.initFrom, !FileManager.default.fileExists(atPath: dep),
+               let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }) {
+                // Another shard trains the checkpoint this cell starts from: wait for that cell to finish.
+                log("wait \(cell.label): needs \(producer.label) (another shard)")
+                while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) {
+                    if StopSignal.requested != 0 { return (ran, skipped, true, failed) }
+                    Thread.sleep(forTimeInterval: waitInterval)
+                }
+            }
+            do {
+                let outcome = try runCell(cell, recipe: r, quiet: quiet, log: log)
+                if case .interrupted = outcome { return (ran, skipped, true, failed) }
+                ran += 1
+            } catch let e as TrainingError {
+                failed.append(cell.label)
+                log("FAILED \(cell.label): \(e)")
+            }
         }
-        return (ran, skipped, false)
+        return (ran, skipped, false, failed)
     }
 
     func runCell(_ cell: Cell, recipe: Recipe, quiet: Bool, log: (String) -> Void) throws -> RunOutcome {
@@ -264,7 +288,7 @@ public struct Sweep {
             let recipe = try sw.recipe(for: cell, extra: extra)
             let outcome = try runCell(cell, recipe: recipe, quiet: quiet, log: log)
             if case .interrupted = outcome { return (ran, skipped, true) }
-            let final = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
+            let final = try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
             let fitness = ev.metric == "macro_accuracy" ? (final.final?.macroAccuracy ?? final.best) : (final.final?.accuracy ?? final.best)
             let line = "\(g),\(fitness)," + values.map { "\($0)" }.joined(separator: ",") + ",\(cell.dir)\n"
             let h = try FileHandle(forWritingTo: URL(fileURLWithPath: csv))
@@ -294,6 +318,8 @@ public struct Sweep {
         public var mode: String
         public var perClassMean: [Double]
         public var classes: [String]
+        /// The cells' run directories (one per seed).
+        public var dirs: [String]
     }
 
     /// Merges finished cells into `summary.csv`, `summary.md` and `summary.json` (mean and sample std
@@ -303,7 +329,7 @@ public struct Sweep {
         var missing: [String] = []
         for cell in cells() {
             guard Sweep.isDone(cell.dir) else { missing.append(cell.label); continue }
-            let f = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
+            let f = try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
             let r = try recipe(for: cell)
             if let i = groups.firstIndex(where: { $0.0 == cell.variant && $0.1 == cell.gridSuffix }) { groups[i].2.append((cell, f, r)) }
             else { groups.append((cell.variant, cell.gridSuffix, [(cell, f, r)])) }
@@ -323,9 +349,10 @@ public struct Sweep {
                               macroMean: mac.0, macroStd: mac.1, valBestMean: stats(items.map { $0.1.best }).0,
                               secondsMean: stats(items.map { $0.1.seconds }).0,
                               weightBits: r.quant.mode == "fp32" ? 32 : r.quant.weight.bits, activationBits: r.quant.mode == "fp32" ? 32 : r.quant.activation.bits,
-                              mode: r.quant.mode, perClassMean: per, classes: items[0].1.classes)
+                              mode: r.quant.mode, perClassMean: per, classes: items[0].1.classes, dirs: items.map(\.0.dir))
         }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        if let text = try? String(contentsOfFile: file, encoding: .utf8) { try text.write(toFile: out + "/sweep.yaml", atomically: true, encoding: .utf8) }
         var csv = "variant,grid,mode,weight_bits,activation_bits,seeds,test_accuracy_mean,test_accuracy_std,test_macro_accuracy_mean,test_macro_accuracy_std,val_best_mean,seconds_mean\n"
         for r in rows {
             csv += "\(r.variant),\(r.grid),\(r.mode),\(r.weightBits),\(r.activationBits),\(r.seeds)," + [r.mean, r.std, r.macroMean, r.macroStd, r.valBestMean].map { String(format: "%.4f", $0) }.joined(separator: ",") + String(format: ",%.1f\n", r.secondsMean)
@@ -339,7 +366,7 @@ public struct Sweep {
         }
         if !missing.isEmpty { md += "\nNot finished (\(missing.count)): " + missing.joined(separator: ", ") + "\n" }
         try md.write(toFile: out + "/summary.md", atomically: true, encoding: .utf8)
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let enc = JSONCoding.encoder()
         try enc.encode(rows).write(to: URL(fileURLWithPath: out + "/summary.json"), options: .atomic)
         return (rows, missing)
     }

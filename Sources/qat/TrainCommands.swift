@@ -77,7 +77,7 @@ struct EvalCommand: ParsableCommand {
         print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
         let base = checkpoint.hasSuffix(".h5") ? String(checkpoint.dropLast(3)) : checkpoint
         let path = out ?? "\(base).\(split)\(fp32 ? ".fp32" : "").metrics.json"
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let enc = JSONCoding.encoder()
         try enc.encode(r.metrics).write(to: URL(fileURLWithPath: path), options: .atomic)
         print("metrics: \(path)")
     }
@@ -114,6 +114,10 @@ struct SweepCommand: ParsableCommand {
         if r.interrupted {
             print("interrupted; rerun the same command to continue (finished cells are skipped, the interrupted one resumes)")
             throw ExitCode(130)
+        }
+        if !r.failed.isEmpty {
+            FileHandle.standardError.write(Data("error: \(r.failed.count) cell(s) failed: \(r.failed.joined(separator: ", ")) (messages above; rerunning the sweep retries them)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -110,6 +110,12 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(b.grad!.scalars[0], 4 / (5 + 1e-6), accuracy: 1e-6)
         XCTAssertEqual(clipGradNorm([a, b], maxNorm: 10), 1, accuracy: 1e-5)  // below the limit: unchanged
         XCTAssertEqual(b.grad!.scalars[0], 4 / (5 + 1e-6), accuracy: 1e-6)
+        // Gradients whose squares overflow Float: the norm stays finite and clipping still works.
+        let c = Tensor(shape: [3], scalars: [0, 0, 0], requiresGrad: true)
+        c.grad = Tensor(shape: [3], scalars: [3e25, -4e25, 0])
+        XCTAssertEqual(clipGradNorm([c], maxNorm: 1), 5e25, accuracy: 1e19)
+        XCTAssertEqual(c.grad!.scalars[0], 0.6, accuracy: 1e-6)
+        XCTAssertEqual(c.grad!.scalars[1], -0.8, accuracy: 1e-6)
     }
 
     func testEMA() throws {

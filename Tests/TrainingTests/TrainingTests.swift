@@ -56,7 +56,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(f.steps, run.totalSteps)
         XCTAssertEqual(f.final?.split, "test")
         XCTAssertEqual(f.classes.count, 12)
-        let decoded = try JSONDecoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: run.dir + "/final.json")))
+        let decoded = try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: run.dir + "/final.json")))
         XCTAssertEqual(decoded, f)
         // A second run of the same recipe gets the next number; an existing directory needs --resume.
         let second = try TrainingRun(recipe: r, runDir: nil, resume: false, runsRoot: root, quiet: true)
@@ -153,7 +153,8 @@ final class TrainingRunTests: XCTestCase {
         let r = try tinyRecipe(overrides: ["train.optimizer.lr=1e30", "train.max_nonfinite=2", "train.schedule.warmup_steps=0"])
         let run = try TrainingRun(recipe: r, runDir: root + "/r", resume: false, quiet: true)
         XCTAssertThrowsError(try run.run()) { e in
-            XCTAssertTrue("\(e)".contains("non-finite losses in a row"), "\(e)")
+            XCTAssertTrue("\(e)".contains("non-finite steps in a row"), "\(e)")
+            XCTAssertTrue("\(e)".contains("no checkpoint was written"), "\(e)")
         }
         let lines = try String(contentsOfFile: root + "/r/metrics.jsonl", encoding: .utf8)
         XCTAssertTrue(lines.contains("\"nonfinite\""))
@@ -167,19 +168,21 @@ final class TrainingRunTests: XCTestCase {
     }
 }
 
+/// base.yaml (a tiny recipe) and sweep.yaml with `body` in `root`; returns the sweep's path.
+func writeSweep(_ root: String, _ body: String) throws -> String {
+    let cache = NSTemporaryDirectory() + "qat-training-tests-cache"
+    try """
+    name: tiny
+    model: {backbone: mobilenet_v2, width: 0.25}
+    data: {cache: \(cache), synth: {images: 40, size: 96, chip_size: 16, imbalance: 2}, input_size: 16}
+    train: {steps: 2, batch: 8, log_every: 1}
+    eval: {batch: 32, final_split: val}
+    """.write(toFile: root + "/base.yaml", atomically: true, encoding: .utf8)
+    try body.write(toFile: root + "/sweep.yaml", atomically: true, encoding: .utf8)
+    return root + "/sweep.yaml"
+}
+
 final class SweepTests: XCTestCase {
-    func writeSweep(_ root: String, _ body: String) throws -> String {
-        let cache = NSTemporaryDirectory() + "qat-training-tests-cache"
-        try """
-        name: tiny
-        model: {backbone: mobilenet_v2, width: 0.25}
-        data: {cache: \(cache), synth: {images: 40, size: 96, chip_size: 16, imbalance: 2}, input_size: 16}
-        train: {steps: 2, batch: 8, log_every: 1}
-        eval: {batch: 32, final_split: val}
-        """.write(toFile: root + "/base.yaml", atomically: true, encoding: .utf8)
-        try body.write(toFile: root + "/sweep.yaml", atomically: true, encoding: .utf8)
-        return root + "/sweep.yaml"
-    }
 
     func testGridVariantsSeedsShardsSkipAndCollect() throws {
         let root = tempDir("sweep")
@@ -197,8 +200,8 @@ final class SweepTests: XCTestCase {
         let s = try Sweep.load(path)
         let cells = s.cells()
         XCTAssertEqual(cells.count, 8)
-        XCTAssertEqual(cells.map(\.label).prefix(4), ["fp32-lr=0.01/seed0", "ptq4-lr=0.01/seed0", "fp32-lr=0.01/seed1", "ptq4-lr=0.01/seed1"])
-        XCTAssertEqual(try s.recipe(for: cells[1]).quant.initFrom, "\(root)/out/fp32-lr=0.01/seed0/checkpoints/best.h5")
+        XCTAssertEqual(cells.map(\.label).prefix(5), ["fp32-lr=0.01/seed0", "fp32-lr=0.01/seed1", "fp32-lr=0.05/seed0", "fp32-lr=0.05/seed1", "ptq4-lr=0.01/seed0"])
+        XCTAssertEqual(try s.recipe(for: cells[4]).quant.initFrom, "\(root)/out/fp32-lr=0.01/seed0/checkpoints/best.h5")
         XCTAssertEqual(try s.recipe(for: cells[7]).train.optimizer.lr, 0.05)
         XCTAssertEqual(try s.recipe(for: cells[7]).seed, 1)
         // Shards: every N-th cell, together exactly all cells.
@@ -208,18 +211,22 @@ final class SweepTests: XCTestCase {
         XCTAssertThrowsError(try Sweep.parseShard("0/3")); XCTAssertThrowsError(try Sweep.parseShard("4/3")); XCTAssertThrowsError(try Sweep.parseShard("1-3"))
         XCTAssertTrue(try Sweep.parseShard("3/3") == (3, 3))
 
-        // Shard 1/2 runs cells 0, 2, 4, 6 (all fp32); the PTQ cells wait for shard 2.
-        var log: [String] = []
-        let r1 = try s.run(shard: (1, 2)) { log.append($0) }
-        XCTAssertEqual(r1.ran, 4); XCTAssertEqual(r1.skipped, 0)
-        let again = try s.run(shard: (1, 2)) { _ in }
-        XCTAssertEqual(again.ran, 0); XCTAssertEqual(again.skipped, 4)
-        let partial = try s.collect()
-        XCTAssertEqual(partial.missing.count, 4)
-        let r2 = try s.run(shard: nil) { _ in }
-        XCTAssertEqual(r2.ran, 4); XCTAssertEqual(r2.skipped, 4)
+        // Two shards at once (as two machines would): shard 2's PTQ cells wait for shard 1's FP32 cells.
+        var s2v = s; s2v.waitInterval = 0.05
+        let s2 = s2v
+        let queue = DispatchQueue(label: "shard2")
+        let group = DispatchGroup()
+        nonisolated(unsafe) var r2: (ran: Int, skipped: Int, interrupted: Bool, failed: [String])? = nil
+        queue.async(group: group) { r2 = try? s2.run(shard: (2, 2)) { _ in } }
+        let r1 = try s2.run(shard: (1, 2)) { _ in }
+        group.wait()
+        XCTAssertEqual(r1.ran, 4); XCTAssertEqual(r2?.ran, 4)
+        // Shard 2 holds fp32 cells 1, 3 and PTQ cells 5, 7; cell 5 needs cell 0 of shard 1. Had it not
+        // waited, its init_from would have been missing and the shard would have failed (r2 nil).
+        let again = try s.run(shard: nil) { _ in }
+        XCTAssertEqual(again.ran, 0); XCTAssertEqual(again.skipped, 8)
         let (rows, missing) = try s.collect()
-        XCTAssertTrue(missing.isEmpty)
+        XCTAssertTrue(missing.isEmpty, "\(missing)")
         XCTAssertEqual(rows.count, 4)
         XCTAssertEqual(rows.map(\.seeds), [2, 2, 2, 2])
         XCTAssertEqual(rows.first { $0.variant == "ptq4" }?.weightBits, 4)
@@ -307,5 +314,25 @@ final class SweepTests: XCTestCase {
         XCTAssertThrowsError(try Sweep.load(p2)) { XCTAssertTrue("\($0)".contains("did you mean 'train.epochs'"), "\($0)") }
         let p3 = try writeSweep(root, "base: base.yaml\ngrid: {train.epochs: 3}\n")
         XCTAssertThrowsError(try Sweep.load(p3)) { XCTAssertTrue("\($0)".contains("grid.train.epochs"), "\($0)") }
+    }
+}
+
+final class SweepFailureTests: XCTestCase {
+    /// A failing cell is reported and the sweep goes on with the others.
+    func testAFailedCellDoesNotStopTheSweep() throws {
+        let root = tempDir("sweepfail")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: f
+        base: base.yaml
+        out: \(root)/out
+        variants:
+          - {name: bad, set: {quant.mode: qat, quant.init_from: "\(root)/missing.h5"}}
+          - {name: good, set: {train.steps: 1}}
+        """)
+        let r = try Sweep.load(path).run(shard: nil) { _ in }
+        XCTAssertEqual(r.failed, ["bad/seed0"])
+        XCTAssertEqual(r.ran, 1)
+        XCTAssertTrue(Sweep.isDone(root + "/out/good/seed0"))
     }
 }
