@@ -120,35 +120,28 @@ public enum FakeQuant {
                     partS[sIdx] = 0; partZ[sIdx] = 0
                     continue
                 }
-                if elementMask == nil, let dxp {
+                // dx may be absent (only the scale / zero point need gradients): a scratch row takes it.
+                let out = dxp ?? UnsafeMutablePointer<Float>.allocate(capacity: n)
+                defer { if dxp == nil { out.deallocate() } }
+                guard let elementMask else {
                     let (a, b): (Double, Double)
                     switch act {
-                    case nil: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
-                    case .relu: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
-                    case .relu6: (a, b) = backwardRow(xp, gp, dxp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
+                    case nil: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
+                    case .relu: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
+                    case .relu6: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
                     }
                     partS[sIdx] = a; partZ[sIdx] = b
                     continue
                 }
-                let em = elementMask.map { $0 + start }
-                var accS: Double = 0, accZ: Double = 0   // Double: the sums cancel heavily
-                for i in 0..<n {
-                    let a = xp[i], v = act?.apply(a) ?? a
-                    let g = gp[i], pass = act?.passes(a) ?? true
-                    let quantized = em.map { $0[i] != 0 } ?? true
-                    let xq = (z + v * inv).rounded(.toNearestOrEven)
-                    let below = xq < lo, above = xq > hi
-                    if !quantized { dxp?[i] = pass ? g : 0; continue }
-                    if below || above {
-                        dxp?[i] = clippedSTE || !pass ? 0 : g
-                        accS += Double(g * ((below ? lo : hi) - z))
-                        accZ -= Double(g * s)
-                    } else {
-                        dxp?[i] = pass ? g : 0
-                        accS += Double(g * ((xq - z) * s - v) * inv)
-                    }
+                // Element mask (quantization dropout): SIMD rows with the mask.
+                let em = elementMask + start
+                let (a, b): (Double, Double)
+                switch act {
+                case nil: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
+                case .relu: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
+                case .relu6: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
                 }
-                partS[sIdx] = accS; partZ[sIdx] = accZ
+                partS[sIdx] = a; partZ[sIdx] = b
             }
         }
         // Deterministic per-channel reduction in segment order.
@@ -260,6 +253,55 @@ public enum FakeQuant {
         while i < n {
             let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
             let xq = (z + v * inv).rounded(.toNearestOrEven)
+            if xq < lo || xq > hi {
+                dx[i] = clipped || !pass ? 0 : gi
+                totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)
+            } else {
+                dx[i] = pass ? gi : 0
+                totS += Double(gi * ((xq - z) * s - v) * inv)
+            }
+            i += 1
+        }
+        return (totS, totZ)
+    }
+
+    /// `backwardRow` with a quantization-dropout mask (non-zero = quantized): unquantized lanes pass
+    /// the gradient (through the activation's mask) and add nothing to the scale / zero-point sums.
+    @inline(__always)
+    static func backwardRowMasked<A: RowActivation>(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                                    _ m: UnsafePointer<Float>, _ n: Int,
+                                                    s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool, _ act: A.Type) -> (Double, Double) {
+        let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
+        let zero = V(repeating: 0)
+        let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rm = UnsafeRawPointer(m), rd = UnsafeMutableRawPointer(dx)
+        var totS: Double = 0, totZ: Double = 0
+        var i = 0
+        while i + 8 <= n {
+            var aS = zero, aZ = zero
+            let end = Swift.min(n - (n - i) % 8, i + 512)
+            while i < end {
+                let a = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let v = A.apply(a)
+                let gv = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let quantized = rm.loadUnaligned(fromByteOffset: i * 4, as: V.self) .!= zero
+                let xq = roundEven(vz + v * vinv)
+                let out = (xq .< vlo) .| (xq .> vhi)
+                let cq = clamp(xq, vlo, vhi)
+                var blocked = A.kind == nil ? SIMDMask<V.MaskStorage>(repeating: false) : .!A.passes(a)
+                if clipped { blocked = blocked .| (out .& quantized) }
+                rd.storeBytes(of: gv.replacing(with: zero, where: blocked), toByteOffset: i * 4, as: V.self)
+                let inTerm = gv * ((cq - vz) * vs - v) * vinv
+                let outTerm = gv * (cq - vz)
+                aS += inTerm.replacing(with: outTerm, where: out).replacing(with: zero, where: .!quantized)
+                aZ -= (gv * vs).replacing(with: zero, where: .!(out .& quantized))
+                i += 8
+            }
+            totS += Double(aS.sum()); totZ += Double(aZ.sum())
+        }
+        while i < n {
+            let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
+            let xq = (z + v * inv).rounded(.toNearestOrEven)
+            if m[i] == 0 { dx[i] = pass ? gi : 0; i += 1; continue }
             if xq < lo || xq > hi {
                 dx[i] = clipped || !pass ? 0 : gi
                 totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)

@@ -67,9 +67,17 @@ public struct RNG: Sendable, Equatable, Codable {
     }
 
     /// Fills `out` with 1 where a uniform draw is < p, else 0.
+    /// Same draws (and bits) as `fillUniform` followed by a comparison, in one parallel pass.
     public mutating func fillBernoulli(_ out: UnsafeMutablePointer<Float>, count n: Int, p: Float) {
-        fillUniform(out, count: n)
-        for i in 0..<n { out[i] = out[i] < p ? 1 : 0 }
+        let base = counter, key = self.key
+        let blocks = (n + 3) / 4
+        counter &+= UInt64(blocks)
+        parallelChunks(blocks, grain: 4096) { r in
+            for b in r {
+                let v = RNG.philox(base &+ UInt64(b), 0, key)
+                for j in 0..<4 where b * 4 + j < n { out[b * 4 + j] = RNG.unit(v[j]) < p ? 1 : 0 }
+            }
+        }
     }
 
     /// Next raw 64-bit value (one block).

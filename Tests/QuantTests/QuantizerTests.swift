@@ -173,4 +173,35 @@ final class KernelPathTests: XCTestCase {
         XCTAssertEqual(Double(scale.grad!.item), dS, accuracy: 1e-6 * Double(n))
         XCTAssertEqual(Double(zp.grad!.item), dZ, accuracy: 1e-6 * Double(n))
     }
+
+    /// The masked SIMD rows (quantization dropout) against a scalar reference: quantized elements get
+    /// fake quant and the three-region gradients, the others pass through and add nothing to the sums.
+    func testMaskedRowsMatchScalarReference() {
+        var rng = RNG(seed: 9)
+        let n = 10_003
+        let x = Tensor.uniform([n], low: -3, high: 5, rng: &rng, requiresGrad: true)
+        let mask = Tensor.zeros([n]); rng.fillBernoulli(mask.pointer, count: n, p: 0.5)
+        let s: Float = 0.05, z: Float = 20, qmin = 0, qmax = 127
+        let scale = Tensor(shape: [1], scalars: [s], requiresGrad: true), zp = Tensor(shape: [1], scalars: [z], requiresGrad: true)
+        let g = Tensor.uniform([n], low: -1, high: 1, rng: &rng)
+        let y = x.fakeQuantize(scale: scale, zeroPoint: zp, qmin: qmin, qmax: qmax, elementMask: mask)
+        y.backward(g)
+        var dS: Double = 0, dZ: Double = 0, quantized = 0
+        for i in 0..<n {
+            let v = x.pointer[i], gi = g.pointer[i]
+            guard mask.pointer[i] != 0 else {
+                XCTAssertEqual(y.pointer[i], v); XCTAssertEqual(x.grad!.pointer[i], gi); continue
+            }
+            quantized += 1
+            let q = min(max((v * (1 / s)).rounded(.toNearestOrEven) + z, Float(qmin)), Float(qmax))
+            XCTAssertEqual(y.pointer[i], (q - z) * s, "forward at \(i)")
+            let xq = (z + v * (1 / s)).rounded(.toNearestOrEven)
+            let inRange = xq >= Float(qmin) && xq <= Float(qmax)
+            XCTAssertEqual(x.grad!.pointer[i], inRange ? gi : 0, "dx at \(i)")
+            if inRange { dS += Double(gi * ((xq - z) * s - v) * (1 / s)) } else { dS += Double(gi * ((xq < Float(qmin) ? Float(qmin) : Float(qmax)) - z)); dZ -= Double(gi * s) }
+        }
+        XCTAssertGreaterThan(quantized, n / 3); XCTAssertLessThan(quantized, 2 * n / 3)
+        XCTAssertEqual(Double(scale.grad!.item), dS, accuracy: 1e-6 * Double(n))
+        XCTAssertEqual(Double(zp.grad!.item), dZ, accuracy: 1e-6 * Double(n))
+    }
 }
