@@ -5,6 +5,8 @@ import Bench
 import NN
 import Checkpoint
 import Datasets
+import Recipes
+import Training
 
 @main
 struct QAT: ParsableCommand {
@@ -109,22 +111,37 @@ struct SummaryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "summary", abstract: "Per-layer table: path, kind, parameter shapes, parameters, multiply-accumulates per image.")
 
-    @Argument(help: "Model name: \(Backbones.names.joined(separator: ", ")).")
+    @Argument(help: "Model name (\(Backbones.names.joined(separator: ", "))) or a recipe file (.yaml): its model, input size and classes.")
     var name: String
-    @Option(help: "Width multiplier.")
+    @Option(help: "Width multiplier (model names only).")
     var width = 1.0
-    @Option(help: "Square input size for the MAC count.")
+    @Option(help: "Square input size for the MAC count (model names only).")
     var size = 224
-    @Option(help: "Classifier classes (0: feature extractor only).")
+    @Option(help: "Classifier classes (0: feature extractor only; model names only).")
     var classes = 1000
+    @Option(name: .customLong("set"), help: "Recipe override, e.g. --set model.width=1.0 (recipes only).")
+    var sets: [String] = []
+
+    var isRecipe: Bool { name.hasSuffix(".yaml") || name.hasSuffix(".yml") }
 
     func validate() throws {
-        guard Backbones.names.contains(name) else { throw ValidationError("unknown model '\(name)'; choose one of \(Backbones.names.joined(separator: ", "))") }
+        guard isRecipe || Backbones.names.contains(name) else {
+            throw ValidationError("unknown model '\(name)'; choose one of \(Backbones.names.joined(separator: ", ")), or give a recipe file (.yaml)")
+        }
         guard width > 0, size >= 32, classes >= 0 else { throw ValidationError("--width must be > 0, --size >= 32, --classes >= 0") }
     }
 
     func run() throws {
         var rng = RNG(seed: 0)
+        if isRecipe {
+            let r = try guarded { try Recipe.load(path: name, overrides: sets) }
+            // Synthetic chips always have the 12 aircraft types; an HDF5 chips folder names its classes.
+            let classes = try guarded { r.data.format == "synth_chips" ? AircraftType.catalog.count : try ClassificationData.open(r.data).classes.count }
+            let m = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, rng: &rng)
+            print("\(name): \(r.model.backbone) x\(r.model.width), \(classes) classes, input \(r.data.inputSize) px")
+            print(ModelSummary(m, inputShape: [1, 3, r.data.inputSize, r.data.inputSize]).format())
+            return
+        }
         let m = try Backbones.make(name, width: width, numClasses: classes == 0 ? nil : classes, rng: &rng)
         print(ModelSummary(m, inputShape: [1, 3, size, size]).format())
     }
