@@ -187,11 +187,7 @@ public enum Conv2D {
             for ih in 0..<g.height {
                 let row = src + ih * g.width, out = dst + (ih + g.padH) * pw + g.padW
                 let s = q.scale, inv = 1 / q.scale, lo = Float(q.qmin), hi = Float(q.qmax)
-                switch q.preActivation {
-                case nil: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.NoAct.self)
-                case .relu: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.ReLUAct.self)
-                case .relu6: FakeQuant.forwardRow(row, out, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi, FakeQuant.ReLU6Act.self)
-                }
+                FakeQuant.rows(q.preActivation, FakeQuant.NoMask.self, row, out, nil, g.width, s: s, inv: inv, z: z, lo: lo, hi: hi)
             }
             return
         }
@@ -204,11 +200,8 @@ public enum Conv2D {
     static func quantBackwardPlane(_ q: InputQuant, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) -> (Double, Double) {
         let z = FakeQuant.backwardZeroPoint(q.zeroPoint, qmin: q.qmin, qmax: q.qmax, perTensor: true)
         let s = q.scale, inv = 1 / q.scale, lo = Float(q.qmin), hi = Float(q.qmax)
-        switch q.preActivation {
-        case nil: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.NoAct.self)
-        case .relu: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.ReLUAct.self)
-        case .relu6: return FakeQuant.backwardRow(x, UnsafePointer(dx), dx, count, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped, FakeQuant.ReLU6Act.self)
-        }
+        return FakeQuant.gradientRows(q.preActivation, FakeQuant.NoMask.self, x, UnsafePointer(dx), dx, nil, count,
+                                      s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: q.clipped)
     }
 
     static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,

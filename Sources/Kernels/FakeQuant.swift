@@ -63,20 +63,8 @@ public enum FakeQuant {
                     if let act { for i in 0..<n { yp[i] = act.apply(xp[i]) } } else { yp.update(from: xp, count: n) }
                     continue
                 }
-                if let em = elementMask.map({ $0 + start }) {
-                    for i in 0..<n {
-                        let v = act?.apply(xp[i]) ?? xp[i]
-                        let q = Swift.min(Swift.max((v * inv).rounded(.toNearestOrEven) + z, lo), hi)
-                        let fq = (q - z) * s
-                        yp[i] = em[i] != 0 ? fq : v
-                    }
-                } else {
-                    switch act {
-                    case nil: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, NoAct.self)
-                    case .relu: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLUAct.self)
-                    case .relu6: forwardRow(xp, yp, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLU6Act.self)
-                    }
-                }
+                if let elementMask { rows(act, FloatMask.self, xp, yp, elementMask + start, n, s: s, inv: inv, z: z, lo: lo, hi: hi) }
+                else { rows(act, NoMask.self, xp, yp, nil, n, s: s, inv: inv, z: z, lo: lo, hi: hi) }
             }
         }
     }
@@ -105,6 +93,9 @@ public enum FakeQuant {
         let partS = UnsafeMutablePointer<Double>.allocate(capacity: total), partZ = UnsafeMutablePointer<Double>.allocate(capacity: total)
         defer { partS.deallocate(); partZ.deallocate() }
         parallelChunks(total, grain: max(1, 65_536 / Swift.min(l.inner, segment))) { range in
+            // dx may be absent (only the scale / zero point need gradients): one scratch row per chunk.
+            let scratch: UnsafeMutablePointer<Float>? = dx == nil ? .allocate(capacity: segment) : nil
+            defer { scratch?.deallocate() }
             for sIdx in range {
                 let row = sIdx / segs, part = sIdx % segs
                 let c = row % l.channels
@@ -112,36 +103,15 @@ public enum FakeQuant {
                 let s = scale[c], inv = 1 / s
                 let z = backwardZeroPoint(zeroPoint[c], qmin: qmin, qmax: qmax, perTensor: perTensor)
                 let xp = x + start, gp = dy + start
-                let dxp = dx.map { $0 + start }
+                let out = dx.map { $0 + start } ?? scratch!
                 if let channelMask, channelMask[c] == 0 {
-                    if let dxp {
-                        if let act { for i in 0..<n { let g = gp[i]; dxp[i] = act.passes(xp[i]) ? g : 0 } } else { dxp.update(from: gp, count: n) }
-                    }
+                    if let act { for i in 0..<n { let g = gp[i]; out[i] = act.passes(xp[i]) ? g : 0 } } else { out.update(from: gp, count: n) }
                     partS[sIdx] = 0; partZ[sIdx] = 0
                     continue
                 }
-                // dx may be absent (only the scale / zero point need gradients): a scratch row takes it.
-                let out = dxp ?? UnsafeMutablePointer<Float>.allocate(capacity: n)
-                defer { if dxp == nil { out.deallocate() } }
-                guard let elementMask else {
-                    let (a, b): (Double, Double)
-                    switch act {
-                    case nil: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
-                    case .relu: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
-                    case .relu6: (a, b) = backwardRow(xp, gp, out, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
-                    }
-                    partS[sIdx] = a; partZ[sIdx] = b
-                    continue
-                }
-                // Element mask (quantization dropout): SIMD rows with the mask.
-                let em = elementMask + start
-                let (a, b): (Double, Double)
-                switch act {
-                case nil: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, NoAct.self)
-                case .relu: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLUAct.self)
-                case .relu6: (a, b) = backwardRowMasked(xp, gp, out, em, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE, ReLU6Act.self)
-                }
-                partS[sIdx] = a; partZ[sIdx] = b
+                (partS[sIdx], partZ[sIdx]) = elementMask.map {
+                    gradientRows(act, FloatMask.self, xp, gp, out, $0 + start, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE)
+                } ?? gradientRows(act, NoMask.self, xp, gp, out, nil, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clippedSTE)
             }
         }
         // Deterministic per-channel reduction in segment order.
@@ -199,34 +169,77 @@ public enum FakeQuant {
         @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { (v .> 0) .& (v .< 6) }
     }
 
+    /// Quantization-dropout mask of a row as a type: `NoMask` (every value quantized) compiles to the
+    /// plain loops, `FloatMask` reads a 0/1 Float mask (non-zero = quantized).
+    protocol RowMask {
+        static func quantized(_ m: UnsafeRawPointer?, _ byteOffset: Int) -> SIMDMask<V.MaskStorage>
+        static func quantized(_ m: UnsafePointer<Float>?, _ i: Int) -> Bool
+    }
+    enum NoMask: RowMask {
+        @inline(__always) static func quantized(_ m: UnsafeRawPointer?, _ byteOffset: Int) -> SIMDMask<V.MaskStorage> { SIMDMask(repeating: true) }
+        @inline(__always) static func quantized(_ m: UnsafePointer<Float>?, _ i: Int) -> Bool { true }
+    }
+    enum FloatMask: RowMask {
+        @inline(__always) static func quantized(_ m: UnsafeRawPointer?, _ byteOffset: Int) -> SIMDMask<V.MaskStorage> {
+            m.unsafelyUnwrapped.loadUnaligned(fromByteOffset: byteOffset, as: V.self) .!= V(repeating: 0)
+        }
+        @inline(__always) static func quantized(_ m: UnsafePointer<Float>?, _ i: Int) -> Bool { m.unsafelyUnwrapped[i] != 0 }
+    }
+
+    /// `forwardRow` specialised for the activation.
     @inline(__always)
-    static func forwardRow<A: RowActivation>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                                             s: Float, inv: Float, z: Float, lo: Float, hi: Float, _ act: A.Type) {
+    static func rows<M: RowMask>(_ act: PreActivation?, _ mask: M.Type, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                 _ m: UnsafePointer<Float>?, _ n: Int, s: Float, inv: Float, z: Float, lo: Float, hi: Float) {
+        switch act {
+        case nil: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, NoAct.self, M.self)
+        case .relu: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLUAct.self, M.self)
+        case .relu6: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLU6Act.self, M.self)
+        }
+    }
+
+    /// `backwardRow` specialised for the activation.
+    @inline(__always)
+    static func gradientRows<M: RowMask>(_ act: PreActivation?, _ mask: M.Type, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                                         _ dx: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>?, _ n: Int,
+                                         s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool) -> (Double, Double) {
+        switch act {
+        case nil: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, NoAct.self, M.self)
+        case .relu: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, ReLUAct.self, M.self)
+        case .relu6: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, ReLU6Act.self, M.self)
+        }
+    }
+
+    /// y = fake_quant(act(x)) on quantized lanes, act(x) on the others.
+    @inline(__always)
+    static func forwardRow<A: RowActivation, M: RowMask>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>?, _ n: Int,
+                                                         s: Float, inv: Float, z: Float, lo: Float, hi: Float, _ act: A.Type, _ mask: M.Type) {
         let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
-        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y), rm = m.map(UnsafeRawPointer.init)
         var i = 0
         while i + 8 <= n {
             let v = A.apply(rx.loadUnaligned(fromByteOffset: i * 4, as: V.self))
             let q = clamp(roundEven(v * vinv) + vz, vlo, vhi)
-            ry.storeBytes(of: (q - vz) * vs, toByteOffset: i * 4, as: V.self)
+            ry.storeBytes(of: v.replacing(with: (q - vz) * vs, where: M.quantized(rm, i * 4)), toByteOffset: i * 4, as: V.self)
             i += 8
         }
         while i < n {
             let v = A.kind?.apply(x[i]) ?? x[i]
             let q = Swift.min(Swift.max((v * inv).rounded(.toNearestOrEven) + z, lo), hi)
-            y[i] = (q - z) * s
+            y[i] = M.quantized(m, i) ? (q - z) * s : v
             i += 1
         }
     }
 
     /// dx for one row and its scale / zero-point sums (before the grad factor). Lanes accumulate in
     /// Float for 512 elements at a time, then into Double, so long rows keep about 1e-7 relative accuracy.
+    /// Unquantized lanes (dropout) pass the gradient through the activation's mask and add nothing.
     @inline(__always)
-    static func backwardRow<A: RowActivation>(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                                              s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool, _ act: A.Type) -> (Double, Double) {
+    static func backwardRow<A: RowActivation, M: RowMask>(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                                          _ m: UnsafePointer<Float>?, _ n: Int, s: Float, inv: Float, z: Float, lo: Float, hi: Float,
+                                                          clipped: Bool, _ act: A.Type, _ mask: M.Type) -> (Double, Double) {
         let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
         let zero = V(repeating: 0)
-        let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rd = UnsafeMutableRawPointer(dx)
+        let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rd = UnsafeMutableRawPointer(dx), rm = m.map(UnsafeRawPointer.init)
         var totS: Double = 0, totZ: Double = 0
         var i = 0
         while i + 8 <= n {
@@ -236,15 +249,16 @@ public enum FakeQuant {
                 let a = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
                 let v = A.apply(a)
                 let gv = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let quantized = M.quantized(rm, i * 4)
                 let xq = roundEven(vz + v * vinv)
-                let out = (xq .< vlo) .| (xq .> vhi)
+                let out = ((xq .< vlo) .| (xq .> vhi)) .& quantized
                 let cq = clamp(xq, vlo, vhi)
-                let blocked = A.kind == nil ? out : (out .| .!A.passes(a))
-                rd.storeBytes(of: clipped ? gv.replacing(with: zero, where: blocked) : (A.kind == nil ? gv : gv.replacing(with: zero, where: .!A.passes(a))),
-                              toByteOffset: i * 4, as: V.self)
+                var blocked = clipped ? out : SIMDMask<V.MaskStorage>(repeating: false)
+                if A.kind != nil { blocked = blocked .| .!A.passes(a) }
+                rd.storeBytes(of: gv.replacing(with: zero, where: blocked), toByteOffset: i * 4, as: V.self)
                 let inTerm = gv * ((cq - vz) * vs - v) * vinv
                 let outTerm = gv * (cq - vz)
-                aS += inTerm.replacing(with: outTerm, where: out)
+                aS += inTerm.replacing(with: zero, where: .!quantized).replacing(with: outTerm, where: out)
                 aZ -= (gv * vs).replacing(with: zero, where: .!out)
                 i += 8
             }
@@ -253,55 +267,7 @@ public enum FakeQuant {
         while i < n {
             let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
             let xq = (z + v * inv).rounded(.toNearestOrEven)
-            if xq < lo || xq > hi {
-                dx[i] = clipped || !pass ? 0 : gi
-                totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)
-            } else {
-                dx[i] = pass ? gi : 0
-                totS += Double(gi * ((xq - z) * s - v) * inv)
-            }
-            i += 1
-        }
-        return (totS, totZ)
-    }
-
-    /// `backwardRow` with a quantization-dropout mask (non-zero = quantized): unquantized lanes pass
-    /// the gradient (through the activation's mask) and add nothing to the scale / zero-point sums.
-    @inline(__always)
-    static func backwardRowMasked<A: RowActivation>(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                                                    _ m: UnsafePointer<Float>, _ n: Int,
-                                                    s: Float, inv: Float, z: Float, lo: Float, hi: Float, clipped: Bool, _ act: A.Type) -> (Double, Double) {
-        let vs = V(repeating: s), vinv = V(repeating: inv), vz = V(repeating: z), vlo = V(repeating: lo), vhi = V(repeating: hi)
-        let zero = V(repeating: 0)
-        let rx = UnsafeRawPointer(x), rg = UnsafeRawPointer(g), rm = UnsafeRawPointer(m), rd = UnsafeMutableRawPointer(dx)
-        var totS: Double = 0, totZ: Double = 0
-        var i = 0
-        while i + 8 <= n {
-            var aS = zero, aZ = zero
-            let end = Swift.min(n - (n - i) % 8, i + 512)
-            while i < end {
-                let a = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-                let v = A.apply(a)
-                let gv = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-                let quantized = rm.loadUnaligned(fromByteOffset: i * 4, as: V.self) .!= zero
-                let xq = roundEven(vz + v * vinv)
-                let out = (xq .< vlo) .| (xq .> vhi)
-                let cq = clamp(xq, vlo, vhi)
-                var blocked = A.kind == nil ? SIMDMask<V.MaskStorage>(repeating: false) : .!A.passes(a)
-                if clipped { blocked = blocked .| (out .& quantized) }
-                rd.storeBytes(of: gv.replacing(with: zero, where: blocked), toByteOffset: i * 4, as: V.self)
-                let inTerm = gv * ((cq - vz) * vs - v) * vinv
-                let outTerm = gv * (cq - vz)
-                aS += inTerm.replacing(with: outTerm, where: out).replacing(with: zero, where: .!quantized)
-                aZ -= (gv * vs).replacing(with: zero, where: .!(out .& quantized))
-                i += 8
-            }
-            totS += Double(aS.sum()); totZ += Double(aZ.sum())
-        }
-        while i < n {
-            let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
-            let xq = (z + v * inv).rounded(.toNearestOrEven)
-            if m[i] == 0 { dx[i] = pass ? gi : 0; i += 1; continue }
+            if !M.quantized(m, i) { dx[i] = pass ? gi : 0; i += 1; continue }
             if xq < lo || xq > hi {
                 dx[i] = clipped || !pass ? 0 : gi
                 totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)

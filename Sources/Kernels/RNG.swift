@@ -34,14 +34,20 @@ public struct RNG: Sendable, Equatable, Codable {
 
     /// Fills `out` with uniforms in [low, high); consumes ceil(n/4) blocks.
     public mutating func fillUniform(_ out: UnsafeMutablePointer<Float>, count n: Int, low: Float = 0, high: Float = 1) {
+        let span = high - low
+        fillBlocks(out, count: n) { low + span * RNG.unit($0) }
+    }
+
+    /// Value i from word i of the stream (4 words a block, blocks in parallel); consumes ceil(n/4) blocks.
+    @inline(__always)
+    mutating func fillBlocks(_ out: UnsafeMutablePointer<Float>, count n: Int, _ value: @escaping (UInt32) -> Float) {
         let base = counter, key = self.key
         let blocks = (n + 3) / 4
         counter &+= UInt64(blocks)
-        let span = high - low
         parallelChunks(blocks, grain: 4096) { r in
             for b in r {
                 let v = RNG.philox(base &+ UInt64(b), 0, key)
-                for j in 0..<4 where b * 4 + j < n { out[b * 4 + j] = low + span * RNG.unit(v[j]) }
+                for j in 0..<4 where b * 4 + j < n { out[b * 4 + j] = value(v[j]) }
             }
         }
     }
@@ -66,18 +72,9 @@ public struct RNG: Sendable, Equatable, Codable {
         }
     }
 
-    /// Fills `out` with 1 where a uniform draw is < p, else 0.
-    /// Same draws (and bits) as `fillUniform` followed by a comparison, in one parallel pass.
+    /// Fills `out` with 1 where a uniform draw is < p, else 0 (the draws of `fillUniform`, one pass).
     public mutating func fillBernoulli(_ out: UnsafeMutablePointer<Float>, count n: Int, p: Float) {
-        let base = counter, key = self.key
-        let blocks = (n + 3) / 4
-        counter &+= UInt64(blocks)
-        parallelChunks(blocks, grain: 4096) { r in
-            for b in r {
-                let v = RNG.philox(base &+ UInt64(b), 0, key)
-                for j in 0..<4 where b * 4 + j < n { out[b * 4 + j] = RNG.unit(v[j]) < p ? 1 : 0 }
-            }
-        }
+        fillBlocks(out, count: n) { RNG.unit($0) < p ? 1 : 0 }
     }
 
     /// Next raw 64-bit value (one block).

@@ -51,17 +51,26 @@ public final class Conv2d: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        if fuseInputQuantizer, foldedBN == nil, groups > 1, groups == inChannels, outChannels == inChannels,
-           let fq = (inputQuantizer as? FusableInputQuantizer)?.fusedInputQuantization(for: x) {
-            let w = weightQuantizer?(weight) ?? weight
+        if isFusableDepthwise, let fq = (inputQuantizer as? FusableInputQuantizer)?.fusedInputQuantization(for: x) {
             let src = fq.fuseActivation ? x.activationSource : nil
-            let y = (src?.input ?? x).depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
-                                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
-                                                                    gradFactor: fq.gradFactor, ste: fq.ste, preActivation: src?.kind)
-            if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
-            return y
+            return depthwiseQuantized(src?.input ?? x, fq, src?.kind)
         }
         return convolve(inputQuantizer?(x) ?? x)
+    }
+
+    /// A depthwise conv whose per-tensor input quantizer runs inside the conv kernel.
+    var isFusableDepthwise: Bool {
+        fuseInputQuantizer && foldedBN == nil && groups > 1 && groups == inChannels && outChannels == inChannels
+    }
+
+    /// The fused depthwise conv of fake_quant(act(x)) (act nil: of fake_quant(x)).
+    func depthwiseQuantized(_ x: Tensor, _ fq: FusedInputQuantization, _ act: FakeQuant.PreActivation?) -> Tensor {
+        let w = weightQuantizer?(weight) ?? weight
+        let y = x.depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
+                                                scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
+                                                gradFactor: fq.gradFactor, ste: fq.ste, preActivation: act)
+        if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
+        return y
     }
 
     /// The conv of an already quantized input (weight quantizer, folded BN).
@@ -81,15 +90,7 @@ public final class Conv2d: Module {
     /// quantizer that can take it now.
     public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
         guard let q = inputQuantizer as? FusableInputQuantizer, !q.needsMaterializedInput else { return nil }
-        if fuseInputQuantizer, foldedBN == nil, groups > 1, groups == inChannels, outChannels == inChannels,
-           let fq = q.fusedInputQuantization(for: a), fq.fuseActivation {
-            let w = weightQuantizer?(weight) ?? weight
-            let y = a.depthwiseConv2dQuantizedInput(w, bias: bias, stride: stride, padding: padding, dilation: dilation,
-                                                    scale: fq.scale, zeroPoint: fq.zeroPoint, qmin: fq.qmin, qmax: fq.qmax,
-                                                    gradFactor: fq.gradFactor, ste: fq.ste, preActivation: act)
-            if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * kernelSize.0 * kernelSize.1) }
-            return y
-        }
+        if isFusableDepthwise, let fq = q.fusedInputQuantization(for: a) { return depthwiseQuantized(a, fq, act) }
         guard let xin = q.quantize(preActivated: a, act) else { return nil }
         return convolve(xin)
     }

@@ -88,10 +88,13 @@ public final class Reader {
         return items
     }
 
-    public func intList(_ key: String) throws -> [Int]? {
+    public func intList(_ key: String) throws -> [Int]? { try scalarList(key, "an integer", Int.init) }
+    public func doubleList(_ key: String) throws -> [Double]? { try scalarList(key, "a number") { Double($0).flatMap { $0.isFinite ? $0 : nil } } }
+
+    func scalarList<T>(_ key: String, _ what: String, _ parse: (String) -> T?) throws -> [T]? {
         try list(key)?.enumerated().map { i, t in
-            guard case .scalar(let s, _, _) = t, let n = Int(s) else { throw RecipeError(origin: t.origin, key: full(key) + "[\(i)]", "expected an integer, got \(Reader.kind(t))") }
-            return n
+            guard case .scalar(let s, _, _) = t, let v = parse(s) else { throw RecipeError(origin: t.origin, key: full(key) + "[\(i)]", "expected \(what), got \(Reader.kind(t))") }
+            return v
         }
     }
 

@@ -206,12 +206,11 @@ public struct Recipe: Sendable, Equatable {
         train.optimizer.momentum = try o.double("momentum", train.optimizer.momentum, min: 0, max: 1)
         train.optimizer.nesterov = try o.bool("nesterov", train.optimizer.nesterov)
         train.optimizer.weightDecay = try o.double("weight_decay", train.optimizer.weightDecay, min: 0)
-        if let betas = try o.list("betas") {
-            let r = try Reader(.map([("b0", betas.first ?? .null(tree.origin)), ("b1", betas.count > 1 ? betas[1] : .null(tree.origin))], tree.origin), path: "train.optimizer.betas", origin: tree.origin)
-            guard betas.count == 2, let b0 = try r.optDouble("b0", min: 0, max: 0.999999), let b1 = try r.optDouble("b1", min: 0, max: 0.999999) else {
-                throw RecipeError(origin: o.value("betas")?.origin, key: "train.optimizer.betas", "expected two numbers in [0, 1), e.g. [0.9, 0.999]")
+        if let betas = try o.doubleList("betas") {
+            guard betas.count == 2, betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+                throw RecipeError(origin: o.value("betas")?.origin, key: "train.optimizer.betas", "expected two numbers in [0, 1), e.g. [0.9, 0.999]; got \(betas)")
             }
-            train.optimizer.betas = [b0, b1]
+            train.optimizer.betas = betas
         }
         train.optimizer.quantLRScale = try o.double("quant_lr_scale", train.optimizer.quantLRScale, min: 0)
         try o.finish()

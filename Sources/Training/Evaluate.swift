@@ -45,14 +45,7 @@ public enum CheckpointEvaluation {
             }
         }
         // The EMA weights are what the run evaluated.
-        if recipe.train.ema != nil {
-            let named = Dictionary(uniqueKeysWithValues: (model.namedParameters() + model.namedBuffers()).map { ($0.0, $0.1) })
-            for (k, slots) in c.optimizer where k.hasPrefix("__ema__.") {
-                if let t = named[String(k.dropFirst(8))], let e = slots["value"], e.values.count == t.count {
-                    e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
-                }
-            }
-        }
+        if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
         let m = try Evaluator.evaluate(model, source: d.split(split), split: split, recipe: recipe, classes: d.classes.count)
         return Result(metrics: m, classes: d.classes, recipe: recipe, quantized: quantized)
     }

@@ -64,7 +64,7 @@ public final class TrainingRun {
     public let data: ClassificationData
     public private(set) var model: Module
     public private(set) var handle: QATHandle?
-    var opt: Optimizer
+    let opt: Optimizer
     let schedule: LRSchedule
     var ema: ModelEMA?
     let trainLoader: Loader
@@ -219,24 +219,16 @@ public final class TrainingRun {
         let st: [String: Any] = ["quantized": handle != nil, "best": best.isFinite ? best : NSNull(), "best_step": bestStep,
                                  "nonfinite_steps": nonFinite, "elapsed_seconds": elapsed, "classes": data.classes]
         c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
-        if let ema { for (p, t) in ema.shadow { c.optimizer["__ema__." + p] = ["value": Checkpoint.Entry(t)] } }
+        if let ema { EMAEntries.store(ema.shadow, in: &c) }
         do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
     }
 
     func restore(_ c: Checkpoint) throws {
         let file = dir + "/checkpoints/last.h5"
         do { try c.apply(to: model, strict: true, file: file) } catch { throw TrainingError("\(error)") }
-        var optState = c
-        optState.optimizer = c.optimizer.filter { !$0.key.hasPrefix("__ema__.") }
-        do { try optState.apply(to: opt, file: file) } catch { throw TrainingError("\(error)") }
-        if let ema {
-            let saved = c.optimizer.filter { $0.key.hasPrefix("__ema__.") }
-            for (p, t) in ema.shadow {
-                guard let e = saved["__ema__." + p]?["value"], e.values.count == t.count else {
-                    throw TrainingError("\(file): no EMA weights for \(p) (was the run started without train.ema?)")
-                }
-                e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
-            }
+        do { try EMAEntries.withoutEMA(c).apply(to: opt, file: file) } catch { throw TrainingError("\(error)") }
+        if let ema, let p = EMAEntries.load(c, into: ema.shadow).first {
+            throw TrainingError("\(file): no EMA weights for \(p) (was the run started without train.ema?)")
         }
         step = Int(c.step)
         let st = TrainingRun.state(c)
@@ -337,7 +329,7 @@ public final class TrainingRun {
             let now = Date()
             let done = step - stepsAtStart
             let rate = Double(done * recipe.train.batch) / max(now.timeIntervalSince(start), 1e-9)
-            let eta = Double(totalSteps - step) * recipe.train.batch.asDouble / max(rate, 1e-9)
+            let eta = Double(totalSteps - step) * Double(recipe.train.batch) / max(rate, 1e-9)
             let lr = Double(opt.lr())
             if step % recipe.train.logEvery == 0 || step == totalSteps {
                 let mean = windowN > 0 ? windowLoss / Double(windowN) : .nan
@@ -389,8 +381,7 @@ public final class TrainingRun {
             let batches = try calibrationBatches()
             handle!.calibrate(model, batches: batches) { self.model($0) }
             if recipe.quant.biasCorrection { handle!.correctBias(model, batches: batches) { self.model($0) } }
-            (opt, _) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
-            if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }   // the converted weights
+            if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }   // the folded, quantized model
             console.line("ptq: calibrated \(handle!.quantizers.count) quantizers on \(batches.count) batches")
             best = -.infinity
             try evaluateAndKeepBest(epoch: max(0, step / batchesPerEpoch - 1))
@@ -404,9 +395,7 @@ public final class TrainingRun {
         if recipe.eval.finalSplit != "none" {
             let c = try TrainingRun.loadCheckpoint(dir + "/checkpoints/best.h5")
             do { try c.apply(to: model, strict: true, file: dir + "/checkpoints/best.h5") } catch { throw TrainingError("\(error)") }
-            if let ema {
-                for (p, t) in ema.shadow { if let e = c.optimizer["__ema__." + p]?["value"] { e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) } } }
-            }
+            if let ema { EMAEntries.load(c, into: ema.shadow) }
             final = try evaluate(split: recipe.eval.finalSplit)
             console.line(String(format: "final: best.h5 (step %d) on %@: accuracy %.2f%% macro %.2f%%", bestStep, final!.split, 100 * final!.accuracy, 100 * final!.macroAccuracy))
         }
@@ -421,7 +410,32 @@ public final class TrainingRun {
     }
 }
 
-extension Int { var asDouble: Double { Double(self) } }
+/// EMA weights travel in the checkpoint's optimizer map as `__ema__.<path>` (slot `value`), so the
+/// HDF5 layout needs no new group; `withoutEMA` is the optimizer's own state.
+enum EMAEntries {
+    static let prefix = "__ema__."
+
+    static func store(_ shadow: [(String, Tensor)], in c: inout Checkpoint) {
+        for (p, t) in shadow { c.optimizer[prefix + p] = ["value": Checkpoint.Entry(t)] }
+    }
+
+    static func withoutEMA(_ c: Checkpoint) -> Checkpoint {
+        var out = c
+        out.optimizer = c.optimizer.filter { !$0.key.hasPrefix(prefix) }
+        return out
+    }
+
+    /// Copies the stored EMA values into `targets` (by path); returns the paths without a stored value.
+    @discardableResult
+    static func load(_ c: Checkpoint, into targets: [(String, Tensor)]) -> [String] {
+        var missing: [String] = []
+        for (p, t) in targets {
+            guard let e = c.optimizer[prefix + p]?["value"], e.values.count == t.count else { missing.append(p); continue }
+            e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
+        }
+        return missing
+    }
+}
 
 /// Evaluation over a whole split (no augmentation, fixed order).
 public enum Evaluator {

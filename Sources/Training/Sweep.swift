@@ -101,9 +101,8 @@ public struct Sweep: Sendable {
         }
         try r.finish()
         if variants.isEmpty { variants = [Variant(name: name, set: [])] }
-        var s = Sweep(name: name, file: path, out: out, baseTree: baseTree, seeds: seeds, set: set, grid: grid, variants: variants, evolve: evolve)
-        _ = try s.cells().map { try s.recipe(for: $0) }   // every cell must resolve before anything runs
-        s.out = out
+        let s = Sweep(name: name, file: path, out: out, baseTree: baseTree, seeds: seeds, set: set, grid: grid, variants: variants, evolve: evolve)
+        for cell in s.cells() { _ = try s.recipe(for: cell) }   // every cell must resolve before anything runs
         return s
     }
 
