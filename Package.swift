@@ -38,6 +38,9 @@ let package = Package(
         .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets"], swiftSettings: optimize),
+        // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
+        // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
+        .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets"],
                 swiftSettings: optimize),
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
