@@ -15,9 +15,10 @@ import Kernels
 //   depends on the CPU's sort kernel (x86-simd-sort on AVX2/AVX-512 machines); we order such ties
 //   by ascending index. The kept set is the same; only the order among equal scores can differ.
 //
-// Speed: candidates are sorted once as packed integer keys, their boxes copied into sorted columns,
-// and each kept box compacts the survivors in one branch-free pass, so the work shrinks as boxes are
-// suppressed and the inner loop vectorizes. Classes run in parallel.
+// Speed: candidates are sorted once as packed integer keys, their boxes copied into sorted columns;
+// each kept box marks what it suppresses in one branch-free, vectorized pass, and the survivors are
+// compacted whenever a quarter of them died, so the work shrinks as boxes are suppressed. Classes run
+// in parallel.
 
 /// Indices of the boxes kept by greedy NMS, by descending score (ties: lower index first):
 /// torchvision's `ops.nms`.
@@ -103,16 +104,20 @@ func sortedByScore(_ scores: [Float], indices: [Int]) -> [Int32] {
 }
 
 /// Greedy suppression over `order` (box indices into `coords`, already in visiting order). Returns
-/// the kept indices in visiting order. The candidates live in sorted columns; after each kept box the
-/// survivors are compacted in place (branch-free), so later passes only see live boxes.
+/// the kept indices in visiting order. The candidates live in sorted columns; each kept box marks the
+/// boxes it suppresses in a byte mask in one vectorized pass over the live tail (marking an already
+/// suppressed box again is harmless, so the pass needs no branch), and once a quarter of the tail is
+/// dead the survivors are compacted, so later passes only see live boxes.
 func greedySuppress(_ coords: UnsafePointer<Float>, order: [Int32], bound: Float) -> [Int] {
     let n = order.count
     if n == 0 { return [] }
     var keep: [Int] = []
     let x1 = UnsafeMutablePointer<Float>.allocate(capacity: 5 * n)
     let id = UnsafeMutablePointer<Int32>.allocate(capacity: n)
-    defer { x1.deallocate(); id.deallocate() }
+    let dead = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
+    defer { x1.deallocate(); id.deallocate(); dead.deallocate() }
     let y1 = x1 + n, x2 = x1 + 2 * n, y2 = x1 + 3 * n, area = x1 + 4 * n
+    dead.initialize(repeating: 0, count: n)
     for k in 0..<n {
         let i = Int(order[k])
         let bx1 = coords[4 * i], by1 = coords[4 * i + 1], bx2 = coords[4 * i + 2], by2 = coords[4 * i + 3]
@@ -122,21 +127,32 @@ func greedySuppress(_ coords: UnsafePointer<Float>, order: [Int32], bound: Float
     }
     var live = n
     var head = 0
+    var newlyDead = 0
     while head < live {
+        if dead[head] != 0 { head += 1; continue }
         keep.append(Int(id[head]))
         let ix1 = x1[head], iy1 = y1[head], ix2 = x2[head], iy2 = y2[head], iArea = area[head]
-        var w = head + 1
+        var marked: Int32 = 0
         for j in (head + 1)..<live {
-            let jx1 = x1[j], jy1 = y1[j], jx2 = x2[j], jy2 = y2[j], jArea = area[j], jid = id[j]
-            let iw = larger(smaller(ix2, jx2) - larger(ix1, jx1), 0)
-            let ih = larger(smaller(iy2, jy2) - larger(iy1, jy1), 0)
+            let iw = larger(smaller(ix2, x2[j]) - larger(ix1, x1[j]), 0)
+            let ih = larger(smaller(iy2, y2[j]) - larger(iy1, y1[j]), 0)
             let inter = iw * ih
-            let iou = inter / (iArea + jArea - inter)
-            x1[w] = jx1; y1[w] = jy1; x2[w] = jx2; y2[w] = jy2; area[w] = jArea; id[w] = jid
-            w += iou >= bound ? 0 : 1
+            let iou = inter / (iArea + area[j] - inter)
+            let hit: UInt8 = iou >= bound ? 1 : 0
+            marked &+= Int32(hit & ~dead[j])
+            dead[j] |= hit
         }
-        live = w
         head += 1
+        newlyDead += Int(marked)
+        if newlyDead * 4 > live - head {
+            var w = head
+            for j in head..<live where dead[j] == 0 {
+                x1[w] = x1[j]; y1[w] = y1[j]; x2[w] = x2[j]; y2[w] = y2[j]; area[w] = area[j]; id[w] = id[j]; dead[w] = 0
+                w += 1
+            }
+            live = w
+            newlyDead = 0
+        }
     }
     return keep
 }
