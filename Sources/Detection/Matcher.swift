@@ -80,12 +80,7 @@ public struct Matcher: Sendable, Equatable {
                 if lowQuality {
                     highest.withUnsafeMutableBufferPointer { hb in
                         let h = hb.baseAddress!
-                        parallelFor(gtCount) { g in
-                            let row = q + g * n
-                            var best = row[0]
-                            for j in 1..<n { let v = row[j]; if !(v <= best) && !best.isNaN { best = v } }
-                            h[g] = best
-                        }
+                        parallelFor(gtCount) { g in h[g] = rowMax(q + g * n, n) }
                     }
                 }
                 highest.withUnsafeBufferPointer { hb in
@@ -93,31 +88,31 @@ public struct Matcher: Sendable, Equatable {
                     parallelChunks(n, grain: max(256, 32_768 / gtCount)) { r in
                         let lo = r.lowerBound, len = r.count
                         // Column max over ground truths, first index on ties; the update rule is torch's
-                        // (a NaN wins and stays).
-                        var best = [Float](repeating: 0, count: len), arg = [Int](repeating: 0, count: len)
+                        // (a NaN wins and stays). Int32 indices keep the select as wide as the floats.
+                        var best = [Float](repeating: 0, count: len), arg = [Int32](repeating: 0, count: len)
                         best.withUnsafeMutableBufferPointer { bb in
                             arg.withUnsafeMutableBufferPointer { ab in
                                 let b = bb.baseAddress!, a = ab.baseAddress!
                                 for j in 0..<len { b[j] = q[lo + j] }
                                 for g in 1..<gtCount {
-                                    let row = q + g * n + lo
+                                    let row = q + g * n + lo, g32 = Int32(g)
                                     for j in 0..<len {
                                         let v = row[j], cur = b[j]
-                                        let take = !(v <= cur) && !cur.isNaN
+                                        let take = !(v <= cur) && cur == cur
                                         b[j] = take ? v : cur
-                                        a[j] = take ? g : a[j]
+                                        a[j] = take ? g32 : a[j]
                                     }
                                 }
                                 for j in 0..<len {
                                     let v = b[j]
-                                    m[lo + j] = v < low ? Matcher.belowLowThreshold : (v < high ? Matcher.betweenThresholds : a[j])
+                                    m[lo + j] = v < low ? Matcher.belowLowThreshold : (v < high ? Matcher.betweenThresholds : Int(a[j]))
                                 }
                                 // set_low_quality_matches_: anchors tied for some ground truth's best
                                 // overlap get their own best match back (not necessarily that ground truth).
                                 if lowQuality {
                                     for g in 0..<gtCount {
                                         let row = q + g * n + lo, hg = h[g]
-                                        for j in 0..<len where row[j] == hg { m[lo + j] = a[j] }
+                                        for j in 0..<len where row[j] == hg { m[lo + j] = Int(a[j]) }
                                     }
                                 }
                             }
@@ -153,5 +148,24 @@ public struct Matcher: Sendable, Equatable {
                 }
             }
         }
+    }
+
+    /// torch.max over a row: NaN if any value is NaN. Eight lanes at a time (a plain `max` reduction
+    /// with NaN rules has a loop-carried dependency LLVM will not vectorize).
+    private func rowMax(_ row: UnsafePointer<Float>, _ n: Int) -> Float {
+        var lanes = SIMD8<Float>(repeating: row[0])
+        var nan = SIMD8<Int32>(repeating: 0)
+        let raw = UnsafeRawPointer(row)
+        var j = 0
+        while j + 8 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            lanes = lanes.replacing(with: v, where: v .> lanes)
+            nan |= SIMD8<Int32>(repeating: 1).replacing(with: 0, where: v .== v)
+            j += 8
+        }
+        var best = lanes.max()
+        var sawNaN = nan.max() != 0
+        while j < n { let v = row[j]; if v > best { best = v }; if v != v { sawNaN = true }; j += 1 }
+        return sawNaN ? .nan : best
     }
 }

@@ -37,6 +37,18 @@ final class MatcherTests: XCTestCase {
         XCTAssertEqual(try Matcher(allowLowQualityMatches: false).match(quality: q, gtCount: 2, anchorCount: 2), [-1, -1])
     }
 
+    /// NaN overlaps follow torch.max: a NaN wins an anchor's column (and stays a match, since NaN fails
+    /// both threshold tests), and a ground truth with a NaN in its row has a NaN best, so it makes no
+    /// low-quality matches. Expected values from torchvision 0.29.2's Matcher on this matrix.
+    func testNaNOverlapsBehaveLikeTorch() throws {
+        let n = Float.nan
+        let q: [Float] = [0.6, 0.1, n, 0.3, 0.45, 0.2, 0, 0.1, 0.2, 0.1,
+                          0.2, n, 0.1, 0.35, 0.1, 0.1, 0, 0.7, 0.1, 0.1,
+                          0.1, 0.2, 0.3, 0.1, 0.1, 0.3, 0, 0.1, 0.1, 0.1]
+        XCTAssertEqual(try Matcher().match(quality: q, gtCount: 3, anchorCount: 10), [0, 1, 0, -1, -2, 2, -1, 1, -1, -1])
+        XCTAssertEqual(try Matcher(allowLowQualityMatches: false).match(quality: q, gtCount: 3, anchorCount: 10), [0, 1, 0, -1, -2, -1, -1, 1, -1, -1])
+    }
+
     func testNoGroundTruthMakesEveryAnchorNegative() throws {
         let anchors = XYXYBoxes([[0, 0, 10, 10], [20, 20, 30, 30]])
         XCTAssertEqual(try Matcher().match(anchors: anchors, gtBoxes: XYXYBoxes()), [-1, -1])
