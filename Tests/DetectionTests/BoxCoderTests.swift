@@ -22,7 +22,7 @@ final class BoxCoderTests: XCTestCase {
 
     func testRoundTripAndClamp() throws {
         var rng = RNG(seed: 3)
-        let anchors = randomBoxes(50, rng: &rng), boxes = randomBoxes(50, rng: &rng)
+        let anchors = DetectionBench.boxes(50, rng: &rng), boxes = DetectionBench.boxes(50, rng: &rng)
         let coder = try BoxCoder()
         let back = coder.decode(coder.encode(boxes, anchors: anchors), anchors: anchors)
         XCTAssertLessThanOrEqual(relativeError(back.coords, boxes.coords), 1e-5)
@@ -33,7 +33,7 @@ final class BoxCoderTests: XCTestCase {
 
     func testTensorDecodeGradients() throws {
         var rng = RNG(seed: 5)
-        let anchors = randomBoxes(6, rng: &rng)
+        let anchors = DetectionBench.boxes(6, rng: &rng)
         let codes = Tensor.uniform([6, 4], low: -1, high: 1, rng: &rng, requiresGrad: true)
         for weights: [Float] in [[1, 1, 1, 1], [10, 10, 5, 5]] {
             let coder = try BoxCoder(weights: weights)

@@ -32,7 +32,7 @@ final class IoUTests: XCTestCase {
     /// The parallel chunking must not change values: a large matrix against a per-pair scalar loop.
     func testLargeMatrixAgreesWithScalarDefinition() {
         var rng = RNG(seed: 11)
-        let a = randomBoxes(300, rng: &rng), b = randomBoxes(70, rng: &rng)
+        let a = DetectionBench.boxes(300, rng: &rng), b = DetectionBench.boxes(70, rng: &rng)
         let iou = boxIoU(a, b)
         for i in 0..<a.count {
             for j in 0..<b.count {

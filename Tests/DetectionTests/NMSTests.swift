@@ -53,7 +53,7 @@ final class NMSTests: XCTestCase {
         var rng = RNG(seed: 21)
         for trial in 0..<5 {
             let n = 1100 + 300 * trial
-            let boxes = randomBoxes(n, rng: &rng, span: 150, minSide: 5, maxSide: 50)
+            let boxes = DetectionBench.boxes(n, rng: &rng, span: 150, minSide: 5, maxSide: 50)
             var s = [Float](repeating: 0, count: n)
             rng.fillUniform(&s, count: n)
             let scores = s.map { ($0 * 50).rounded() / 50 }         // many ties
