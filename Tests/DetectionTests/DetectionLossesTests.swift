@@ -84,6 +84,18 @@ final class DetectionLossesTests: XCTestCase {
         XCTAssertTrue(r.passed, "\(r)")
     }
 
+    /// An image without foreground anchors: RetinaNet's box loss over zero boxes is 0 and backward works.
+    func testEmptyInputsGiveZeroLoss() throws {
+        let codes = Tensor.zeros([0, 4], requiresGrad: true)
+        let boxes = try BoxCoder().decode(codes, anchors: XYXYBoxes())
+        XCTAssertEqual(boxes.shape, [0, 4])
+        let loss = generalizedIoULoss(boxes, Tensor.zeros([0, 4]), reduction: .sum)
+        XCTAssertEqual(loss.item, 0)
+        loss.backward()
+        XCTAssertEqual(codes.grad?.shape ?? [0, 4], [0, 4])
+        XCTAssertEqual(sigmoidFocalLoss(Tensor.zeros([0, 3]), targets: Tensor.zeros([0, 3]), reduction: .sum).item, 0)
+    }
+
     func testGIoULossKnownValues() {
         let a = Tensor(shape: [2, 4], scalars: [0, 0, 10, 10, 0, 0, 10, 10])
         let b = Tensor(shape: [2, 4], scalars: [0, 0, 10, 10, 20, 0, 30, 10])
