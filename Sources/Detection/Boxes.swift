@@ -101,4 +101,21 @@ public struct XYXYBoxes: Sendable, Equatable {
     }
 
     public static func + (a: XYXYBoxes, b: XYXYBoxes) -> XYXYBoxes { XYXYBoxes(coords: a.coords + b.coords) }
+
+    /// The boxes as five contiguous columns x1, y1, x2, y2, area (torchvision's `box_area`), each
+    /// `count` long: pair loops (IoU, NMS) then read unit-stride memory and vectorize.
+    func columns() -> [Float] {
+        let n = count
+        var out = [Float](repeating: 0, count: 5 * n)
+        coords.withUnsafeBufferPointer { c in
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<n {
+                    let x1 = c[4 * i], y1 = c[4 * i + 1], x2 = c[4 * i + 2], y2 = c[4 * i + 3]
+                    o[i] = x1; o[n + i] = y1; o[2 * n + i] = x2; o[3 * n + i] = y2
+                    o[4 * n + i] = (x2 - x1) * (y2 - y1)
+                }
+            }
+        }
+        return out
+    }
 }
