@@ -118,11 +118,12 @@ public final class MobileNetV1: Module, Backbone {
 
 /// MobileNetV2's inverted residual (torchvision paths: `conv.0` expand, `conv.1` depthwise, `conv.2`
 /// linear projection, `conv.3` its BatchNorm; without expansion the depthwise is `conv.0`).
-public final class InvertedResidual: Module {
+public final class InvertedResidual: Module, AddQuantizable {
     public let conv: Sequential
     public let useResidual: Bool
     /// Quantizer after the residual add, where an integer graph requantizes (set by `quantize`).
     public var addQuantizer: Module?
+    public var hasQuantizableAdd: Bool { useResidual }
 
     init(_ cin: Int, _ cout: Int, stride: Int, expandRatio: Int, rng: inout RNG) throws {
         let hidden = Int((Double(cin) * Double(expandRatio)).rounded())
@@ -204,10 +205,11 @@ public final class SqueezeExcitation: Module {
 
 /// MobileNetV3's bneck block (torchvision paths: `block.0` expand, `block.1` depthwise, `block.2` SE,
 /// last: projection conv-bn without activation).
-public final class InvertedResidualV3: Module {
+public final class InvertedResidualV3: Module, AddQuantizable {
     public let block: Sequential
     public let useResidual: Bool
     public var addQuantizer: Module?
+    public var hasQuantizableAdd: Bool { useResidual }
 
     init(_ cin: Int, kernel: Int, expanded: Int, _ cout: Int, se: Bool, act: Activation.Kind, stride: Int, rng: inout RNG) throws {
         let eps: Float = 0.001, mom: Float = 0.01
@@ -287,10 +289,13 @@ public final class MobileNetV3: Module, Backbone {
 // MARK: ResNet
 
 /// ResNet basic block (two 3x3 convs; 1x1 projection `downsample` when the shape changes).
-public final class BasicBlock: Module {
+public final class BasicBlock: Module, AddQuantizable, ConvBatchNormPairs {
     public let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
     public let downsample: Sequential?
     public var addQuantizer: Module?
+    public var hasQuantizableAdd: Bool { true }
+    /// The downsample's pair belongs to its Sequential.
+    public var convBatchNormPairs: [(conv: Conv2d, bn: BatchNorm2d, bnPath: String)] { [(conv1, bn1, "bn1"), (conv2, bn2, "bn2")] }
 
     init(_ cin: Int, _ cout: Int, stride: Int, rng: inout RNG) throws {
         conv1 = try Conv2d(cin, cout, kernel: 3, stride: stride, bias: false, rng: &rng); bn1 = BatchNorm2d(cout)
@@ -308,8 +313,10 @@ public final class BasicBlock: Module {
 }
 
 /// ResNet-18 style (He et al. 2016) with torchvision's paths; `width` scales every stage ("ResNet-lite").
-public final class ResNet: Module, Backbone {
+public final class ResNet: Module, Backbone, ConvBatchNormPairs {
     public let conv1: Conv2d, bn1: BatchNorm2d
+    /// The stem's pair (the blocks report theirs).
+    public var convBatchNormPairs: [(conv: Conv2d, bn: BatchNorm2d, bnPath: String)] { [(conv1, bn1, "bn1")] }
     public let layer1: Sequential, layer2: Sequential, layer3: Sequential, layer4: Sequential
     public let fc: Linear?
     public let featureChannels: [Int]

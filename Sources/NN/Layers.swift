@@ -3,7 +3,7 @@ import Autodiff
 
 /// 2-D convolution with PyTorch's layout and default init (kaiming uniform a = sqrt(5), bias
 /// uniform(+-1/sqrt(fan_in))). `weight` is [out, in/groups, kh, kw].
-public final class Conv2d: Module {
+public final class Conv2d: Module, QuantizableLayer, BiasCorrectable {
     @Param public var weight: Tensor
     @OptionalParam public var bias: Tensor?
     /// Fake quantizers installed by `quantize(model, plan)`: applied to the weight and to the input.
@@ -18,6 +18,9 @@ public final class Conv2d: Module {
     public var fuseInputQuantizer = true
     public let inChannels: Int, outChannels: Int
     public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
+    public var quantizationChannels: (output: Int, input: Int) { (outChannels, inChannels) }
+    public var weightGroups: Int { groups }
+    public var acceptsBiasCorrection: Bool { foldedBN == nil }
 
     /// Throws a `ShapeError` for impossible channel/group combinations or non-positive sizes.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
@@ -114,12 +117,13 @@ public final class Conv2d: Module {
 }
 
 /// y = x W^T + b with W [out, in] (PyTorch layout and default init).
-public final class Linear: Module {
+public final class Linear: Module, QuantizableLayer {
     @Param public var weight: Tensor
     @OptionalParam public var bias: Tensor?
     public var weightQuantizer: Module?
     public var inputQuantizer: Module?
     public let inFeatures: Int, outFeatures: Int
+    public var quantizationChannels: (output: Int, input: Int) { (outFeatures, inFeatures) }
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) throws {
         guard inFeatures > 0, outFeatures > 0 else { throw ShapeError(op: "Linear", "features must be positive, got \(inFeatures) -> \(outFeatures)") }
@@ -260,6 +264,43 @@ public final class Sequential: Module {
     }
     public subscript(i: Int) -> Module { layers[i] }
     public var count: Int { layers.count }
+}
+
+extension Sequential: ConvBatchNormPairs, EqualizableChains {
+    /// Each Conv2d directly followed by a BatchNorm2d (torchvision's conv-norm-activation).
+    public var convBatchNormPairs: [(conv: Conv2d, bn: BatchNorm2d, bnPath: String)] {
+        (0..<max(0, count - 1)).compactMap { i in
+            guard let c = layers[i] as? Conv2d, let bn = layers[i + 1] as? BatchNorm2d else { return nil }
+            return (c, bn, "\(i + 1)")
+        }
+    }
+
+    /// Leaf layers in execution order (nested Sequentials flattened), with the Sequential and index
+    /// that hold each, so an activation can be replaced in place.
+    func flattenedLayers() -> [(layer: Module, holder: Sequential, index: Int)] {
+        var out: [(Module, Sequential, Int)] = []
+        for (i, m) in layers.enumerated() {
+            if let inner = m as? Sequential { out += inner.flattenedLayers() } else { out.append((m, self, i)) }
+        }
+        return out
+    }
+
+    /// Every conv -> BatchNorm* -> activation -> conv run of the flattened layers; chains cross the
+    /// boundaries of nested Sequentials (a conv-norm-activation followed by a projection conv).
+    public var equalizableChains: [EqualizableChain] {
+        let flat = flattenedLayers()
+        var out: [EqualizableChain] = []
+        for i in flat.indices {
+            guard let c1 = flat[i].layer as? Conv2d else { continue }
+            var j = i + 1, bns: [BatchNorm2d] = []
+            while j < flat.count, let bn = flat[j].layer as? BatchNorm2d { bns.append(bn); j += 1 }
+            guard j + 1 < flat.count, let act = flat[j].layer as? Activation, let c2 = flat[j + 1].layer as? Conv2d else { continue }
+            let (holder, index) = (flat[j].holder, flat[j].index)
+            out.append(EqualizableChain(first: c1, batchNorms: bns, activation: act.kind, second: c2,
+                                        replaceActivationWithReLU: { holder.layers[index] = Activation(.relu) }))
+        }
+        return out
+    }
 }
 
 /// Activation functions as modules.

@@ -6,14 +6,14 @@ import NN
 /// Post-training transforms (shared/docs/ALGORITHMS.md section 4): BatchNorm folding into conv weights
 /// for deployment, cross-layer equalization (Nagel et al. 2019) and empirical bias correction.
 public enum PTQ {
-    /// Folds every Conv2d + BatchNorm2d pair (inside Sequentials, and ResNet's named pairs) into the
-    /// conv: w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta, using
-    /// the running statistics. The BN then passes values through. Returns the folded BN paths.
-    /// Eval-mode outputs are unchanged.
+    /// Folds every Conv2d + BatchNorm2d pair that a module reports (`ConvBatchNormPairs`: adjacent in
+    /// Sequentials, named in ResNet blocks) into the conv: w' = w * gamma / sqrt(var + eps),
+    /// b' = (b - mean) * gamma / sqrt(var + eps) + beta, using the running statistics. The BN then
+    /// passes values through. Returns the folded BN paths. Eval-mode outputs are unchanged.
     @discardableResult
     public static func foldBatchNorms(_ model: Module) -> [String] {
         var folded: [String] = []
-        for (conv, bn, p) in convBatchNormPairs(model.namedModules())
+        for (conv, bn, p) in foldablePairs(model.namedModules())
         where !bn.isFolded && conv.foldedBN == nil && bn.weight.count == conv.outChannels {
             noGrad {
                 let c = conv.outChannels, per = conv.weight.count / c
@@ -31,19 +31,9 @@ public enum PTQ {
         return folded
     }
 
-    /// Leaf modules of a Sequential in execution order (nested Sequentials flattened), with the
-    /// Sequential and index that hold each, so activations can be replaced in place.
-    static func flatten(_ s: Sequential) -> [(Module, Sequential, Int)] {
-        var out: [(Module, Sequential, Int)] = []
-        for (i, m) in s.layers.enumerated() {
-            if let inner = m as? Sequential { out += flatten(inner) } else { out.append((m, s, i)) }
-        }
-        return out
-    }
-
-    /// Cross-layer equalization for every conv -> [folded BN] -> ReLU (or ReLU6) -> conv chain inside a
-    /// Sequential where the second conv is not depthwise: per channel i, s_i = sqrt(r1_i * r2_i) / r2_i
-    /// with r1_i the range (max |w|) of the first conv's output channel i and r2_i that of the second
+    /// Cross-layer equalization for every conv -> [folded BN] -> ReLU (or ReLU6) -> conv chain that a
+    /// module reports (`EqualizableChains`: inside Sequentials, across nested ones) where the second
+    /// conv is not depthwise: per channel i, s_i = sqrt(r1_i * r2_i) / r2_i with r1_i the range (max |w|) of the first conv's output channel i and r2_i that of the second
     /// conv's input channel i; the first conv's channel (weights and bias) is divided by s_i and the
     /// second's input channel multiplied by it. ReLU is positively homogeneous, so outputs are unchanged;
     /// ReLU6 is not, so with `relu6ToRelu` (as Nagel et al. did for MobileNetV2) such ReLU6 become ReLU
@@ -53,24 +43,18 @@ public enum PTQ {
     public static func equalizeCrossLayer(_ model: Module, relu6ToRelu: Bool = false) -> [(String, String)] {
         model.assignPaths()
         var pairs: [(String, String)] = []
-        var seen = Set<ObjectIdentifier>()
+        var done = Set<[ObjectIdentifier]>()
         for (_, m) in model.namedModules() {
-            guard let s = m as? Sequential, !seen.contains(ObjectIdentifier(s)) else { continue }
-            let flat = flatten(s)
-            for inner in flat { if let q = inner.0 as? Sequential { seen.insert(ObjectIdentifier(q)) } }
-            var i = 0
-            while i < flat.count {
-                guard let c1 = flat[i].0 as? Conv2d else { i += 1; continue }
-                var j = i + 1
-                while j < flat.count, let bn = flat[j].0 as? BatchNorm2d, bn.isFolded { j += 1 }
-                guard j < flat.count, let act = flat[j].0 as? Activation, act.kind == .relu || (act.kind == .relu6 && relu6ToRelu),
-                      j + 1 < flat.count, let c2 = flat[j + 1].0 as? Conv2d,
-                      c2.groups == 1, c2.inChannels == c1.outChannels,
-                      !(0..<(j - i - 1)).contains(where: { !((flat[i + 1 + $0].0 as? BatchNorm2d)?.isFolded ?? false) }) else { i += 1; continue }
-                if act.kind == .relu6 { flat[j].1.layers[flat[j].2] = Activation(.relu) }
+            guard let owner = m as? EqualizableChains else { continue }
+            for chain in owner.equalizableChains {
+                let (c1, c2) = (chain.first, chain.second)
+                let relu6 = chain.activation == .relu6 && relu6ToRelu && chain.replaceActivationWithReLU != nil
+                guard chain.activation == .relu || relu6, c2.groups == 1, c2.inChannels == c1.outChannels,
+                      chain.batchNorms.allSatisfy(\.isFolded),
+                      done.insert([ObjectIdentifier(c1), ObjectIdentifier(c2)]).inserted else { continue }
+                if relu6 { chain.replaceActivationWithReLU?() }
                 equalize(c1, c2)
                 pairs.append((c1.path, c2.path))
-                i = j + 1
             }
         }
         model.assignPaths()
@@ -98,19 +82,20 @@ public enum PTQ {
 }
 
 extension QATHandle {
-    /// Empirical bias correction (Nagel et al. 2019): for every conv with a weight quantizer, the
-    /// expected output error of quantizing the weights, (W_q - W) applied to the mean input of each
-    /// channel over `batches`, is subtracted from the conv's bias (created if absent). Padding is
-    /// ignored (the interior approximation of the paper). Returns the corrected conv paths.
+    /// Empirical bias correction (Nagel et al. 2019): for every `BiasCorrectable` layer (conv) with a
+    /// weight quantizer, the expected output error of quantizing the weights, (W_q - W) applied to the
+    /// mean input of each channel over `batches`, is subtracted from the layer's bias (created if
+    /// absent). Padding is ignored (the interior approximation of the paper). Returns the corrected
+    /// layer paths.
     @discardableResult
     public func correctBias(_ model: Module, batches: [Tensor], forward: (Tensor) -> Tensor) -> [String] {
-        let convs = model.namedModules().compactMap { p, m -> (String, Conv2d)? in
-            guard let c = m as? Conv2d, c.weightQuantizer is FakeQuantize, c.foldedBN == nil else { return nil }
+        let convs = model.namedModules().compactMap { p, m -> (String, BiasCorrectable)? in
+            guard let c = m as? BiasCorrectable, c.weightQuantizer is FakeQuantize, c.acceptsBiasCorrection else { return nil }
             return (p, c)
         }
         // Mean input per channel, gathered by a recording pass with quantization off (float inputs).
         var sums = [ObjectIdentifier: ([Double], Int)]()
-        let recorders = convs.map { (_, c) -> (Conv2d, Module?) in
+        let recorders = convs.map { (_, c) -> (BiasCorrectable, Module?) in
             let r = InputMeanRecorder { x in
                 let n = x.shape[0], ch = x.shape[1], hw = x.count / (n * ch)
                 var (acc, cnt) = sums[ObjectIdentifier(c)] ?? ([Double](repeating: 0, count: ch), 0)
@@ -134,10 +119,11 @@ extension QATHandle {
                 guard let (acc, cnt) = sums[ObjectIdentifier(c)], cnt > 0, let wq = c.weightQuantizer else { continue }
                 let mean = acc.map { Float($0 / Double(cnt)) }
                 let q = wq(c.weight)
-                let oc = c.outChannels, cg = c.inChannels / c.groups, kk = c.kernelSize.0 * c.kernelSize.1
+                let (oc, ic) = c.quantizationChannels
+                let cg = ic / c.weightGroups, kk = c.weight.count / (oc * cg)
                 let bias = c.bias ?? Tensor.zeros([oc])
                 for o in 0..<oc {
-                    let g = o / (oc / c.groups)
+                    let g = o / (oc / c.weightGroups)
                     var e: Double = 0
                     for ci in 0..<cg {
                         let m = Double(mean[g * cg + ci])

@@ -123,9 +123,9 @@ func stableHash(_ s: String) -> UInt64 {
     return h
 }
 
-/// Installs fake quantizers on every Conv2d and Linear (weight and input) and after residual adds,
-/// following `plan`; optionally folds Conv+BN pairs. Throws when a spec is invalid or an override
-/// pattern matches no layer.
+/// Installs fake quantizers on every `QuantizableLayer` (weight and input) and after the add of every
+/// `AddQuantizable` block, following `plan`; optionally folds the Conv+BN pairs that modules report
+/// (`ConvBatchNormPairs`). Throws when a spec is invalid or an override pattern matches no layer.
 @discardableResult
 public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
     model.assignPaths()
@@ -163,28 +163,26 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
     }
 
     for (path, m) in modules {
-        if let conv = m as? Conv2d, let (wq, iq) = try install(path, out: conv.outChannels, in: conv.inChannels) {
-            conv.weightQuantizer = wq; conv.inputQuantizer = iq
-        } else if let lin = m as? Linear, let (wq, iq) = try install(path, out: lin.outFeatures, in: lin.inFeatures) {
-            lin.weightQuantizer = wq; lin.inputQuantizer = iq
+        if let layer = m as? QuantizableLayer,
+           let (wq, iq) = try install(path, out: layer.quantizationChannels.output, in: layer.quantizationChannels.input) {
+            layer.weightQuantizer = wq; layer.inputQuantizer = iq
         }
     }
     if plan.quantizeResidualAdds {
         for (path, m) in modules {
+            guard let block = m as? AddQuantizable, block.hasQuantizableAdd else { continue }
             let p = path + ".addQuantizer"
-            func make() throws -> FakeQuantize { try plan.activation.make(channels: 1, axis: 1, path: p, seed: plan.seed ^ stableHash(p)) }
-            if let b = m as? InvertedResidual, b.useResidual { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
-            else if let b = m as? InvertedResidualV3, b.useResidual { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
-            else if let b = m as? BasicBlock { let q = try make(); b.addQuantizer = q; quantizers.append((p, q)) }
+            let q = try plan.activation.make(channels: 1, axis: 1, path: p, seed: plan.seed ^ stableHash(p))
+            block.addQuantizer = q; quantizers.append((p, q))
         }
     }
     for (i, ok) in matched.enumerated() where !ok {
-        let examples = modules.filter { $0.1 is Conv2d || $0.1 is Linear }.prefix(3).map(\.0).joined(separator: ", ")
-        throw QuantConfigError(path: plan.overrides[i].pattern, "override pattern matches no Conv2d or Linear layer (layer paths look like: \(examples))")
+        let examples = modules.filter { $0.1 is QuantizableLayer }.prefix(3).map(\.0).joined(separator: ", ")
+        throw QuantConfigError(path: plan.overrides[i].pattern, "override pattern matches no quantizable layer (Conv2d, Linear, ...; layer paths look like: \(examples))")
     }
     var folded: [(String, BatchNorm2d)] = []
     if plan.foldBN {
-        for (conv, bn, p) in convBatchNormPairs(modules)
+        for (conv, bn, p) in foldablePairs(modules)
         where (conv.weightQuantizer != nil || conv.inputQuantizer != nil) && bn.weight.count == conv.outChannels {
             conv.foldedBN = FoldedBatchNorm(bn); bn.isFolded = true; folded.append((p, bn))
         }
@@ -193,20 +191,10 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
     return QATHandle(layers: layers, quantizers: quantizers, folded: folded, freezeBNAfter: plan.freezeBNAfter)
 }
 
-/// Every Conv2d immediately followed by a BatchNorm2d: adjacent pairs inside Sequentials and the named
-/// pairs of ResNet blocks, with the BN's path.
-func convBatchNormPairs(_ modules: [(String, Module)]) -> [(Conv2d, BatchNorm2d, String)] {
-    var out: [(Conv2d, BatchNorm2d, String)] = []
-    for (path, m) in modules {
-        if let s = m as? Sequential {
-            for i in 0..<max(0, s.count - 1) {
-                if let c = s[i] as? Conv2d, let bn = s[i + 1] as? BatchNorm2d { out.append((c, bn, path.isEmpty ? "\(i + 1)" : "\(path).\(i + 1)")) }
-            }
-        } else if let b = m as? BasicBlock {
-            out.append((b.conv1, b.bn1, path + ".bn1")); out.append((b.conv2, b.bn2, path + ".bn2"))
-        } else if let r = m as? ResNet {
-            out.append((r.conv1, r.bn1, "bn1"))
-        }
+/// Every Conv2d -> BatchNorm2d pair that a module reports (`ConvBatchNormPairs`), with the BN's path
+/// from the root.
+func foldablePairs(_ modules: [(String, Module)]) -> [(Conv2d, BatchNorm2d, String)] {
+    modules.flatMap { path, m in
+        (m as? ConvBatchNormPairs)?.convBatchNormPairs.map { ($0.conv, $0.bn, path.isEmpty ? $0.bnPath : "\(path).\($0.bnPath)") } ?? []
     }
-    return out
 }

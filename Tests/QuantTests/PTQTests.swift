@@ -52,6 +52,18 @@ final class PTQTests: XCTestCase {
         XCTAssertEqual((b[2] as! Activation).kind, .relu)
     }
 
+    /// Chains inside Sequentials nested in Sequentials (MobileNetV1's dw -> relu -> pw blocks) are
+    /// reported by both; each is equalized once.
+    func testNestedChainsAreEqualizedOnce() throws {
+        var rng = RNG(seed: 2)
+        let m = try MobileNetV1(width: 0.25, numClasses: nil, rng: &rng)
+        m.eval()
+        PTQ.foldBatchNorms(m)
+        let pairs = PTQ.equalizeCrossLayer(m)
+        XCTAssertEqual(pairs.map(\.0), (1...13).map { "features.\($0).0" })
+        XCTAssertEqual(pairs.map(\.1), (1...13).map { "features.\($0).3" })
+    }
+
     /// Bias correction cuts the mean output error of 3-bit weights on inputs with a non-zero mean.
     func testBiasCorrectionRemovesTheMeanOutputError() throws {
         var r = RNG(seed: 5)
