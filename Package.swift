@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
-        .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels", "Optim", "Quant"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),

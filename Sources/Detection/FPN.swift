@@ -5,7 +5,8 @@ import NN
 /// One top-down step of the FPN: `lateral + upsample2x(coarser)` (torchvision's
 /// `FeaturePyramidNetwork` forward). A module of its own so quantization can requantize the sum like a
 /// residual add (`addQuantizer`), which an integer graph has to do at this point.
-public final class TopDownMerge: Module {
+public final class TopDownMerge: Module, AddQuantizable {
+    public var hasQuantizableAdd: Bool { true }
     public var addQuantizer: Module?
     public override init() { super.init() }
 

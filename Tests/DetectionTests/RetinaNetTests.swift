@@ -124,3 +124,31 @@ final class RetinaNetTests: XCTestCase {
         XCTAssertGreaterThan(boxIoU(d.boxes.selecting([0]), XYXYBoxes([box]))[0], 0.5)
     }
 }
+
+import Quant
+
+final class RetinaNetQuantizationTests: XCTestCase {
+    /// quantize() reaches every conv of the detector (backbone, FPN laterals/outputs/P6/P7, head towers
+    /// and predictors) and requantizes the FPN's top-down adds, with nothing detector-specific in Quant.
+    func testQuantizeReachesEveryConvAndTopDownAdd() throws {
+        var rng = RNG(seed: 0)
+        let backbone = try Backbones.make("mobilenet_v2", width: 0.25, numClasses: nil, rng: &rng)
+        var c = RetinaNetConfig(numClasses: 2)
+        c.fpnChannels = 8; c.headConvs = 2
+        let m = try RetinaNet(backbone: backbone, config: c, rng: &rng)
+        let convs = m.namedModules().filter { $0.1 is Conv2d }.map(\.0)
+        let h = try quantize(m, plan: .bits(weight: 8, activation: 8))
+        XCTAssertEqual(Set(h.quantizedLayers), Set(convs))
+        for p in ["fpn.lateral.0", "fpn.output.2", "fpn.p6", "fpn.p7", "classificationHead.tower.0", "regressionHead.predictor"] {
+            XCTAssertTrue(h.quantizedLayers.contains(p), p)
+        }
+        let adds = h.quantizers.map(\.0).filter { $0.hasPrefix("fpn.merges.") }
+        XCTAssertEqual(adds, ["fpn.merges.0.addQuantizer", "fpn.merges.1.addQuantizer"])
+        var r2 = RNG(seed: 1)
+        let x = Tensor.randn([1, 3, 64, 64], rng: &r2)
+        h.calibrate(m, batches: [x]) { m($0) }
+        let l = m.losses(images: x, targets: [DetectionTarget(boxes: XYXYBoxes([[8, 8, 40, 40]]), labels: [1])])
+        (l["classification"]! + l["bbox_regression"]!).backward()
+        XCTAssertNotNil((m.fpn.merges[0].addQuantizer as! FakeQuantize).namedParameters().first?.1.grad)
+    }
+}
