@@ -75,7 +75,7 @@ final class DOTASourceTests: XCTestCase {
         for d in ["images", "labelTxt"] { try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
         try ImageCodec.writePNG(Image(width: 300, height: 200, channels: 3, fill: 90), to: root + "/images/P0001.png")
         try "gsd:0.5\n10 10 40 10 40 30 10 30 plane 0\n250 150 280 150 280 170 250 170 ship 0\n".write(toFile: root + "/labelTxt/P0001.txt", atomically: true, encoding: .utf8)
-        let src = try DOTASource(root: root, size: 200, gap: 50)
+        let src = try DOTASource(root: root, tile: 200, gap: 50)
         XCTAssertEqual(src.categories, ["plane", "ship"])
         XCTAssertEqual(src.patches.map(\.tile.x), [0, 100])
         let s0 = try src.sample(0)
