@@ -1,18 +1,8 @@
 import Foundation
 import Kernels
 
-/// An image with its axis-aligned boxes ([x, y, w, h] in pixels) and one label per box.
-public struct Sample: Sendable, Equatable {
-    public var image: Image
-    public var boxes: [[Double]]
-    public var labels: [Int]
-    public init(image: Image, boxes: [[Double]] = [], labels: [Int] = []) {
-        precondition(boxes.count == labels.count, "Sample: \(boxes.count) boxes but \(labels.count) labels")
-        self.image = image; self.boxes = boxes; self.labels = labels
-    }
-}
-
-/// Geometric and photometric augmentations; every geometric one moves the boxes exactly with the pixels.
+/// Geometric and photometric augmentations; every geometric one moves the boxes and the ignore regions
+/// exactly with the pixels.
 /// All randomness comes from the caller's `RNG`, so a (seed, epoch, index) reproduces an augmentation.
 public enum Augment {
     public static func flipHorizontal(_ s: Sample) -> Sample {
@@ -21,7 +11,7 @@ public enum Augment {
         for y in 0..<s.image.height { for x in 0..<w { for k in 0..<c {
             out.pixels[out.index(x: x, y: y, c: k)] = s.image.pixels[s.image.index(x: w - 1 - x, y: y, c: k)]
         }}}
-        return Sample(image: out, boxes: s.boxes.map { [Double(w) - $0[0] - $0[2], $0[1], $0[2], $0[3]] }, labels: s.labels)
+        return s.with(image: out) { [Double(w) - $0[0] - $0[2], $0[1], $0[2], $0[3]] }
     }
 
     public static func flipVertical(_ s: Sample) -> Sample {
@@ -30,7 +20,7 @@ public enum Augment {
         for y in 0..<h {
             out.pixels.replaceSubrange((y * rowBytes)..<((y + 1) * rowBytes), with: s.image.pixels[((h - 1 - y) * rowBytes)..<((h - y) * rowBytes)])
         }
-        return Sample(image: out, boxes: s.boxes.map { [$0[0], Double(h) - $0[1] - $0[3], $0[2], $0[3]] }, labels: s.labels)
+        return s.with(image: out) { [$0[0], Double(h) - $0[1] - $0[3], $0[2], $0[3]] }
     }
 
     /// Rotates by 90 degrees clockwise `quarterTurns` times (aerial images have no "up").
@@ -43,7 +33,7 @@ public enum Augment {
             for y in 0..<h { for x in 0..<w { for k in 0..<c {
                 out.pixels[out.index(x: h - 1 - y, y: x, c: k)] = cur.image.pixels[cur.image.index(x: x, y: y, c: k)]
             }}}
-            cur = Sample(image: out, boxes: cur.boxes.map { [Double(h) - $0[1] - $0[3], $0[0], $0[3], $0[2]] }, labels: cur.labels)
+            cur = cur.with(image: out) { [Double(h) - $0[1] - $0[3], $0[0], $0[3], $0[2]] }
         }
         return cur
     }
@@ -70,41 +60,73 @@ public enum Augment {
             }
         }
         let kx = Double(width) / Double(src.width), ky = Double(height) / Double(src.height)
-        return Sample(image: out, boxes: s.boxes.map { [$0[0] * kx, $0[1] * ky, $0[2] * kx, $0[3] * ky] }, labels: s.labels)
+        return s.with(image: out) { [$0[0] * kx, $0[1] * ky, $0[2] * kx, $0[3] * ky] }
     }
 
-    /// Resizes keeping the aspect ratio to fit `size` x `size`, pads with `fill`; returns the scale and
-    /// offsets so predictions map back to the original image.
-    public static func letterbox(_ s: Sample, size: Int, fill: UInt8 = 114) -> (Sample, scale: Double, dx: Int, dy: Int) {
-        if s.image.width == size && s.image.height == size { return (s, 1, 0, 0) }
-        let k = Double(size) / Double(max(s.image.width, s.image.height))
-        let w = max(1, Int((Double(s.image.width) * k).rounded())), h = max(1, Int((Double(s.image.height) * k).rounded()))
+    /// Resizes keeping the aspect ratio to fit `size` x `size` and pads with `fill`; the returned
+    /// `Letterbox` maps boxes back to the original image.
+    public static func letterbox(_ s: Sample, size: Int, fill: UInt8 = 114) -> (sample: Sample, letterbox: Letterbox) {
+        let m = Letterbox(originalWidth: s.image.width, originalHeight: s.image.height, size: size)
+        if s.image.width == size && s.image.height == size { return (s, m) }
+        let w = m.width, h = m.height, dx = m.dx, dy = m.dy
         let r = resize(s, width: w, height: h)
-        let dx = (size - w) / 2, dy = (size - h) / 2
         var out = Image(width: size, height: size, channels: s.image.channels, fill: fill)
         let rowBytes = w * s.image.channels
         for y in 0..<h {
             let dst = out.index(x: dx, y: dy + y, c: 0)
             out.pixels.replaceSubrange(dst..<(dst + rowBytes), with: r.image.pixels[(y * rowBytes)..<((y + 1) * rowBytes)])
         }
-        return (Sample(image: out, boxes: r.boxes.map { [$0[0] + Double(dx), $0[1] + Double(dy), $0[2], $0[3]] }, labels: r.labels), k, dx, dy)
+        return (r.with(image: out) { [$0[0] + Double(dx), $0[1] + Double(dy), $0[2], $0[3]] }, m)
     }
 
-    /// Crops a window; boxes are clipped to it and dropped when less than `minVisible` of their area
-    /// remains (or when they become thinner than one pixel).
+    /// Crops a window. A box is clipped to it and stays an object when at least `minVisible` of its area
+    /// and at least one pixel of width and height remain; otherwise, if any part of it (positive area)
+    /// remains, that part becomes an ignore region: a half-visible aircraft is not an aircraft to learn,
+    /// but not background either. Ignore regions are clipped and kept when any part remains visible.
+    /// Boxes wholly outside the window are gone (they are not in the picture).
     public static func crop(_ s: Sample, x: Int, y: Int, width: Int, height: Int, minVisible: Double = 0.5) -> Sample {
         precondition(x >= 0 && y >= 0 && width > 0 && height > 0 && x + width <= s.image.width && y + height <= s.image.height,
                      "Augment.crop: window \(x),\(y) \(width)x\(height) outside image \(s.image.width)x\(s.image.height)")
         let t = Tiling.Tile(x: x, y: y, width: width, height: height, objects: [])
-        let img = Tiling.crop(s.image, t)
-        var boxes: [[Double]] = [], labels: [Int] = []
-        for (b, l) in zip(s.boxes, s.labels) {
-            let x0 = max(b[0], Double(x)), y0 = max(b[1], Double(y))
-            let x1 = min(b[0] + b[2], Double(x + width)), y1 = min(b[1] + b[3], Double(y + height))
-            guard x1 - x0 >= 1, y1 - y0 >= 1, (x1 - x0) * (y1 - y0) >= minVisible * b[2] * b[3] else { continue }
-            boxes.append([x0 - Double(x), y0 - Double(y), x1 - x0, y1 - y0]); labels.append(l)
+        var out = s
+        out.image = Tiling.crop(s.image, t)
+        out.boxes = []; out.labels = []; out.ignoreBoxes = []
+        let X = Double(x), Y = Double(y), X1 = Double(x + width), Y1 = Double(y + height)
+        func clipped(_ b: [Double]) -> [Double]? {
+            let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)
+            return x1 > x0 && y1 > y0 ? [x0 - X, y0 - Y, x1 - x0, y1 - y0] : nil
         }
-        return Sample(image: img, boxes: boxes, labels: labels)
+        for (b, l) in zip(s.boxes, s.labels) {
+            guard let c = clipped(b) else { continue }
+            if c[2] >= 1, c[3] >= 1, c[2] * c[3] >= minVisible * b[2] * b[3] {
+                out.boxes.append(c); out.labels.append(l)
+            } else {
+                out.ignoreBoxes.append(c)
+            }
+        }
+        for b in s.ignoreBoxes { if let c = clipped(b) { out.ignoreBoxes.append(c) } }
+        return out
+    }
+
+    /// Clips boxes and ignore regions to the window (`x`, `y`, `width`, `height`). A box narrower or
+    /// lower than `minSize` pixels afterwards is dropped (with its label) and counted: a detector cannot
+    /// place an anchor on it, and a sub-pixel box makes the box coder's log(w) blow up. Ignore regions
+    /// are dropped, uncounted, only when nothing of them is left inside.
+    public static func clip(_ s: Sample, x: Int, y: Int, width: Int, height: Int, minSize: Double = 1) -> (sample: Sample, dropped: Int) {
+        var out = s
+        out.boxes = []; out.labels = []; out.ignoreBoxes = []
+        out.boxes.reserveCapacity(s.boxes.count); out.labels.reserveCapacity(s.labels.count)
+        let X = Double(x), Y = Double(y), X1 = Double(x + width), Y1 = Double(y + height)
+        var dropped = 0
+        for (b, l) in zip(s.boxes, s.labels) {
+            let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)
+            if x1 - x0 >= minSize, y1 - y0 >= minSize { out.boxes.append([x0, y0, x1 - x0, y1 - y0]); out.labels.append(l) } else { dropped += 1 }
+        }
+        for b in s.ignoreBoxes {
+            let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)
+            if x1 > x0, y1 > y0 { out.ignoreBoxes.append([x0, y0, x1 - x0, y1 - y0]) }
+        }
+        return (out, dropped)
     }
 
     /// Random scale in [minScale, maxScale], then a random crop back to the original size (zero padding
@@ -122,7 +144,7 @@ public enum Augment {
                 let dst = canvas.index(x: 0, y: y, c: 0)
                 canvas.pixels.replaceSubrange(dst..<(dst + rowBytes), with: r.image.pixels[(y * rowBytes)..<((y + 1) * rowBytes)])
             }
-            r = Sample(image: canvas, boxes: r.boxes, labels: r.labels)
+            r.image = canvas
         }
         let ox = rng.nextInt(below: r.image.width - W + 1), oy = rng.nextInt(below: r.image.height - H + 1)
         return crop(r, x: ox, y: oy, width: W, height: H, minVisible: minVisible)
@@ -147,7 +169,9 @@ public enum Augment {
                 img.pixels[base + k] = UInt8(max(0, min(255, v.rounded())))
             }
         }
-        return Sample(image: img, boxes: s.boxes, labels: s.labels)
+        var out = s
+        out.image = img
+        return out
     }
 
     static func uniform(_ rng: inout RNG) -> Double { Double(rng.nextUInt64() >> 11) * 0x1p-53 }

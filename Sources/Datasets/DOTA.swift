@@ -8,6 +8,8 @@ public struct DOTALabel: Sendable, Equatable {
         public var corners: [Double]          // 8 numbers, clockwise from the DOTA file
         public var category: String
         public var difficult: Bool
+        /// 1-based line in the label file (0 when made in code), for error messages.
+        public var line: Int = 0
         /// Axis-aligned box [x, y, w, h].
         public var bbox: [Double] {
             let xs = stride(from: 0, to: 8, by: 2).map { corners[$0] }, ys = stride(from: 1, to: 8, by: 2).map { corners[$0] }
@@ -53,7 +55,7 @@ public struct DOTALabel: Sendable, Equatable {
                 }
                 difficult = d != 0
             }
-            let o = Object(corners: nums.map { $0! }, category: String(f[8]), difficult: difficult)
+            let o = Object(corners: nums.map { $0! }, category: String(f[8]), difficult: difficult, line: n + 1)
             let b = o.bbox
             guard b[2] > 0, b[3] > 0 else { throw DataError(file: file, "line \(n + 1): degenerate box (zero width or height): \(line)") }
             label.objects.append(o)
@@ -65,13 +67,17 @@ public struct DOTALabel: Sendable, Equatable {
 /// DOTA-style tiling of large images into overlapping square patches (the DOTA devkit's ImgSplit:
 /// patch `size`, overlap `gap`, the last patch of a row or column aligned to the image edge). A box is
 /// kept in a patch when at least `minVisible` of its area lies inside; it is clipped to the patch and
-/// marked difficult when it was cut.
+/// marked difficult when it was cut. The clipped parts of boxes less visible than that are listed as
+/// the tile's `ignoreBoxes` (the devkit drops them; a detector should not learn them as background).
 public enum Tiling {
     public struct Tile: Sendable, Equatable {
         public var x: Int, y: Int, width: Int, height: Int
         public var objects: [(bbox: [Double], category: String, difficult: Bool)]
+        /// Clipped parts [x, y, w, h] of boxes with less than `minVisible` of their area in the tile.
+        public var ignoreBoxes: [[Double]] = []
         public static func == (a: Tile, b: Tile) -> Bool {
             a.x == b.x && a.y == b.y && a.width == b.width && a.height == b.height && a.objects.count == b.objects.count
+                && a.ignoreBoxes == b.ignoreBoxes
                 && zip(a.objects, b.objects).allSatisfy { $0.bbox == $1.bbox && $0.category == $1.category && $0.difficult == $1.difficult }
         }
     }
@@ -97,16 +103,17 @@ public enum Tiling {
             for tx in origins(w, size: size, stride: size - gap) {
                 let tw = min(size, w - tx), th = min(size, h - ty)
                 var objs: [(bbox: [Double], category: String, difficult: Bool)] = []
+                var ignore: [[Double]] = []
                 for o in objects {
                     let b = o.bbox
                     let x0 = max(b[0], Double(tx)), y0 = max(b[1], Double(ty))
                     let x1 = min(b[0] + b[2], Double(tx + tw)), y1 = min(b[1] + b[3], Double(ty + th))
                     guard x1 > x0, y1 > y0 else { continue }
                     let visible = (x1 - x0) * (y1 - y0) / (b[2] * b[3])
-                    guard visible >= minVisible else { continue }
-                    objs.append(([x0 - Double(tx), y0 - Double(ty), x1 - x0, y1 - y0], o.category, o.difficult || visible < 1))
+                    let clipped = [x0 - Double(tx), y0 - Double(ty), x1 - x0, y1 - y0]
+                    if visible >= minVisible { objs.append((clipped, o.category, o.difficult || visible < 1)) } else { ignore.append(clipped) }
                 }
-                out.append(Tile(x: tx, y: ty, width: tw, height: th, objects: objs))
+                out.append(Tile(x: tx, y: ty, width: tw, height: th, objects: objs, ignoreBoxes: ignore))
             }
         }
         return out

@@ -7,19 +7,34 @@ public protocol SampleSource: Sendable {
     func sample(_ index: Int) throws -> Sample
 }
 
-/// A batch: images as Float32 NCHW (normalised), and each image's boxes and labels.
+/// A batch: images as Float32 NCHW (normalised), and per image its detection targets in input pixels
+/// (after augmentation and letterbox) with the mapping back to the image the source delivered.
 public struct Batch: @unchecked Sendable {
     public var images: FloatBuffer
     public var shape: [Int]
+    /// Per image: object boxes [x, y, w, h] in input pixels, clipped to the image (not the padding),
+    /// each at least 1 px wide and high; an image may have none (all negatives).
     public var boxes: [[[Double]]]
+    /// Per image: one 0-based category index per box.
     public var labels: [[Int]]
+    /// Per image: ignore regions [x, y, w, h] in input pixels (see `Sample.ignoreBoxes`).
+    public var ignoreBoxes: [[[Double]]]
+    /// Per image: the source's image id (COCO image id, DOTA patch index; the sample index when the
+    /// source has none): the `image_id` of COCO results.
+    public var imageIds: [Int]
+    /// Per image: where the letterbox put it; `letterboxes[i].toOriginal(box)` maps a prediction back.
+    public var letterboxes: [Letterbox]
+    /// Boxes dropped from this batch because they were narrower or lower than 1 input pixel after
+    /// augmentation, letterbox and clipping (tiny objects shrunk by the resize, slivers at a border).
+    public var droppedBoxes: Int
     /// Source indices of the images, in batch order.
     public var indices: [Int]
 }
 
 /// Batches a `SampleSource`: order shuffled by (seed, epoch), each sample augmented with its own
 /// generator derived from (seed, epoch, index), letterboxed to `size`, normalised with `mean`/`std`
-/// (per channel, on 0..255 values). Decoding and augmentation run on a background thread, `prefetch`
+/// (per channel, on 0..255 values); boxes are clipped to the image and those under 1 px dropped and
+/// counted (`Batch.droppedBoxes`). Decoding and augmentation run on a background thread, `prefetch`
 /// batches ahead, so the same seed gives the same batches whatever the timing.
 public final class Loader: @unchecked Sendable {
     public struct Config: Sendable {
@@ -64,7 +79,8 @@ public final class Loader: @unchecked Sendable {
     public func makeBatch(epoch: Int, indices: [Int]) throws -> Batch {
         let c = config.channels, s = config.size
         let buf = FloatBuffer(count: indices.count * c * s * s)
-        var boxes: [[[Double]]] = [], labels: [[Int]] = []
+        var boxes: [[[Double]]] = [], labels: [[Int]] = [], ignore: [[[Double]]] = []
+        var ids: [Int] = [], maps: [Letterbox] = [], dropped = 0
         for (b, idx) in indices.enumerated() {
             var sample = try source.sample(idx)
             guard sample.image.channels == c else {
@@ -74,16 +90,19 @@ public final class Loader: @unchecked Sendable {
                 var rng = RNG(seed: config.seed ^ (UInt64(epoch) << 40) ^ UInt64(idx) &* 0xD6E8_FEB8_6659_FD93)
                 sample = Augment.apply(policy, to: sample, rng: &rng)
             }
-            let (lb, _, _, _) = Augment.letterbox(sample, size: s)
+            let (boxed, m) = Augment.letterbox(sample, size: s)
+            let (lb, lost) = Augment.clip(boxed, x: m.dx, y: m.dy, width: m.width, height: m.height)
             let px = lb.image.pixels
             for k in 0..<c {
                 let m = config.mean[k], inv = 1 / config.std[k]
                 let dst = buf.pointer + (b * c + k) * s * s
                 for i in 0..<(s * s) { dst[i] = (Float(px[i * c + k]) - m) * inv }
             }
-            boxes.append(lb.boxes); labels.append(lb.labels)
+            boxes.append(lb.boxes); labels.append(lb.labels); ignore.append(lb.ignoreBoxes)
+            ids.append(lb.imageId ?? idx); maps.append(m); dropped += lost
         }
-        return Batch(images: buf, shape: [indices.count, c, s, s], boxes: boxes, labels: labels, indices: indices)
+        return Batch(images: buf, shape: [indices.count, c, s, s], boxes: boxes, labels: labels, ignoreBoxes: ignore,
+                     imageIds: ids, letterboxes: maps, droppedBoxes: dropped, indices: indices)
     }
 
     /// Iterates an epoch's batches, prepared `prefetch` ahead on a background thread.

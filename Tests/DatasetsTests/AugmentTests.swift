@@ -39,8 +39,8 @@ final class AugmentTests: XCTestCase {
         let c = Augment.crop(s, x: 5, y: 1, width: 10, height: 8, minVisible: 0.3)
         XCTAssertEqual(c.boxes, [[0, 1, 4, 4]]); XCTAssertEqual(c.boxes[0], brightBox(c.image))
         XCTAssertTrue(Augment.crop(s, x: 7, y: 0, width: 10, height: 8, minVisible: 0.5).boxes.isEmpty, "a box with 1/3 visible is dropped")
-        let (l, k, dx, dy) = Augment.letterbox(s, size: 40)
-        XCTAssertEqual(k, 2); XCTAssertEqual(dx, 0); XCTAssertEqual(dy, 8)
+        let (l, m) = Augment.letterbox(s, size: 40)
+        XCTAssertEqual(m, Letterbox(scale: 2, dx: 0, dy: 8, originalWidth: 20, originalHeight: 12))
         XCTAssertEqual(l.boxes[0], [6, 12, 12, 8])
         XCTAssertEqual(l.image.pixels[0], 114)
     }
@@ -63,5 +63,83 @@ final class AugmentTests: XCTestCase {
         var rng = RNG(seed: 1)
         let j = Augment.colorJitter(s, brightness: 0.2, contrast: 0.2, saturation: 0.2, rng: &rng)
         XCTAssertEqual(j.boxes, s.boxes); XCTAssertNotEqual(j.image, s.image)
+    }
+
+    /// The bright rectangle is an ignore region (no objects): every geometric augmentation must move it
+    /// exactly as it moves boxes.
+    func testIgnoreRegionsMoveExactlyLikeBoxes() {
+        let b = sample()
+        let s = Sample(image: b.image, ignoreBoxes: b.boxes, imageId: 42)
+        var p = Augment.Policy(); p.scaleCrop = 1; p.scaleRange = (1, 1)
+        var outs = [Augment.flipHorizontal(s), Augment.flipVertical(s), Augment.rotate90(s, quarterTurns: 1),
+                    Augment.rotate90(s, quarterTurns: 3), Augment.resize(s, width: 40, height: 24), Augment.letterbox(s, size: 40).sample]
+        for seed in 0..<12 { var rng = RNG(seed: UInt64(seed)); outs.append(Augment.apply(p, to: s, rng: &rng)) }
+        for (i, t) in outs.enumerated() {
+            XCTAssertTrue(t.boxes.isEmpty && t.labels.isEmpty, "case \(i)")
+            XCTAssertEqual(t.imageId, 42, "case \(i)")
+            XCTAssertEqual(t.ignoreBoxes.count, 1, "case \(i)")
+            let bb = brightBox(t.image)
+            for k in 0..<4 { XCTAssertEqual(t.ignoreBoxes[0][k], bb[k], accuracy: 1, "case \(i)") }
+        }
+        // The same geometry applied to a sample carrying the rectangle as both: identical numbers.
+        let both = Sample(image: b.image, boxes: b.boxes, labels: [7], ignoreBoxes: b.boxes)
+        for t in [Augment.flipHorizontal(both), Augment.flipVertical(both), Augment.rotate90(both, quarterTurns: 1),
+                  Augment.resize(both, width: 33, height: 17), Augment.letterbox(both, size: 37).sample] {
+            XCTAssertEqual(t.ignoreBoxes, t.boxes)
+        }
+    }
+
+    func testCropTurnsCutBoxesIntoIgnoreRegions() {
+        var s = sample()   // box [3, 2, 6, 4]
+        s.ignoreBoxes = [[12, 2, 4, 4], [0, 10, 2, 2]]
+        // Window x 7..17, y 0..8: the box keeps 2 of 6 columns (1/3 < 0.5): an ignore region now.
+        let c = Augment.crop(s, x: 7, y: 0, width: 10, height: 8, minVisible: 0.5)
+        XCTAssertTrue(c.boxes.isEmpty); XCTAssertTrue(c.labels.isEmpty)
+        // cut box [0, 2, 2, 4]; first ignore region clipped to the window; the second is outside: gone.
+        XCTAssertEqual(c.ignoreBoxes, [[0, 2, 2, 4], [5, 2, 4, 4]])
+        // A box thinner than one pixel after the cut is an ignore region too, however visible.
+        let t = Augment.crop(Sample(image: s.image, boxes: [[6.5, 2, 1, 4]], labels: [1]), x: 7, y: 0, width: 10, height: 8, minVisible: 0.1)
+        XCTAssertTrue(t.boxes.isEmpty); XCTAssertEqual(t.ignoreBoxes, [[0, 2, 0.5, 4]])
+        // A box wholly outside the window is not in the picture: neither object nor ignore region.
+        let u = Augment.crop(s, x: 10, y: 0, width: 10, height: 8)
+        XCTAssertTrue(u.boxes.isEmpty); XCTAssertEqual(u.ignoreBoxes, [[2, 2, 4, 4]])
+        // Fully visible boxes stay objects (classification chips' full-frame box survives every crop size).
+        let v = Augment.crop(s, x: 2, y: 1, width: 10, height: 8)
+        XCTAssertEqual(v.boxes, [[1, 1, 6, 4]]); XCTAssertEqual(v.labels, [7])
+    }
+
+    func testClipDropsAndCountsDegenerateBoxes() {
+        let img = Image(width: 20, height: 10, channels: 3)
+        let s = Sample(image: img, boxes: [[-2, 1, 5, 3], [4, 4, 0.5, 3], [19.5, 2, 3, 3], [30, 2, 3, 3], [5, 5, 2, 2]], labels: [0, 1, 2, 3, 4],
+                       ignoreBoxes: [[-5, -5, 3, 3], [18, 8, 5, 5]])
+        let (c, dropped) = Augment.clip(s, x: 0, y: 0, width: 20, height: 10)
+        XCTAssertEqual(c.boxes, [[0, 1, 3, 3], [5, 5, 2, 2]]); XCTAssertEqual(c.labels, [0, 4])
+        XCTAssertEqual(dropped, 3, "0.5 px wide, 0.5 px left inside, wholly outside")
+        XCTAssertEqual(c.ignoreBoxes, [[18, 8, 2, 2]])
+    }
+
+    func testLetterboxMapsBackToTheOriginalImage() {
+        // 301 x 203 into 256: the short side rounds (203 * 256 / 301 = 172.6 -> 173), so the exact
+        // vertical factor differs from the nominal scale; the mapping must use the rounded size.
+        let m = Letterbox(originalWidth: 301, originalHeight: 203, size: 256)
+        XCTAssertEqual(m.width, 256); XCTAssertEqual(m.height, 173); XCTAssertEqual(m.dx, 0); XCTAssertEqual(m.dy, 41)
+        XCTAssertEqual(m.scale, 256.0 / 301, accuracy: 1e-15)
+        for b in [[0.0, 0, 301, 203], [10.5, 20.25, 30, 40], [290, 190, 11, 13]] {
+            let back = m.toOriginal(m.toInput(b))
+            for k in 0..<4 { XCTAssertEqual(back[k], b[k], accuracy: 1e-9) }
+        }
+        // Predictions reaching into the padding are clipped to the image; one wholly in it has no area.
+        XCTAssertEqual(m.toOriginal([-10, 30, 30, 300]), [0, 0, 20 * 301.0 / 256, 203])
+        XCTAssertEqual(m.toOriginal([10, 0, 20, 30])[3], 0)
+        // The letterboxed pixels agree with the mapping: the bright rectangle maps back to where it was.
+        let s = sample(w: 61, h: 37, box: [13, 9, 17, 11])
+        let (l, lm) = Augment.letterbox(s, size: 50)
+        XCTAssertEqual(lm, Letterbox(originalWidth: 61, originalHeight: 37, size: 50))
+        XCTAssertEqual(l.boxes[0], lm.toInput(s.boxes[0]))
+        let seen = lm.toOriginal(brightBox(l.image))
+        for k in 0..<4 { XCTAssertEqual(seen[k], s.boxes[0][k], accuracy: 2) }
+        // An image already at the input size is not touched.
+        let (same, id) = Augment.letterbox(sample(w: 16, h: 16, box: [1, 1, 4, 4]), size: 16)
+        XCTAssertEqual(id, Letterbox(scale: 1, dx: 0, dy: 0, originalWidth: 16, originalHeight: 16)); XCTAssertEqual(same.boxes, [[1, 1, 4, 4]])
     }
 }

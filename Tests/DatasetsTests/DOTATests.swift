@@ -75,7 +75,7 @@ final class DOTASourceTests: XCTestCase {
         for d in ["images", "labelTxt"] { try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
         try ImageCodec.writePNG(Image(width: 300, height: 200, channels: 3, fill: 90), to: root + "/images/P0001.png")
         try "gsd:0.5\n10 10 40 10 40 30 10 30 plane 0\n250 150 280 150 280 170 250 170 ship 0\n".write(toFile: root + "/labelTxt/P0001.txt", atomically: true, encoding: .utf8)
-        let src = try DOTASource(root: root, size: 200, gap: 50)
+        let src = try DOTASource(root: root, tile: 200, gap: 50)
         XCTAssertEqual(src.categories, ["plane", "ship"])
         XCTAssertEqual(src.patches.map(\.tile.x), [0, 100])
         let s0 = try src.sample(0)
@@ -84,5 +84,86 @@ final class DOTASourceTests: XCTestCase {
         XCTAssertThrowsError(try DOTASource(root: root, categories: ["plane"])) { XCTAssertTrue("\($0)".contains("unknown category 'ship'")) }
         try FileManager.default.removeItem(atPath: root + "/labelTxt/P0001.txt")
         XCTAssertThrowsError(try DOTASource(root: root)) { XCTAssertTrue("\($0)".contains("P0001.txt")) }
+    }
+
+    func dir(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("qat-dota-\(name)-\(getpid())-\(UUID().uuidString.prefix(8))").path
+    }
+
+    func makeSplit(_ root: String, _ split: String, labels: [String: String], width: Int = 300, height: Int = 200) throws {
+        for d in ["images", "labelTxt"] { try FileManager.default.createDirectory(atPath: "\(root)/\(split)/\(d)", withIntermediateDirectories: true) }
+        for (stem, text) in labels {
+            try ImageCodec.writePNG(Image(width: width, height: height, channels: 3, fill: 90), to: "\(root)/\(split)/images/\(stem).png")
+            try text.write(toFile: "\(root)/\(split)/labelTxt/\(stem).txt", atomically: true, encoding: .utf8)
+        }
+    }
+
+    func testSplitsShareTheTrainCategoriesAndUnknownOnesNameFileAndLine() throws {
+        let root = dir("splits")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeSplit(root, "train", labels: ["P1": "10 10 40 10 40 30 10 30 plane 0\n50 50 80 50 80 70 50 70 ship 0\n60 10 90 10 90 30 60 30 harbor 0\n"])
+        try makeSplit(root, "val", labels: ["P2": "imagesource:x\n10 10 40 10 40 30 10 30 ship 0\n"])
+        let train = try DOTASource(root: root, split: "train", tile: 256, gap: 64)
+        XCTAssertEqual(train.categories, ["harbor", "plane", "ship"])
+        // On its own, val would call ship category 0; with train's list it is 2 there too.
+        XCTAssertEqual(try DOTASource(root: root, split: "val", tile: 256, gap: 64).categories, ["ship"])
+        let val = try DOTASource(root: root, split: "val", tile: 256, gap: 64, categories: train.categories)
+        XCTAssertEqual(try val.sample(0).labels, [2])
+        try makeSplit(root, "test", labels: ["P3": "gsd:0.3\n10 10 40 10 40 30 10 30 plane 0\n\n50 50 80 50 80 70 50 70 helicopter 0\n"])
+        do { _ = try DOTASource(root: root, split: "test", categories: train.categories); XCTFail("unknown category accepted") } catch {
+            XCTAssertEqual("\(error)", "\(root)/test/labelTxt/P3.txt: line 4: unknown category 'helicopter'; known: harbor, plane, ship. "
+                           + "Every split must use one list: pass the train split's categories to the others, or fix the label")
+        }
+        XCTAssertThrowsError(try DOTASource(root: root, split: "tset")) { XCTAssertTrue("\($0)".contains("/tset: does not exist; a DOTA dataset holds one folder per split")) }
+        XCTAssertThrowsError(try DOTASource(root: root, split: "train", categories: ["plane", "ship", "plane", "harbor"])) {
+            XCTAssertTrue("\($0)".contains("must not repeat"))
+        }
+    }
+
+    func testDifficultAndCutObjectsBecomeIgnoreRegions() throws {
+        let root = dir("ignore")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // 300 x 200 in tiles of 200 with gap 50: tiles at x 0 and 100. Objects: a plane (clean), a
+        // difficult ship, a plane straddling x = 200 with 20 of 40 columns in tile 0 (50% < 70%: cut
+        // below minVisible) and a plane at x 185..205 with 75% in tile 0 (kept by the devkit, marked
+        // difficult because it was cut).
+        let labels = """
+        10 10 40 10 40 30 10 30 plane 0
+        50 100 80 100 80 120 50 120 ship 1
+        180 150 220 150 220 170 180 170 plane 0
+        185 50 205 50 205 70 185 70 plane 0
+        """
+        try makeSplit(root, "train", labels: ["P0001": labels])
+        let src = try DOTASource(root: root, split: "train", tile: 200, gap: 50)
+        XCTAssertEqual(src.patches.map(\.tile.x), [0, 100])
+        let s0 = try src.sample(0), s1 = try src.sample(1)
+        XCTAssertEqual(s0.imageId, 0); XCTAssertEqual(s1.imageId, 1)
+        XCTAssertEqual(s0.boxes, [[10, 10, 30, 20]]); XCTAssertEqual(s0.labels, [0])
+        XCTAssertEqual(s0.ignoreBoxes, [[180, 150, 20, 20], [50, 100, 30, 20], [185, 50, 15, 20]])
+        XCTAssertEqual(src.patches[0].tile.ignoreBoxes, [[180, 150, 20, 20]])
+        // In tile 1 (x 100..300) both right-hand planes are whole.
+        XCTAssertEqual(s1.boxes, [[80, 150, 40, 20], [85, 50, 20, 20]]); XCTAssertEqual(s1.ignoreBoxes, [])
+    }
+
+    func testImagesAndLabelsLinkedFromOutsideAreRefused() throws {
+        let root = dir("links")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeSplit(root, "train", labels: ["P1": "10 10 40 10 40 30 10 30 plane 0\n"])
+        try makeSplit(root, "elsewhere", labels: ["Q1": "10 10 40 10 40 30 10 30 plane 0\n"])
+        let fm = FileManager.default
+        try fm.createSymbolicLink(atPath: root + "/train/images/P2.png", withDestinationPath: root + "/elsewhere/images/Q1.png")
+        try fm.createSymbolicLink(atPath: root + "/train/labelTxt/P2.txt", withDestinationPath: root + "/train/labelTxt/P1.txt")
+        XCTAssertThrowsError(try DOTASource(root: root, split: "train")) {
+            XCTAssertTrue("\($0)".hasPrefix(root + "/train/images/P2.png: resolves to ") && "\($0)".contains("symbolic link"), "\($0)")
+        }
+        // The image inside, the label linked from outside.
+        try fm.removeItem(atPath: root + "/train/images/P2.png"); try fm.removeItem(atPath: root + "/train/labelTxt/P2.txt")
+        try ImageCodec.writePNG(Image(width: 30, height: 30, channels: 3), to: root + "/train/images/P2.png")
+        try fm.createSymbolicLink(atPath: root + "/train/labelTxt/P2.txt", withDestinationPath: root + "/elsewhere/labelTxt/Q1.txt")
+        XCTAssertThrowsError(try DOTASource(root: root, split: "train")) { XCTAssertTrue("\($0)".hasPrefix(root + "/train/labelTxt/P2.txt: resolves to "), "\($0)") }
+        // Links inside the split are fine.
+        try fm.removeItem(atPath: root + "/train/labelTxt/P2.txt")
+        try fm.createSymbolicLink(atPath: root + "/train/labelTxt/P2.txt", withDestinationPath: root + "/train/labelTxt/P1.txt")
+        XCTAssertEqual(try DOTASource(root: root, split: "train").count, 2)
     }
 }

@@ -13,6 +13,17 @@ struct CountingSource: SampleSource {
     }
 }
 
+/// 160 x 80 images: an object that survives the 16 px letterbox (scale 0.1), one that shrinks below a
+/// pixel, an ignore region; every third image has no objects at all. Image ids are 1000 + index.
+struct DetectionSource: SampleSource {
+    var count: Int
+    func sample(_ i: Int) throws -> Sample {
+        let img = Image(width: 160, height: 80, channels: 3, fill: 50)
+        if i % 3 == 0 { return Sample(image: img, imageId: 1000 + i) }
+        return Sample(image: img, boxes: [[20, 10, 40, 30], [100, 50, 5, 5]], labels: [1, 2], ignoreBoxes: [[120, 0, 40, 20]], imageId: 1000 + i)
+    }
+}
+
 final class LoaderTests: XCTestCase {
     func config() -> Loader.Config {
         var c = Loader.Config(); c.batchSize = 4; c.size = 16; c.mean = [0, 0, 0]; c.std = [1, 1, 1]; c.seed = 9
@@ -66,5 +77,36 @@ final class LoaderTests: XCTestCase {
         XCTAssertNil(abandoned)
         var bad = config(); bad.std = [1, 0, 1]
         XCTAssertThrowsError(try Loader(CountingSource(count: 1), config: bad))
+    }
+
+    func testBatchCarriesDetectionTargetsAndTheMappingBack() throws {
+        var c = config(); c.shuffle = false; c.batchSize = 3
+        let l = try Loader(DetectionSource(count: 6), config: c)
+        let b = try l.makeBatch(epoch: 0, indices: [0, 1, 2])
+        XCTAssertEqual(b.imageIds, [1000, 1001, 1002])
+        let m = Letterbox(scale: 0.1, dx: 0, dy: 4, originalWidth: 160, originalHeight: 80)
+        XCTAssertEqual(b.letterboxes, [m, m, m])
+        XCTAssertEqual(b.boxes[0], []); XCTAssertEqual(b.labels[0], []); XCTAssertEqual(b.ignoreBoxes[0], [])
+        for k in 1...2 {
+            XCTAssertEqual(b.labels[k], [1], "the 5 px object is 0.5 px at input size: dropped")
+            for (x, y) in zip(b.boxes[k][0], [2.0, 5, 4, 3]) { XCTAssertEqual(x, y, accuracy: 1e-12) }
+            for (x, y) in zip(b.ignoreBoxes[k][0], [12.0, 4, 4, 2]) { XCTAssertEqual(x, y, accuracy: 1e-12) }
+            let back = b.letterboxes[k].toOriginal(b.boxes[k][0])
+            for (x, y) in zip(back, [20.0, 10, 40, 30]) { XCTAssertEqual(x, y, accuracy: 1e-9) }
+        }
+        XCTAssertEqual(b.droppedBoxes, 2)
+        // A source without ids: the sample index stands in.
+        XCTAssertEqual(try Loader(CountingSource(count: 5), config: c).makeBatch(epoch: 0, indices: [4, 2]).imageIds, [4, 2])
+        // With augmentation the targets stay inside the image part of the input and at least 1 px.
+        var a = c; a.policy = Augment.Policy(); a.policy!.scaleCrop = 1; a.size = 64
+        for batch in try drain(try Loader(DetectionSource(count: 12), config: a), epoch: 1) {
+            XCTAssertEqual(batch.boxes.map(\.count), batch.labels.map(\.count))
+            for (boxes, lb) in zip(batch.boxes, batch.letterboxes) {
+                for x in boxes {
+                    XCTAssertTrue(x[2] >= 1 && x[3] >= 1 && x[0] >= Double(lb.dx) && x[1] >= Double(lb.dy), "\(x)")
+                    XCTAssertTrue(x[0] + x[2] <= Double(lb.dx + lb.width) + 1e-9 && x[1] + x[3] <= Double(lb.dy + lb.height) + 1e-9, "\(x)")
+                }
+            }
+        }
     }
 }
