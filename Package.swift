@@ -41,11 +41,13 @@ let package = Package(
         // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
+        .target(name: "Evaluation", dependencies: ["Datasets"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels", "Optim", "Quant"], exclude: ["Fixtures"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),

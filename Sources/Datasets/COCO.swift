@@ -77,7 +77,7 @@ public struct COCODataset: Sendable, Equatable {
     }
 
     /// "at line L, column C" from Foundation's "around character N" (a byte offset).
-    static func location(of error: Error, in data: Data) -> String {
+    public static func location(of error: Error, in data: Data) -> String {
         let text = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
         guard let r = text.range(of: "character "), let n = Int(text[r.upperBound...].prefix { $0.isNumber }) else { return "" }
         var line = 1, col = 1

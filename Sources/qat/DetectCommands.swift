@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import Datasets
+import Evaluation
+
+struct Detect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detect", abstract: "Object detection: score detections against ground truth.",
+        subcommands: [Score.self])
+
+    struct Score: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "score",
+            abstract: "COCO bbox metrics of a results file, equal to pycocotools' COCOeval: the 12-line summary and per-class AP / AP50.")
+
+        @Argument(help: "Ground truth: a COCO annotation file (images with id, file_name, width, height; annotations; categories).")
+        var groundTruth: String
+        @Argument(help: "Detections: a COCO results file, [{\"image_id\", \"category_id\", \"bbox\": [x, y, w, h], \"score\"}, ...].")
+        var results: String
+        @Flag(help: "Count every category as one (pycocotools' useCats=0): does it find the objects at all, whatever their type?")
+        var classAgnostic = false
+        @Flag(help: "Print one JSON object (stats by name, per-class AP and AP50; null where a class has no ground truth).")
+        var json = false
+
+        func run() throws {
+            let gt: COCODataset, detections: [DetectionResult]
+            do {
+                gt = try COCODataset.load(groundTruth)
+                detections = try COCOResults.load(results, groundTruth: gt)
+            } catch let e as DataError { throw ValidationError(e.description) }
+            let clock = ContinuousClock(), start = clock.now
+            let r = try COCOEval.evaluate(gt, detections, classAgnostic: classAgnostic)
+            let seconds = (clock.now - start) / .seconds(1)
+
+            let names = Dictionary(uniqueKeysWithValues: gt.categories.map { ($0.id, $0.name) })
+            let rows = r.perClass.map { c in
+                let all = c.categoryId == COCOEvalResult.allCategories
+                return Row(categoryId: c.categoryId, name: all ? "(all categories)" : names[c.categoryId] ?? "?",
+                           groundTruth: gt.annotations.filter { (all || $0.categoryId == c.categoryId) && ($0.iscrowd ?? 0) == 0 }.count,
+                           detections: all ? detections.count : detections.filter { $0.categoryId == c.categoryId }.count,
+                           ap: c.ap, ap50: c.ap50)
+            }
+            if json {
+                let report = Report(groundTruth: groundTruth, results: results, classAgnostic: classAgnostic, images: r.imageIds.count,
+                                    detections: detections.count, stats: r.stats, classes: rows)
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(report), as: UTF8.self))
+                return
+            }
+            print(r.summary(), terminator: "")
+            print("\nPer class (area all, maxDets 100; AP over IoU 0.50:0.95, AP50 at IoU 0.50; gt counts non-crowd boxes):")
+            let width = max(8, rows.map(\.name.count).max() ?? 0)
+            print("  " + "id".leftPad(6) + "  " + "category".rightPad(width) + "gt".leftPad(8) + "dets".leftPad(8) + "AP".leftPad(8) + "AP50".leftPad(8))
+            for row in rows {
+                func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "-" }
+                print("  " + String(row.categoryId).leftPad(6) + "  " + row.name.rightPad(width) + String(row.groundTruth).leftPad(8)
+                      + String(row.detections).leftPad(8) + f(row.ap).leftPad(8) + f(row.ap50).leftPad(8))
+            }
+            print(String(format: "\n%d images, %d detections, evaluated in %.3f s", r.imageIds.count, detections.count, seconds))
+        }
+    }
+
+    struct Row: Encodable {
+        var categoryId: Int, name: String, groundTruth: Int, detections: Int, ap: Double?, ap50: Double?
+        enum CodingKeys: String, CodingKey { case categoryId = "category_id", name, groundTruth = "ground_truth", detections, ap, ap50 }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(categoryId, forKey: .categoryId); try c.encode(name, forKey: .name)
+            try c.encode(groundTruth, forKey: .groundTruth); try c.encode(detections, forKey: .detections)
+            try c.encode(ap, forKey: .ap); try c.encode(ap50, forKey: .ap50)  // null, not omitted, when undefined
+        }
+    }
+
+    struct Report: Encodable {
+        var groundTruth: String, results: String, classAgnostic: Bool, images: Int, detections: Int, stats: [Double], classes: [Row]
+        enum CodingKeys: String, CodingKey {
+            case groundTruth = "ground_truth", results, classAgnostic = "class_agnostic", images, detections, stats, classes
+        }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(groundTruth, forKey: .groundTruth); try c.encode(results, forKey: .results)
+            try c.encode(classAgnostic, forKey: .classAgnostic); try c.encode(images, forKey: .images)
+            try c.encode(detections, forKey: .detections); try c.encode(classes, forKey: .classes)
+            // pycocotools' -1 ("no ground truth in this range") as null.
+            let named = Dictionary(uniqueKeysWithValues: zip(COCOEvalResult.statNames, stats.map { $0 == -1 ? nil : $0 }))
+            try c.encode(named, forKey: .stats)
+        }
+    }
+}
+
+private extension String {
+    func leftPad(_ n: Int) -> String { String(repeating: " ", count: max(0, n - count)) + self }
+    func rightPad(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
+}
