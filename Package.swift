@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
-        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection"], swiftSettings: optimize),
         // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),

@@ -15,12 +15,50 @@ struct QAT: ParsableCommand {
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
         subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self])
+
+    /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the command.
+    static func main() {
+        BLASDispatch.reexecIfBetterKernelsExist()
+        main(nil)
+    }
 }
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Time the framework's reference workloads (use a release build).",
-        subcommands: [KernelsBench.self, TrainStepCommand.self, DataBenchCommand.self])
+        subcommands: [KernelsBench.self, TrainStepCommand.self, DataBenchCommand.self, DetectorBenchCommand.self])
+}
+
+struct DetectorBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detector",
+        abstract: "RetinaNet (MobileNetV2 x0.5 + FPN + heads, 12 classes, batch 8 at 256 px): training step, inference, NMS of 10k boxes (bench_torch.py's retinanet_train, retinanet_infer, nms10k).")
+
+    @Option(help: "Timed repetitions per workload (median is reported, after 3 warm-up runs).")
+    var reps: Int = 10
+
+    @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
+    var threads: Int?
+
+    @Flag(help: "Print the report as JSON instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard reps >= 1 else { throw ValidationError("--reps must be at least 1, got \(reps)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreads(threads) }
+        let r = try DetectorBench.run(reps: reps)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
+        } else {
+            print(DetectorBench.format(r))
+        }
+    }
 }
 
 struct KernelsBench: ParsableCommand {

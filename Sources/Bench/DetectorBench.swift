@@ -1,0 +1,81 @@
+import Foundation
+import Kernels
+import Autodiff
+import NN
+import Optim
+import Detection
+
+/// `qat bench detector`: the `retinanet_train`, `retinanet_infer` and `nms10k` workloads of
+/// shared/tools/reference/bench_torch.py. RetinaNet on MobileNetV2 x0.5 features (C3-C5 at strides 8, 16,
+/// 32), FPN with 64 channels and P6/P7, anchors (16, 32, 64, 128, 256) x int-truncated 2^(0, 1/3, 2/3) x
+/// ratios (0.5, 1, 2), 12 classes, focal + L1 losses; batch 8 of 3x256x256 images with 5 random boxes
+/// each (xy uniform in [0, 190), wh uniform in [16, 64)); SGD(lr 0.01, momentum 0.9). Inference: eval
+/// forward, decoding and NMS. nms10k and the IoU/matching rows: `DetectionBench`.
+public enum DetectorBench {
+    public struct Report: Codable, Sendable {
+        public var threads: Int
+        /// OpenBLAS's kernel set (see `BLASDispatch`).
+        public var blas: String
+        public var reps: Int
+        public var trainMsPerStep: Double
+        public var inferMsPerBatch: Double
+        /// Detection's own hot paths (IoU, matching, nms10k), from `DetectionBench`.
+        public var rows: [String: Double]
+        public var parameters: Int
+        public var anchors: Int
+        /// Peak resident set size of the process after the training steps (getrusage), MiB.
+        public var peakRSSMiB: Double
+    }
+
+    public static func makeModel(width: Double = 0.5, classes: Int = 12, rng: inout RNG) throws -> RetinaNet {
+        let backbone = try Backbones.make("mobilenet_v2", width: width, numClasses: nil, rng: &rng)
+        return try RetinaNet(backbone: backbone, config: RetinaNetConfig(numClasses: classes), rng: &rng)
+    }
+
+    /// Eight images and their targets, drawn like bench_torch.py's (its generator is torch's; the
+    /// distributions are the same).
+    public static func batch(rng: inout RNG, size: Int = 256, classes: Int = 12) -> (Tensor, [DetectionTarget]) {
+        let images = Tensor.uniform([8, 3, size, size], low: 0, high: 1, rng: &rng)
+        let targets = (0..<8).map { _ -> DetectionTarget in
+            var u = [Float](repeating: 0, count: 20)
+            rng.fillUniform(&u, count: 20, low: 0, high: 1)
+            let boxes = (0..<5).map { i -> [Float] in
+                let x = u[4 * i] * 190, y = u[4 * i + 1] * 190, w = u[4 * i + 2] * 48 + 16, h = u[4 * i + 3] * 48 + 16
+                return [x, y, x + w, y + h]
+            }
+            return DetectionTarget(boxes: XYXYBoxes(boxes), labels: (0..<5).map { Int(u[4 * $0] * 1000) % classes })
+        }
+        return (images, targets)
+    }
+
+    public static func run(reps: Int) throws -> Report {
+        var rng = RNG(seed: 0)
+        let model = try makeModel(rng: &rng)
+        let (images, targets) = batch(rng: &rng)
+        let opt = SGD(model.namedParameters(), lr: 0.01, momentum: 0.9)
+        model.train()
+        let train = timeMedian(reps: reps) {
+            opt.zeroGrad()
+            let l = model.losses(images: images, targets: targets)
+            (l["classification"]! + l["bbox_regression"]!).backward()
+            opt.step()
+        }
+        let peak = TrainStepBench.peakRSSMiB()
+        model.eval()
+        let anchors = noGrad { model.headOutputs(images).anchors.count }
+        let infer = timeMedian(reps: reps) { _ = model.detect(images) }
+        let rows = Dictionary(uniqueKeysWithValues: DetectionBench.run(reps: reps).map { ($0.name, $0.ms) })
+        return Report(threads: Parallel.threads, blas: BLASDispatch.coreName, reps: reps, trainMsPerStep: train, inferMsPerBatch: infer, rows: rows,
+                      parameters: model.parameterCount, anchors: anchors, peakRSSMiB: peak)
+    }
+
+    public static func format(_ r: Report) -> String {
+        """
+        qat bench detector: RetinaNet MobileNetV2 x0.5 + FPN(64, P3-P7) + heads, 12 classes, \(r.anchors) anchors, \(r.parameters) parameters; batch 8 x 3 x 256 x 256; \(r.threads) thread(s), OpenBLAS \(r.blas) kernels, median of \(r.reps) after 3 warm-up
+        retinanet_train: \(String(format: "%.1f", r.trainMsPerStep)) ms/step (SGD, focal + L1)
+        retinanet_infer: \(String(format: "%.1f", r.inferMsPerBatch)) ms/batch (forward, decode, NMS)
+        nms10k: \(String(format: "%.2f", r.rows["nms10k"] ?? .nan)) ms; boxIoU 100 x 20k: \(String(format: "%.2f", r.rows["iou"] ?? .nan)) ms; matching (IoU included): \(String(format: "%.2f", r.rows["match"] ?? .nan)) ms
+        peak RSS after training steps \(String(format: "%.0f", r.peakRSSMiB)) MiB
+        """
+    }
+}
