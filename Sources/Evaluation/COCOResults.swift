@@ -19,13 +19,9 @@ public enum COCOResults {
     /// both here are mistakes worth a message), every bbox 4 finite numbers with w, h >= 0, every
     /// score finite. An empty array is valid (every AP is then 0).
     public static func parse(_ data: Data, file: String, groundTruth: COCODataset) throws -> [DetectionResult] {
-        do { _ = try JSONSerialization.jsonObject(with: data) } catch {
-            throw DataError(file: file, "malformed JSON" + COCODataset.location(of: error, in: data) + nonFiniteHint(error, data)
-                            + "; fix the syntax (a trailing comma? an unquoted key?)")
-        }
         let results: [DetectionResult]
         do { results = try JSONDecoder().decode([DetectionResult].self, from: data) } catch let e as DecodingError {
-            throw DataError(file: file, describe(e))
+            throw DataError(file: file, explain(e, data))
         }
         let images = Set(groundTruth.images.map(\.id))
         let categories = Set(groundTruth.categories.map(\.id))
@@ -59,6 +55,28 @@ public enum COCOResults {
         } catch {
             throw DataError(file: path, "cannot be written: \(error.localizedDescription)")
         }
+    }
+
+    /// JSONDecoder (one pass, no object tree: a 600k-entry file would take gigabytes through
+    /// JSONSerialization) says only "not valid JSON" for syntax errors and for a non-integer id; on
+    /// that path JSONSerialization finds the line and column, or each entry is decoded alone to find
+    /// the one that fails.
+    static func explain(_ e: DecodingError, _ data: Data) -> String {
+        guard case .dataCorrupted(let c) = e, c.codingPath.isEmpty else { return describe(e) }
+        do { _ = try JSONSerialization.jsonObject(with: data) } catch {
+            return "malformed JSON" + COCODataset.location(of: error, in: data) + nonFiniteHint(error, data)
+                + "; fix the syntax (a missing comma? an unquoted key?)"
+        }
+        if let probes = try? JSONDecoder().decode([Probe].self, from: data), let n = probes.firstIndex(where: \.failed) {
+            return "entry \(n): a value has the wrong form; image_id and category_id must be integers, bbox 4 numbers, score a number"
+        }
+        return describe(e)
+    }
+
+    /// One entry decoded on its own, noting failure instead of failing the array.
+    struct Probe: Decodable {
+        var failed: Bool
+        init(from decoder: any Decoder) { failed = (try? DetectionResult(from: decoder)) == nil }
     }
 
     /// Python's `json.dump` writes non-finite floats as the bare tokens NaN / Infinity, which are not JSON.

@@ -1,6 +1,6 @@
-/// The evaluation inputs, as COCO files hold them: boxes `[x, y, w, h]` in pixels (continuous
-/// coordinates, no VOC +1), `Double` throughout because pycocotools computes IoU in double and a
-/// `Float` round trip moves IoUs across thresholds.
+// The evaluation inputs, as COCO files hold them: boxes `[x, y, w, h]` in pixels (continuous
+// coordinates, no VOC +1), `Double` throughout because pycocotools computes IoU in double and a
+// `Float` round trip moves IoUs across thresholds.
 
 /// A box as COCO's `[x, y, width, height]` (top-left corner, size).
 public struct COCOBox: Sendable, Hashable {

@@ -44,6 +44,7 @@ final class COCOResultsTests: XCTestCase {
             (#"[{"image_id": 4, "category_id": 2, "bbox": [1, 2, 3, 4]}]"#, ["entry 0", "missing key 'score'"]),
             (#"[{"image_id": "4", "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}]"#, ["entry 0", "image_id", "an integer"]),
             (#"{"image_id": 4}"#, ["dets.json", "JSON array"]),
+            (#"[\#(ok), {"image_id": 4.5, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}]"#, ["entry 1", "must be integers"]),
             ("[\(ok),\n \(ok),\n {\"image_id\": 4, \"category_id\": 2, \"bbox\": [1, 2, 3, 4], \"score\": NaN}]", ["malformed JSON at line 3, column", "NaN", "non-finite"]),
             ("[\(ok),\n {\"image_id\": 4 \"category_id\": 2}]", ["dets.json", "malformed JSON at line 2, column"]),
         ]

@@ -27,7 +27,7 @@ final class DetectCLITests: XCTestCase {
         XCTAssertTrue(out.hasPrefix(try XCTUnwrap(expected.summary)), out)
         XCTAssertTrue(out.contains("type_1"), out)
         XCTAssertTrue(out.contains("type_2"), out)
-        XCTAssertTrue(out.contains("1 images, 5 detections"), out)
+        XCTAssertTrue(out.contains("1 images, 5 detections: files read in"), out)
     }
 
     func testScoreJSONAndClassAgnostic() throws {
