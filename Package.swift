@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
-        .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
+        .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
     ],
