@@ -112,7 +112,8 @@ public struct Recipe: Sendable, Equatable {
              .optString("path", \.path), .string("cache", \.cache), .section("synth", \.synth), .int("input_size", \.inputSize, min: 8),
              .section("augment", \.augment), Field.section("dota", \.dota).addedWithDetection()]
         }
-        static let pathNeeds = ["hdf5_chips": "a folder with train.h5, val.h5, test.h5",
+        /// The formats that read `data.path`, with what the folder holds.
+        public static let pathNeeds = ["hdf5_chips": "a folder with train.h5, val.h5, test.h5",
                                 "coco": "a folder with images/ and annotations/{train,val,test}.json",
                                 "dota": "a folder with train/, val/ and test/, each holding images/ and labelTxt/"]
         public func check(_ r: Reader, _ context: RecipeContext) throws {
@@ -304,15 +305,17 @@ public struct Recipe: Sendable, Equatable {
     public static let backbones = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18"]
     static let rangeMethods = ["minmax", "moving_minmax", "percentile", "mse", "lsq", "lsq_plus"]
 
-    /// What a task accepts for `data.format` and `eval.metric` (the first of each is the default).
+    /// What a task accepts for `data.format` and `eval.metric` (the first of each is the default), and
+    /// the format of a plain data folder (what `qat eval --data DIR` switches a synthetic recipe to).
     public struct TaskOptions: Sendable {
         public let name: String
         public let dataFormats: [String]
         public let evalMetrics: [String]
+        public let folderFormat: String
     }
     public static let tasks = [
-        TaskOptions(name: "classification", dataFormats: ["synth_chips", "hdf5_chips"], evalMetrics: ["accuracy", "macro_accuracy"]),
-        TaskOptions(name: "detection", dataFormats: ["synth_coco", "coco", "dota"], evalMetrics: ["map50", "map", "map75", "agnostic_map50"]),
+        TaskOptions(name: "classification", dataFormats: ["synth_chips", "hdf5_chips"], evalMetrics: ["accuracy", "macro_accuracy"], folderFormat: "hdf5_chips"),
+        TaskOptions(name: "detection", dataFormats: ["synth_coco", "coco", "dota"], evalMetrics: ["map50", "map", "map75", "agnostic_map50"], folderFormat: "coco"),
     ]
     public static func options(task: String) -> TaskOptions { tasks.first { $0.name == task } ?? tasks[0] }
 
