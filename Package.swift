@@ -44,7 +44,7 @@ let package = Package(
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
         .target(name: "Evaluation", dependencies: ["Datasets"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets"],
+        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation",
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels", "Optim", "Quant"], exclude: ["Fixtures"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
-        .testTarget(name: "RecipesTests", dependencies: ["Recipes"]),
+        .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat"]),
     ],

@@ -11,6 +11,7 @@ public struct COCODataset: Sendable, Equatable {
         public var width: Int
         public var height: Int
         enum CodingKeys: String, CodingKey { case id, fileName = "file_name", width, height }
+        public init(id: Int, fileName: String, width: Int, height: Int) { self.id = id; self.fileName = fileName; self.width = width; self.height = height }
     }
     public struct Annotation: Codable, Sendable, Equatable {
         public var id: Int
@@ -25,6 +26,11 @@ public struct COCODataset: Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case id, imageId = "image_id", categoryId = "category_id", bbox, area, iscrowd, ignore, angle, cleanCategoryId = "clean_category_id"
         }
+        public init(id: Int, imageId: Int, categoryId: Int, bbox: [Double], area: Double? = nil, iscrowd: Int? = nil, ignore: Int? = nil,
+                    angle: Double? = nil, cleanCategoryId: Int? = nil) {
+            self.id = id; self.imageId = imageId; self.categoryId = categoryId; self.bbox = bbox; self.area = area
+            self.iscrowd = iscrowd; self.ignore = ignore; self.angle = angle; self.cleanCategoryId = cleanCategoryId
+        }
         /// Crowd or explicitly ignored: neither a positive nor a negative for matching and evaluation.
         public var isIgnored: Bool { (iscrowd ?? 0) != 0 || (ignore ?? 0) != 0 }
     }
@@ -32,12 +38,17 @@ public struct COCODataset: Sendable, Equatable {
         public var id: Int
         public var name: String
         public var supercategory: String?
+        public init(id: Int, name: String, supercategory: String? = nil) { self.id = id; self.name = name; self.supercategory = supercategory }
     }
     struct File: Codable { var images: [ImageInfo]; var annotations: [Annotation]; var categories: [Category] }
 
     public var images: [ImageInfo]
     public var annotations: [Annotation]
     public var categories: [Category]
+
+    public init(images: [ImageInfo], annotations: [Annotation], categories: [Category]) {
+        self.images = images; self.annotations = annotations; self.categories = categories
+    }
 
     /// Annotations of each image id, in file order.
     public func annotations(forImage id: Int) -> [Annotation] { annotations.filter { $0.imageId == id } }

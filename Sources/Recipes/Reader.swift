@@ -27,11 +27,11 @@ public final class Reader {
         }
     }
 
-    func full(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    public func full(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
     /// The raw value (nil when absent or null).
     public func value(_ key: String) -> Tree? {
-        known.append(key)
+        if !known.contains(key) { known.append(key) }
         if case .null? = tree?[key] { return nil }
         return tree?[key]
     }
@@ -54,13 +54,15 @@ public final class Reader {
         return s
     }
 
-    public func optInt(_ key: String, min: Int? = nil) throws -> Int? {
+    public func optInt(_ key: String, min: Int? = nil, max: Int? = nil) throws -> Int? {
         guard let (s, v) = try scalar(key, "an integer") else { return nil }
         guard let i = Int(s) else { throw RecipeError(origin: v.origin, key: full(key), "expected an integer, got '\(s)'") }
+        if let min, let max, !(min...max).contains(i) { throw RecipeError(origin: v.origin, key: full(key), "must be \(min)..\(max), got \(i)") }
         if let min, i < min { throw RecipeError(origin: v.origin, key: full(key), "must be at least \(min), got \(i)") }
+        if let max, i > max { throw RecipeError(origin: v.origin, key: full(key), "must be at most \(max), got \(i)") }
         return i
     }
-    public func int(_ key: String, _ def: Int, min: Int? = nil) throws -> Int { try optInt(key, min: min) ?? def }
+    public func int(_ key: String, _ def: Int, min: Int? = nil, max: Int? = nil) throws -> Int { try optInt(key, min: min, max: max) ?? def }
 
     public func optDouble(_ key: String, min: Double? = nil, max: Double? = nil) throws -> Double? {
         guard let (s, v) = try scalar(key, "a number") else { return nil }

@@ -3,9 +3,12 @@ import Foundation
 /// A training recipe (`recipes/*.yaml`): every section with its defaults. `Recipe.load` reads a file
 /// with `base:` inheritance and `--set` overrides; `tree()` gives the fully resolved form that run
 /// directories and checkpoints store (every key, defaults filled in), which loads back to the same recipe.
+///
+/// Each section declares its defaults (the property declarations) and its keys once, in its `fields`
+/// table: key, property, validation. Reading and the resolved form both come from that table.
 public struct Recipe: Sendable, Equatable {
     public var name = "run"
-    /// classification (now) or detection (later; rejected with a clear message until then).
+    /// classification or detection (`Recipe.tasks`: the data formats and metrics of each).
     public var task = "classification"
     public var seed: UInt64 = 0
     /// Kernel and OpenBLAS threads (nil: QAT_NUM_THREADS or all cores).
@@ -15,17 +18,28 @@ public struct Recipe: Sendable, Equatable {
     public var train = Train()
     public var quant = Quant()
     public var eval = Eval()
+    /// The detector's FPN, head, anchors, matcher, loss and post-processing (detection recipes only).
+    public var detector = Detector()
 
-    public struct Model: Sendable, Equatable {
+    public struct Model: RecipeSection {
         public var backbone = "mobilenet_v2"
         public var width = 0.5
         /// Classification head: linear (global average pooling, dropout, linear layer).
         public var head = "linear"
         /// Dropout before the classifier (torchvision's MobileNet default 0.2).
         public var dropout = 0.2
+        /// A checkpoint whose float weights initialise the model where names and shapes match (before
+        /// training and before `quant.init_from`); e.g. a classification checkpoint of the same
+        /// backbone for a detector.
+        public var initFrom: String?
+        public init() {}
+        public static var fields: [Field<Model>] {
+            [.choice("backbone", \.backbone, Recipe.backbones), .double("width", \.width, min: 0.05, max: 4), .choice("head", \.head, ["linear"]),
+             .double("dropout", \.dropout, min: 0, max: 0.99), Field.optString("init_from", \.initFrom).addedWithDetection()]
+        }
     }
 
-    public struct Synth: Sendable, Equatable {
+    public struct Synth: RecipeSection {
         public var images = 300
         public var size = 192
         public var seed: UInt64 = 0
@@ -33,25 +47,83 @@ public struct Recipe: Sendable, Equatable {
         public var labelNoise = 0.0
         public var noiseMode = "symmetric"
         public var chipSize = 32
+        public init() {}
+        public static var fields: [Field<Synth>] {
+            [.int("images", \.images, min: 10), .int("size", \.size, min: 64), .seed("seed", \.seed), .double("imbalance", \.imbalance, min: 1),
+             .double("label_noise", \.labelNoise, min: 0, max: 1), .choice("noise_mode", \.noiseMode, ["symmetric", "similar"]),
+             .int("chip_size", \.chipSize, min: 8)]
+        }
     }
 
-    public struct Augment: Sendable, Equatable {
+    public struct Augment: RecipeSection {
         public var hflip = 0.5, vflip = 0.5, rot90 = 0.5
         public var colorJitter = 0.0
+        /// Probability of a random rescale by a factor in `scaleRange` followed by a crop (or pad) back
+        /// to the original size; boxes less than half visible are dropped.
+        public var scaleCrop = 0.0
+        public var scaleRange = [0.8, 1.2]
+        public init() {}
+        public static var fields: [Field<Augment>] {
+            [.double("hflip", \.hflip, min: 0, max: 1), .double("vflip", \.vflip, min: 0, max: 1), .double("rot90", \.rot90, min: 0, max: 1),
+             .double("color_jitter", \.colorJitter, min: 0, max: 1),
+             Field.double("scale_crop", \.scaleCrop, min: 0, max: 1).addedWithDetection(),
+             Field.doubleList("scale_range", \.scaleRange) { v in
+                 v.count == 2 && v[0] > 0 && v[0] <= v[1] ? nil : "expected [low, high] scale factors with 0 < low <= high, e.g. [0.8, 1.2]; got \(v)"
+             }.addedWithDetection()]
+        }
     }
 
-    public struct DataSpec: Sendable, Equatable {
-        /// synth_chips: generate (once, cached under `cache`) the synthetic aircraft benchmark and cut chips;
-        /// hdf5_chips: a folder with {train,val,test}.h5 as `qat data synth --chips` writes.
+    /// DOTA images are cut into overlapping square tiles (the DOTA devkit's ImgSplit).
+    public struct DOTATiles: RecipeSection {
+        public var tile = 1024
+        public var gap = 200
+        public init() {}
+        public static var fields: [Field<DOTATiles>] { [.int("tile", \.tile, min: 32), .int("gap", \.gap, min: 0)] }
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if gap >= tile { throw RecipeError(origin: r.value("gap")?.origin ?? r.tree?.origin, key: r.full("gap"), "must be smaller than tile (\(tile)), got \(gap)") }
+        }
+    }
+
+    public struct DataSpec: RecipeSection {
+        /// Classification: synth_chips (generate, once, under `cache`, the synthetic aircraft benchmark and
+        /// cut chips) or hdf5_chips (a folder with {train,val,test}.h5 as `qat data synth --chips` writes).
+        /// Detection: synth_coco (the synthetic benchmark as a COCO folder, cached the same way), coco
+        /// (`path` with images/ and annotations/{train,val,test}.json) or dota (`path` with train/, val/,
+        /// test/, each holding images/ and labelTxt/).
         public var format = "synth_chips"
         public var path: String?
         public var cache = "data/cache"
         public var synth = Synth()
         public var inputSize = 32
         public var augment = Augment()
+        public var dota = DOTATiles()
+        public init() {}
+        public static var fields: [Field<DataSpec>] {
+            [Field("format", read: { r, s, c in
+                let formats = Recipe.options(task: c.task).dataFormats
+                let f = try r.choice("format", formats.contains(s.format) ? s.format : formats[0], Recipe.tasks.flatMap(\.dataFormats))
+                guard formats.contains(f) else {
+                    let owner = Recipe.tasks.first { $0.dataFormats.contains(f) }!.name
+                    throw RecipeError(origin: r.value("format")?.origin, key: r.full("format"),
+                                      "'\(f)' is a \(owner) format but the recipe's task is \(c.task), which takes \(formats.joined(separator: ", ")) (or set task: \(owner))")
+                }
+                s.format = f
+            }, write: { s, _ in Resolved.string(s.format) }),
+             .optString("path", \.path), .string("cache", \.cache), .section("synth", \.synth), .int("input_size", \.inputSize, min: 8),
+             .section("augment", \.augment), Field.section("dota", \.dota).addedWithDetection()]
+        }
+        /// The formats that read `data.path`, with what the folder holds.
+        public static let pathNeeds = ["hdf5_chips": "a folder with train.h5, val.h5, test.h5",
+                                "coco": "a folder with images/ and annotations/{train,val,test}.json",
+                                "dota": "a folder with train/, val/ and test/, each holding images/ and labelTxt/"]
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if path == nil, let what = DataSpec.pathNeeds[format] {
+                throw RecipeError(origin: r.tree?.origin ?? r.fallbackOrigin, key: r.full("path"), "format \(format) needs data.path (\(what))")
+            }
+        }
     }
 
-    public struct Optimizer: Sendable, Equatable {
+    public struct Optimizer: RecipeSection {
         public var name = "sgd"
         public var lr = 0.05
         public var momentum = 0.9
@@ -60,18 +132,32 @@ public struct Recipe: Sendable, Equatable {
         public var betas = [0.9, 0.999]
         /// Learning-rate multiplier for quantizer scales and zero points (LSQ practice: smaller).
         public var quantLRScale = 1.0
+        public init() {}
+        public static var fields: [Field<Optimizer>] {
+            [.choice("name", \.name, ["sgd", "adam", "adamw"]), .double("lr", \.lr, min: 0), .double("momentum", \.momentum, min: 0, max: 1),
+             .bool("nesterov", \.nesterov), .double("weight_decay", \.weightDecay, min: 0),
+             .doubleList("betas", \.betas) { v in
+                 v.count == 2 && v.allSatisfy({ $0 >= 0 && $0 < 1 }) ? nil : "expected two numbers in [0, 1), e.g. [0.9, 0.999]; got \(v)"
+             },
+             .double("quant_lr_scale", \.quantLRScale, min: 0)]
+        }
     }
 
-    public struct Schedule: Sendable, Equatable {
+    public struct Schedule: RecipeSection {
         public var name = "cosine"
         public var warmupSteps = 0
         /// Final learning rate as a fraction of `lr` (cosine).
         public var minLRRatio = 0.0
         public var milestones: [Int] = []
         public var gamma = 0.1
+        public init() {}
+        public static var fields: [Field<Schedule>] {
+            [.choice("name", \.name, ["constant", "cosine", "step"]), .int("warmup_steps", \.warmupSteps, min: 0),
+             .double("min_lr_ratio", \.minLRRatio, min: 0, max: 1), .intList("milestones", \.milestones), .double("gamma", \.gamma, min: 0, max: 1)]
+        }
     }
 
-    public struct Train: Sendable, Equatable {
+    public struct Train: RecipeSection {
         public var epochs = 10
         /// Total optimizer steps; when set it replaces `epochs`.
         public var steps: Int?
@@ -84,18 +170,31 @@ public struct Recipe: Sendable, Equatable {
         public var logEvery = 20
         /// Consecutive non-finite losses that stop the run.
         public var maxNonFinite = 5
+        public init() {}
+        public static var fields: [Field<Train>] {
+            [.int("epochs", \.epochs, min: 0), .optInt("steps", \.steps, min: 0), .int("batch", \.batch, min: 2),
+             .section("optimizer", \.optimizer), .section("schedule", \.schedule),
+             .optDouble("clip_grad_norm", \.clipGradNorm, min: 0), .optDouble("ema", \.ema, min: 0, max: 0.999999),
+             .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1)]
+        }
     }
 
-    public struct QuantizerSpec: Sendable, Equatable {
+    public struct QuantizerSpec: RecipeSection {
         public var bits = 8
         public var symmetric = false
         public var perChannel = false
         public var learnable = true
         /// minmax, moving_minmax, percentile, mse, lsq, lsq_plus.
         public var range = "minmax"
+        public init() {}
+        public init(bits: Int = 8, perChannel: Bool = false) { self.bits = bits; self.perChannel = perChannel }
+        public static var fields: [Field<QuantizerSpec>] {
+            [.int("bits", \.bits, min: 2, max: 8), .bool("symmetric", \.symmetric), .bool("per_channel", \.perChannel),
+             .bool("learnable", \.learnable), .choice("range", \.range, Recipe.rangeMethods)]
+        }
     }
 
-    public struct Dropout: Sendable, Equatable {
+    public struct Dropout: RecipeSection {
         public var p = 0.0
         /// element, channel, tensor.
         public var granularity = "element"
@@ -105,6 +204,15 @@ public struct Recipe: Sendable, Equatable {
         public var steps = 0
         /// both, weights, activations.
         public var apply = "both"
+        public init() {}
+        public static var fields: [Field<Dropout>] {
+            [.double("p", \.p, min: 0, max: 1), .choice("granularity", \.granularity, ["element", "channel", "tensor"]),
+             .choice("schedule", \.schedule, ["constant", "linear"]), .double("start", \.start, min: 0, max: 1), .double("end", \.end, min: 0, max: 1),
+             .int("steps", \.steps, min: 0), .choice("apply", \.apply, ["both", "weights", "activations"])]
+        }
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if schedule == "linear" && steps < 1 { throw RecipeError(origin: r.tree?.origin, key: r.full("steps"), "a linear dropout schedule needs steps >= 1") }
+        }
     }
 
     public struct Override: Sendable, Equatable {
@@ -114,7 +222,7 @@ public struct Recipe: Sendable, Equatable {
         public var inputBits: Int?
     }
 
-    public struct Quant: Sendable, Equatable {
+    public struct Quant: RecipeSection {
         /// fp32, qat or ptq.
         public var mode = "fp32"
         public var weight = QuantizerSpec(bits: 8, perChannel: true)
@@ -133,16 +241,63 @@ public struct Recipe: Sendable, Equatable {
         public var overrides: [Override] = []
         /// FP32 (or QAT) checkpoint to start from: float weights load, quantizers calibrate.
         public var initFrom: String?
+        public init() {}
+        public static var fields: [Field<Quant>] {
+            [.choice("mode", \.mode, ["fp32", "qat", "ptq"]), .section("weight", \.weight), .section("activation", \.activation),
+             .bool("learn_zero_point", \.learnZeroPoint), .choice("grad_factor", \.gradFactor, ["one", "lsq_pytorch", "lsq_mqbench"]),
+             .choice("ste", \.ste, ["clipped", "identity"]), .section("dropout", \.dropout), .bool("fold_bn", \.foldBN),
+             .optInt("freeze_bn_after", \.freezeBNAfter, min: 0), .int("calibration_batches", \.calibrationBatches, min: 1),
+             .bool("residual_adds", \.residualAdds), .bool("equalize", \.equalize), .bool("bias_correction", \.biasCorrection),
+             overridesField, .optString("init_from", \.initFrom)]
+        }
+
+        /// Per-path overrides: a list of mappings whose bit keys are written only when set.
+        static var overridesField: Field<Quant> {
+            Field("overrides", read: { q, s, _ in
+                guard let items = try q.list("overrides") else { return }
+                s.overrides = try items.enumerated().map { i, item in
+                    let r = try Reader(item, path: q.full("overrides") + "[\(i)]", origin: item.origin)
+                    guard let pattern = try r.optString("pattern") else {
+                        throw RecipeError(origin: item.origin, key: r.full("pattern"), "each override needs a pattern (a glob over layer paths, e.g. 'features.0.*')")
+                    }
+                    let o = Override(pattern: pattern, skip: try r.bool("skip", false), weightBits: try r.optInt("weight_bits", min: 2, max: 8),
+                                     inputBits: try r.optInt("input_bits", min: 2, max: 8))
+                    try r.finish()
+                    return o
+                }
+            }, write: { s, _ in
+                Resolved.list(s.overrides.map { o in
+                    var e: [(String, Tree)] = [("pattern", Resolved.string(o.pattern)), ("skip", Resolved.bool(o.skip))]
+                    if let w = o.weightBits { e.append(("weight_bits", Resolved.int(w))) }
+                    if let a = o.inputBits { e.append(("input_bits", Resolved.int(a))) }
+                    return Resolved.map(e)
+                })
+            })
+        }
     }
 
-    public struct Eval: Sendable, Equatable {
+    public struct Eval: RecipeSection {
         public var split = "val"
         public var everyEpochs = 1
-        /// Metric that picks best.h5 (higher is better): accuracy or macro_accuracy.
+        /// Metric that picks best.h5 (higher is better), one of the task's `evalMetrics`: accuracy or
+        /// macro_accuracy; map (COCO AP over IoU 0.5:0.95), map50, map75 or agnostic_map50 (classes merged).
         public var metric = "accuracy"
         public var batch = 128
         /// Split evaluated with best.h5 at the end of the run ("none" to skip).
         public var finalSplit = "test"
+        public init() {}
+        public static var fields: [Field<Eval>] {
+            [.choice("split", \.split, ["train", "val", "test"]), .int("every_epochs", \.everyEpochs, min: 1),
+             Field("metric", read: { r, s, c in
+                 let metrics = Recipe.options(task: c.task).evalMetrics
+                 let m = try r.choice("metric", metrics.contains(s.metric) ? s.metric : metrics[0], Recipe.tasks.flatMap(\.evalMetrics))
+                 guard metrics.contains(m) else {
+                     throw RecipeError(origin: r.value("metric")?.origin, key: r.full("metric"), "'\(m)' is not a metric of task \(c.task), which has \(metrics.joined(separator: ", "))")
+                 }
+                 s.metric = m
+             }, write: { s, _ in Resolved.string(s.metric) }),
+             .int("batch", \.batch, min: 1), .choice("final_split", \.finalSplit, ["train", "val", "test", "none"])]
+        }
     }
 
     public init() {}
@@ -150,205 +305,61 @@ public struct Recipe: Sendable, Equatable {
     public static let backbones = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18"]
     static let rangeMethods = ["minmax", "moving_minmax", "percentile", "mse", "lsq", "lsq_plus"]
 
+    /// What a task accepts for `data.format` and `eval.metric` (the first of each is the default), and
+    /// the format of a plain data folder (what `qat eval --data DIR` switches a synthetic recipe to).
+    public struct TaskOptions: Sendable {
+        public let name: String
+        public let dataFormats: [String]
+        public let evalMetrics: [String]
+        public let folderFormat: String
+    }
+    public static let tasks = [
+        TaskOptions(name: "classification", dataFormats: ["synth_chips", "hdf5_chips"], evalMetrics: ["accuracy", "macro_accuracy"], folderFormat: "hdf5_chips"),
+        TaskOptions(name: "detection", dataFormats: ["synth_coco", "coco", "dota"], evalMetrics: ["map50", "map", "map75", "agnostic_map50"], folderFormat: "coco"),
+    ]
+    public static func options(task: String) -> TaskOptions { tasks.first { $0.name == task } ?? tasks[0] }
+
     /// Reads a recipe tree (after merging and overrides).
     public init(tree: Tree, defaultName: String = "run") throws {
+        self.init()
+        name = defaultName
         let root = try Reader(tree, path: "", origin: tree.origin)
-        name = try root.string("name", defaultName)
-        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
-            throw RecipeError(origin: root.value("name")?.origin ?? tree.origin, key: "name", "must be a non-empty name without '/', got '\(name)'")
-        }
-        task = try root.choice("task", "classification", ["classification", "detection"])
-        if task == "detection" {
-            throw RecipeError(origin: root.value("task")?.origin, key: "task", "detection recipes are not supported yet (the detector issue adds them); use classification")
-        }
-        seed = UInt64(try root.int("seed", 0, min: 0))
-        threads = try root.optInt("threads", min: 1)
-
-        let m = try root.sub("model")
-        model.backbone = try m.choice("backbone", model.backbone, Recipe.backbones)
-        model.width = try m.double("width", model.width, min: 0.05, max: 4)
-        model.head = try m.choice("head", model.head, ["linear"])
-        model.dropout = try m.double("dropout", model.dropout, min: 0, max: 0.99)
-        try m.finish()
-
-        let d = try root.sub("data")
-        data.format = try d.choice("format", data.format, ["synth_chips", "hdf5_chips"])
-        data.path = try d.optString("path")
-        data.cache = try d.string("cache", data.cache)
-        if data.format == "hdf5_chips" && data.path == nil {
-            throw RecipeError(origin: d.tree?.origin ?? tree.origin, key: "data.path", "format hdf5_chips needs data.path (a folder with train.h5, val.h5, test.h5)")
-        }
-        let s = try d.sub("synth")
-        data.synth.images = try s.int("images", data.synth.images, min: 10)
-        data.synth.size = try s.int("size", data.synth.size, min: 64)
-        data.synth.seed = UInt64(try s.int("seed", Int(data.synth.seed), min: 0))
-        data.synth.imbalance = try s.double("imbalance", data.synth.imbalance, min: 1)
-        data.synth.labelNoise = try s.double("label_noise", data.synth.labelNoise, min: 0, max: 1)
-        data.synth.noiseMode = try s.choice("noise_mode", data.synth.noiseMode, ["symmetric", "similar"])
-        data.synth.chipSize = try s.int("chip_size", data.synth.chipSize, min: 8)
-        try s.finish()
-        data.inputSize = try d.int("input_size", data.inputSize, min: 8)
-        let a = try d.sub("augment")
-        data.augment.hflip = try a.double("hflip", data.augment.hflip, min: 0, max: 1)
-        data.augment.vflip = try a.double("vflip", data.augment.vflip, min: 0, max: 1)
-        data.augment.rot90 = try a.double("rot90", data.augment.rot90, min: 0, max: 1)
-        data.augment.colorJitter = try a.double("color_jitter", data.augment.colorJitter, min: 0, max: 1)
-        try a.finish()
-        try d.finish()
-
-        let t = try root.sub("train")
-        train.epochs = try t.int("epochs", train.epochs, min: 0)
-        train.steps = try t.optInt("steps", min: 0)
-        train.batch = try t.int("batch", train.batch, min: 2)
-        let o = try t.sub("optimizer")
-        train.optimizer.name = try o.choice("name", train.optimizer.name, ["sgd", "adam", "adamw"])
-        train.optimizer.lr = try o.double("lr", train.optimizer.lr, min: 0)
-        train.optimizer.momentum = try o.double("momentum", train.optimizer.momentum, min: 0, max: 1)
-        train.optimizer.nesterov = try o.bool("nesterov", train.optimizer.nesterov)
-        train.optimizer.weightDecay = try o.double("weight_decay", train.optimizer.weightDecay, min: 0)
-        if let betas = try o.doubleList("betas") {
-            guard betas.count == 2, betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
-                throw RecipeError(origin: o.value("betas")?.origin, key: "train.optimizer.betas", "expected two numbers in [0, 1), e.g. [0.9, 0.999]; got \(betas)")
-            }
-            train.optimizer.betas = betas
-        }
-        train.optimizer.quantLRScale = try o.double("quant_lr_scale", train.optimizer.quantLRScale, min: 0)
-        try o.finish()
-        let sc = try t.sub("schedule")
-        train.schedule.name = try sc.choice("name", train.schedule.name, ["constant", "cosine", "step"])
-        train.schedule.warmupSteps = try sc.int("warmup_steps", train.schedule.warmupSteps, min: 0)
-        train.schedule.minLRRatio = try sc.double("min_lr_ratio", train.schedule.minLRRatio, min: 0, max: 1)
-        train.schedule.milestones = try sc.intList("milestones") ?? train.schedule.milestones
-        train.schedule.gamma = try sc.double("gamma", train.schedule.gamma, min: 0, max: 1)
-        try sc.finish()
-        train.clipGradNorm = try t.optDouble("clip_grad_norm", min: 0)
-        train.ema = try t.optDouble("ema", min: 0, max: 0.999999)
-        train.logEvery = try t.int("log_every", train.logEvery, min: 1)
-        train.maxNonFinite = try t.int("max_nonfinite", train.maxNonFinite, min: 1)
-        try t.finish()
-
-        let q = try root.sub("quant")
-        quant.mode = try q.choice("mode", quant.mode, ["fp32", "qat", "ptq"])
-        func spec(_ key: String, _ def: QuantizerSpec) throws -> QuantizerSpec {
-            let r = try q.sub(key)
-            var out = def
-            out.bits = try r.int("bits", def.bits, min: 2)
-            if out.bits > 8 { throw RecipeError(origin: r.value("bits")?.origin, key: "quant.\(key).bits", "must be 2..8, got \(out.bits)") }
-            out.symmetric = try r.bool("symmetric", def.symmetric)
-            out.perChannel = try r.bool("per_channel", def.perChannel)
-            out.learnable = try r.bool("learnable", def.learnable)
-            out.range = try r.choice("range", def.range, Recipe.rangeMethods)
-            try r.finish()
-            return out
-        }
-        quant.weight = try spec("weight", quant.weight)
-        quant.activation = try spec("activation", quant.activation)
-        quant.learnZeroPoint = try q.bool("learn_zero_point", quant.learnZeroPoint)
-        quant.gradFactor = try q.choice("grad_factor", quant.gradFactor, ["one", "lsq_pytorch", "lsq_mqbench"])
-        quant.ste = try q.choice("ste", quant.ste, ["clipped", "identity"])
-        let dr = try q.sub("dropout")
-        quant.dropout.p = try dr.double("p", quant.dropout.p, min: 0, max: 1)
-        quant.dropout.granularity = try dr.choice("granularity", quant.dropout.granularity, ["element", "channel", "tensor"])
-        quant.dropout.schedule = try dr.choice("schedule", quant.dropout.schedule, ["constant", "linear"])
-        quant.dropout.start = try dr.double("start", quant.dropout.start, min: 0, max: 1)
-        quant.dropout.end = try dr.double("end", quant.dropout.end, min: 0, max: 1)
-        quant.dropout.steps = try dr.int("steps", quant.dropout.steps, min: 0)
-        quant.dropout.apply = try dr.choice("apply", quant.dropout.apply, ["both", "weights", "activations"])
-        if quant.dropout.schedule == "linear" && quant.dropout.steps < 1 {
-            throw RecipeError(origin: dr.tree?.origin, key: "quant.dropout.steps", "a linear dropout schedule needs steps >= 1")
-        }
-        try dr.finish()
-        quant.foldBN = try q.bool("fold_bn", quant.foldBN)
-        quant.freezeBNAfter = try q.optInt("freeze_bn_after", min: 0)
-        quant.calibrationBatches = try q.int("calibration_batches", quant.calibrationBatches, min: 1)
-        quant.residualAdds = try q.bool("residual_adds", quant.residualAdds)
-        quant.equalize = try q.bool("equalize", quant.equalize)
-        quant.biasCorrection = try q.bool("bias_correction", quant.biasCorrection)
-        quant.overrides = try (q.list("overrides") ?? []).enumerated().map { i, item in
-            let r = try Reader(item, path: "quant.overrides[\(i)]", origin: item.origin)
-            guard let pattern = try r.optString("pattern") else {
-                throw RecipeError(origin: item.origin, key: "quant.overrides[\(i)].pattern", "each override needs a pattern (a glob over layer paths, e.g. 'features.0.*')")
-            }
-            let o = Override(pattern: pattern, skip: try r.bool("skip", false), weightBits: try r.optInt("weight_bits", min: 2), inputBits: try r.optInt("input_bits", min: 2))
-            for (k, b) in [("weight_bits", o.weightBits), ("input_bits", o.inputBits)] where (b ?? 2) > 8 {
-                throw RecipeError(origin: r.value(k)?.origin, key: "quant.overrides[\(i)].\(k)", "must be 2..8, got \(b!)")
-            }
-            try r.finish()
-            return o
-        }
-        quant.initFrom = try q.optString("init_from")
-        try q.finish()
-
-        let e = try root.sub("eval")
-        eval.split = try e.choice("split", eval.split, ["train", "val", "test"])
-        eval.everyEpochs = try e.int("every_epochs", eval.everyEpochs, min: 1)
-        eval.metric = try e.choice("metric", eval.metric, ["accuracy", "macro_accuracy"])
-        eval.batch = try e.int("batch", eval.batch, min: 1)
-        eval.finalSplit = try e.choice("final_split", eval.finalSplit, ["train", "val", "test", "none"])
-        try e.finish()
+        // The task is read before the sections, which depend on it.
+        for f in Recipe.fields { try f.read(root, &self, RecipeContext(task: task)) }
         try root.finish()
     }
 
-    // MARK: resolved form
+    static var fields: [Field<Recipe>] {
+        [
+            Field("name", read: { r, s, _ in
+                s.name = try r.string("name", s.name)
+                guard !s.name.isEmpty, !s.name.contains("/"), s.name != ".", s.name != ".." else {
+                    throw RecipeError(origin: r.value("name")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: "name", "must be a non-empty name without '/', got '\(s.name)'")
+                }
+            }, write: { s, _ in Resolved.string(s.name) }),
+            .choice("task", \.task, Recipe.tasks.map(\.name)),
+            .seed("seed", \.seed),
+            .optInt("threads", \.threads, min: 1),
+            .section("model", \.model),
+            .section("data", \.data),
+            .section("train", \.train),
+            .section("quant", \.quant),
+            .section("eval", \.eval),
+            // Only detection recipes have (and write) the detector section.
+            Field("detector", read: { r, s, c in
+                if c.task != "detection", let v = r.value("detector") {
+                    throw RecipeError(origin: v.origin, key: "detector", "only detection recipes have a detector section (this recipe's task is \(c.task)); set task: detection or remove it")
+                }
+                try s.detector.read(try r.sub("detector"), c)
+            }, write: { s, c in c.task == "detection" ? s.detector.tree(c) : nil }),
+        ]
+    }
 
-    static func s(_ v: String) -> Tree { .scalar(v, quoted: true, Origin(file: "resolved")) }
-    static func n(_ v: Double) -> Tree { .scalar(v == v.rounded() && abs(v) < 1e15 ? String(format: "%.1f", v) : "\(v)", quoted: false, Origin(file: "resolved")) }
-    static func i(_ v: Int) -> Tree { .scalar("\(v)", quoted: false, Origin(file: "resolved")) }
-    static func b(_ v: Bool) -> Tree { .scalar(v ? "true" : "false", quoted: false, Origin(file: "resolved")) }
-    static let null = Tree.null(Origin(file: "resolved"))
-    static func m(_ e: [(String, Tree)]) -> Tree { .map(e, Origin(file: "resolved")) }
-    static func l(_ e: [Tree]) -> Tree { .seq(e, Origin(file: "resolved")) }
-
-    /// Every key with its value, defaults included.
+    /// Every key with its value, defaults included (for classification recipes, keys added with
+    /// detection only when set: see `Field.addedWithDetection`).
     public func tree() -> Tree {
-        typealias R = Recipe
-        func spec(_ q: QuantizerSpec) -> Tree {
-            R.m([("bits", R.i(q.bits)), ("symmetric", R.b(q.symmetric)), ("per_channel", R.b(q.perChannel)),
-                 ("learnable", R.b(q.learnable)), ("range", R.s(q.range))])
-        }
-        return R.m([
-            ("name", R.s(name)), ("task", R.s(task)), ("seed", R.i(Int(seed))), ("threads", threads.map(R.i) ?? R.null),
-            ("model", R.m([("backbone", R.s(model.backbone)), ("width", R.n(model.width)), ("head", R.s(model.head)), ("dropout", R.n(model.dropout))])),
-            ("data", R.m([
-                ("format", R.s(data.format)), ("path", data.path.map(R.s) ?? R.null), ("cache", R.s(data.cache)),
-                ("synth", R.m([("images", R.i(data.synth.images)), ("size", R.i(data.synth.size)), ("seed", R.i(Int(data.synth.seed))),
-                               ("imbalance", R.n(data.synth.imbalance)), ("label_noise", R.n(data.synth.labelNoise)),
-                               ("noise_mode", R.s(data.synth.noiseMode)), ("chip_size", R.i(data.synth.chipSize))])),
-                ("input_size", R.i(data.inputSize)),
-                ("augment", R.m([("hflip", R.n(data.augment.hflip)), ("vflip", R.n(data.augment.vflip)), ("rot90", R.n(data.augment.rot90)),
-                                 ("color_jitter", R.n(data.augment.colorJitter))])),
-            ])),
-            ("train", R.m([
-                ("epochs", R.i(train.epochs)), ("steps", train.steps.map(R.i) ?? R.null), ("batch", R.i(train.batch)),
-                ("optimizer", R.m([("name", R.s(train.optimizer.name)), ("lr", R.n(train.optimizer.lr)), ("momentum", R.n(train.optimizer.momentum)),
-                                   ("nesterov", R.b(train.optimizer.nesterov)), ("weight_decay", R.n(train.optimizer.weightDecay)),
-                                   ("betas", R.l(train.optimizer.betas.map(R.n))), ("quant_lr_scale", R.n(train.optimizer.quantLRScale))])),
-                ("schedule", R.m([("name", R.s(train.schedule.name)), ("warmup_steps", R.i(train.schedule.warmupSteps)),
-                                  ("min_lr_ratio", R.n(train.schedule.minLRRatio)), ("milestones", R.l(train.schedule.milestones.map(R.i))),
-                                  ("gamma", R.n(train.schedule.gamma))])),
-                ("clip_grad_norm", train.clipGradNorm.map(R.n) ?? R.null), ("ema", train.ema.map(R.n) ?? R.null),
-                ("log_every", R.i(train.logEvery)), ("max_nonfinite", R.i(train.maxNonFinite)),
-            ])),
-            ("quant", R.m([
-                ("mode", R.s(quant.mode)), ("weight", spec(quant.weight)), ("activation", spec(quant.activation)),
-                ("learn_zero_point", R.b(quant.learnZeroPoint)), ("grad_factor", R.s(quant.gradFactor)), ("ste", R.s(quant.ste)),
-                ("dropout", R.m([("p", R.n(quant.dropout.p)), ("granularity", R.s(quant.dropout.granularity)), ("schedule", R.s(quant.dropout.schedule)),
-                                 ("start", R.n(quant.dropout.start)), ("end", R.n(quant.dropout.end)), ("steps", R.i(quant.dropout.steps)),
-                                 ("apply", R.s(quant.dropout.apply))])),
-                ("fold_bn", R.b(quant.foldBN)), ("freeze_bn_after", quant.freezeBNAfter.map(R.i) ?? R.null),
-                ("calibration_batches", R.i(quant.calibrationBatches)), ("residual_adds", R.b(quant.residualAdds)),
-                ("equalize", R.b(quant.equalize)), ("bias_correction", R.b(quant.biasCorrection)),
-                ("overrides", R.l(quant.overrides.map { o in
-                    var e: [(String, Tree)] = [("pattern", R.s(o.pattern)), ("skip", R.b(o.skip))]
-                    if let w = o.weightBits { e.append(("weight_bits", R.i(w))) }
-                    if let a = o.inputBits { e.append(("input_bits", R.i(a))) }
-                    return R.m(e)
-                })),
-                ("init_from", quant.initFrom.map(R.s) ?? R.null),
-            ])),
-            ("eval", R.m([("split", R.s(eval.split)), ("every_epochs", R.i(eval.everyEpochs)), ("metric", R.s(eval.metric)),
-                          ("batch", R.i(eval.batch)), ("final_split", R.s(eval.finalSplit))])),
-        ])
+        let c = RecipeContext(task: task)
+        return Resolved.map(Recipe.fields.compactMap { f in f.write(self, c).map { (f.key, $0) } })
     }
 
     // MARK: loading

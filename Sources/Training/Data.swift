@@ -34,7 +34,7 @@ public struct ClassificationData: Sendable {
         case "hdf5_chips":
             dir = spec.path!
         default:
-            dir = try synthesize(spec, log: log) + "/chips"
+            dir = try SyntheticBenchmark.folder(spec, log: log) + "/chips"
         }
         func load(_ split: String) throws -> HDF5ClassificationSource {
             let p = dir + "/\(split).h5"
@@ -50,10 +50,15 @@ public struct ClassificationData: Sendable {
         }
         return d
     }
+}
 
-    /// The cache folder of a synthetic benchmark: one per parameter set, written once (into a temporary
-    /// folder renamed at the end, so an interrupted generation never leaves a half dataset behind).
-    static func synthesize(_ spec: Recipe.DataSpec, log: (String) -> Void) throws -> String {
+/// The synthetic aircraft benchmark of a recipe's `data.synth`, generated once into `data.cache`.
+public enum SyntheticBenchmark {
+    /// The cache folder of a parameter set: a COCO folder (images/, annotations/{train,val,test}.json;
+    /// what synth_coco reads) with the chips cut from it (chips/{train,val,test}.h5; what synth_chips
+    /// reads). Written once, into a temporary folder renamed at the end, so an interrupted generation
+    /// never leaves a half dataset behind.
+    public static func folder(_ spec: Recipe.DataSpec, log: (String) -> Void) throws -> String {
         let s = spec.synth
         let key = "aircraft-n\(s.images)-s\(s.size)-seed\(s.seed)-imb\(fmt(s.imbalance))-noise\(fmt(s.labelNoise))-\(s.noiseMode)-chip\(s.chipSize)"
         let dir = spec.cache + "/" + key
@@ -89,8 +94,9 @@ public struct ClassificationData: Sendable {
     static func fmt(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }
 }
 
-/// Loader settings of a recipe (augmentation only for training).
-func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config {
+/// Loader settings of a recipe (augmentation only for training); public so tasks outside this file
+/// (detection) build their loaders the same way.
+public func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config {
     var c = Loader.Config()
     c.batchSize = batch
     c.size = r.data.inputSize
@@ -101,6 +107,7 @@ func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config {
         var p = Augment.Policy()
         p.flipHorizontal = r.data.augment.hflip; p.flipVertical = r.data.augment.vflip; p.rotate90 = r.data.augment.rot90
         p.colorJitter = r.data.augment.colorJitter
+        p.scaleCrop = r.data.augment.scaleCrop; p.scaleRange = (r.data.augment.scaleRange[0], r.data.augment.scaleRange[1])
         c.policy = p
     } else { c.policy = nil }
     c.prefetch = 1   // batches are built synchronously with makeBatch

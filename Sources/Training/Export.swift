@@ -1,4 +1,5 @@
 import Foundation
+import Recipes
 
 /// `qat export notebook DIR --out NAME.ipynb [--html]`: an nbformat-4 notebook for a run directory or a
 /// collected sweep: the recipe, the metrics as data, plots already rendered as SVG outputs (it reads
@@ -99,116 +100,164 @@ public enum NotebookExport {
 
     // MARK: a run
 
+    /// Rows for the embedded JSON: non-finite numbers (a diverged step, a missing metric) as null.
+    static func jsonRows(_ rows: [[Double]]) -> [[Any]] { rows.map { $0.map { $0.isFinite ? $0 as Any : NSNull() } } }
+
+    /// Python for a per-class bar chart of `final['per_class_<name>']`.
+    static func perClassPython(_ key: String, _ title: String) -> String {
+        "vals = [100 * a if a >= 0 else float('nan') for a in data['final']['\(key)']]\nplt.figure(figsize=(9, 4.5))\nplt.bar(data['classes'], vals)\nplt.xticks(rotation=35, ha='right'); plt.ylabel('%'); plt.title('\(title)'); plt.tight_layout(); plt.show()"
+    }
+
+    /// A run: loss terms over steps, every evaluation metric over epochs, and per-class bars of each
+    /// per-class metric of the final evaluation, whatever the task reports.
     static func runDocument(_ dir: String) throws -> Document {
-        let recipe = (try? String(contentsOfFile: dir + "/recipe.resolved.yaml", encoding: .utf8)) ?? ""
-        var train: [[Double]] = [], eval: [[Double]] = []
+        let recipeText = (try? String(contentsOfFile: dir + "/recipe.resolved.yaml", encoding: .utf8)) ?? ""
+        let recipe = try? Recipe.parse(recipeText)
+        var trainRecords: [[String: Any]] = [], evalRecords: [[String: Any]] = []
         var final: [String: Any]? = nil
         if let text = try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8) {
             for line in text.split(separator: "\n") {
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-                let step = Double(o["step"] as? Int ?? 0)
                 switch o["type"] as? String {
-                case "train": if let l = o["loss"] as? Double { train.append([step, l, o["lr"] as? Double ?? 0]) }
-                case "eval": eval.append([Double(o["epoch"] as? Int ?? 0), step, o["accuracy"] as? Double ?? .nan, o["macro_accuracy"] as? Double ?? .nan, o["loss"] as? Double ?? .nan])
+                case "train": if o["loss"] is Double { trainRecords.append(o) }
+                case "eval": evalRecords.append(o)
                 case "final": final = o
                 default: break
                 }
             }
         }
+        func number(_ o: [String: Any], _ k: String) -> Double { (o[k] as? Double) ?? (o[k] as? Int).map(Double.init) ?? .nan }
+        // Loss terms appear beside the total when there are several.
+        let terms = Set(trainRecords.flatMap { $0.keys.filter { $0.hasPrefix("loss_") } }).sorted()
+        let trainColumns = ["step", "loss", "lr"] + (terms.count > 1 ? terms : [])
+        let train = trainRecords.map { o in trainColumns.map { number(o, $0) } }
+        let metricNames = Sweep.ordered(Set(evalRecords.flatMap { o in o.keys.filter { !["type", "step", "epoch", "split"].contains($0) && !$0.hasPrefix("per_class_") && o[$0] is Double } }),
+                                        preferred: Recipe.options(task: recipe?.task ?? "classification").evalMetrics)
+        let evalColumns = ["epoch", "step"] + metricNames
+        let eval = evalRecords.map { o in evalColumns.map { number(o, $0) } }
         let classes: [String] = (try? JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))))?.classes ?? []
-        let perClass = (final?["per_class_accuracy"] as? [Double]) ?? []
-        let names = classes.isEmpty ? perClass.indices.map { "class \($0)" } : classes
-        var data: [String: Any] = ["train": train, "eval": eval, "train_columns": ["step", "loss", "lr"],
-                                   "eval_columns": ["epoch", "step", "accuracy", "macro_accuracy", "loss"]]
+        let perClass = (final ?? [:]).compactMap { k, v in k.hasPrefix("per_class_") ? (v as? [Double]).map { (k, $0) } : nil }.sorted { $0.0 < $1.0 }
+        let k = perClass.first?.1.count ?? 0
+        let names = classes.count == k || k == 0 ? classes : (0..<k).map { "class \($0)" }
+        var data: [String: Any] = ["train": jsonRows(train), "eval": jsonRows(eval), "train_columns": trainColumns, "eval_columns": evalColumns]
         if let final { data["final"] = final }
         data["classes"] = names
         var plots: [Plot] = []
+        let lossColumns = trainColumns.indices.filter { trainColumns[$0].hasPrefix("loss") }
         plots.append(Plot(title: "Training loss",
-                          svg: SVGChart.line([.init(name: "loss", points: train.map { ($0[0], $0[1]) })], title: "Training loss", xlabel: "step", ylabel: "cross-entropy"),
-                          python: "steps = [r[0] for r in data['train']]\nplt.figure(figsize=(8, 4.5))\nplt.plot(steps, [r[1] for r in data['train']], label='loss')\nplt.xlabel('step'); plt.ylabel('cross-entropy'); plt.title('Training loss'); plt.legend(); plt.show()"))
-        plots.append(Plot(title: "Evaluation accuracy",
-                          svg: SVGChart.line([.init(name: "accuracy", points: eval.map { ($0[0], 100 * $0[2]) }),
-                                              .init(name: "macro accuracy", points: eval.map { ($0[0], 100 * $0[3]) })],
-                                             title: "Evaluation accuracy", xlabel: "epoch", ylabel: "%"),
-                          python: "ep = [r[0] for r in data['eval']]\nplt.figure(figsize=(8, 4.5))\nplt.plot(ep, [100 * r[2] for r in data['eval']], marker='o', label='accuracy')\nplt.plot(ep, [100 * r[3] for r in data['eval']], marker='o', label='macro accuracy')\nplt.xlabel('epoch'); plt.ylabel('%'); plt.title('Evaluation accuracy'); plt.legend(); plt.show()"))
-        if !perClass.isEmpty {
-            plots.append(Plot(title: "Per-class accuracy (final split)",
-                              svg: SVGChart.bars(categories: names, [.init(name: "accuracy", points: perClass.enumerated().map { (Double($0.offset), $0.element < 0 ? .nan : 100 * $0.element) })],
-                                                 title: "Per-class accuracy", ylabel: "%"),
-                              python: "acc = [100 * a if a >= 0 else float('nan') for a in data['final']['per_class_accuracy']]\nplt.figure(figsize=(9, 4.5))\nplt.bar(data['classes'], acc)\nplt.xticks(rotation=35, ha='right'); plt.ylabel('%'); plt.title('Per-class accuracy'); plt.tight_layout(); plt.show()"))
+                          svg: SVGChart.line(lossColumns.map { i in .init(name: trainColumns[i], points: train.map { ($0[0], $0[i]) }) }, title: "Training loss", xlabel: "step", ylabel: "loss"),
+                          python: """
+                          cols = data['train_columns']
+                          plt.figure(figsize=(8, 4.5))
+                          for i, name in enumerate(cols):
+                              if name.startswith('loss'):
+                                  plt.plot([r[0] for r in data['train']], [float('nan') if r[i] is None else r[i] for r in data['train']], label=name)
+                          plt.xlabel('step'); plt.ylabel('loss'); plt.title('Training loss'); plt.legend(); plt.show()
+                          """))
+        let metricColumns = evalColumns.indices.filter { $0 >= 2 && !evalColumns[$0].hasPrefix("loss") }
+        plots.append(Plot(title: "Evaluation metrics",
+                          svg: SVGChart.line(metricColumns.map { i in .init(name: evalColumns[i], points: eval.map { ($0[0], 100 * $0[i]) }) },
+                                             title: "Evaluation metrics (\(recipe?.eval.split ?? "eval") split)", xlabel: "epoch", ylabel: "%"),
+                          python: """
+                          cols = data['eval_columns']
+                          plt.figure(figsize=(8, 4.5))
+                          for i, name in enumerate(cols):
+                              if i >= 2 and not name.startswith('loss'):
+                                  plt.plot([r[0] for r in data['eval']], [float('nan') if r[i] is None else 100 * r[i] for r in data['eval']], marker='o', label=name)
+                          plt.xlabel('epoch'); plt.ylabel('%'); plt.title('Evaluation metrics'); plt.legend(); plt.show()
+                          """))
+        for (key, values) in perClass {
+            let metric = key.dropFirst("per_class_".count)
+            plots.append(Plot(title: "Per-class \(metric) (final split)",
+                              svg: SVGChart.bars(categories: names, [.init(name: String(metric), points: values.enumerated().map { (Double($0.offset), $0.element < 0 ? .nan : 100 * $0.element) })],
+                                                 title: "Per-class \(metric)", ylabel: "%"),
+                              python: perClassPython(key, "Per-class \(metric)")))
         }
         var intro = ["Run directory: `\(dir)`."]
-        if let final, let a = final["accuracy"] as? Double {
-            intro.append(String(format: "Final (best.h5 on the %@ split): accuracy %.2f%%, macro accuracy %.2f%%.", (final["split"] as? String) ?? "?", 100 * a, 100 * ((final["macro_accuracy"] as? Double) ?? .nan)))
+        if let final {
+            let skip: Set = ["type", "step", "seconds", "best", "best_step", "split"]
+            let values = final.compactMap { k, v in skip.contains(k) || k.hasPrefix("per_class_") ? nil : (v as? Double).map { (k, $0) } }
+            let text = Sweep.ordered(Set(values.map(\.0)), preferred: [recipe?.eval.metric ?? ""] + Recipe.options(task: recipe?.task ?? "classification").evalMetrics)
+                .map { n in TaskMetrics.format(n, values.first { $0.0 == n }!.1) }.joined(separator: ", ")
+            intro.append("Final (best.h5 on the \((final["split"] as? String) ?? "?") split): \(text).")
         }
-        let name = recipe.split(separator: "\n").first { $0.hasPrefix("name:") }.map { String($0.dropFirst(5)).trimmingCharacters(in: .whitespaces) } ?? (dir as NSString).lastPathComponent
-        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipe)```"])
+        let name = recipe?.name ?? (dir as NSString).lastPathComponent
+        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipeText)```"])
     }
 
     // MARK: a sweep
 
+    /// A collected sweep: the recipes' `eval.metric` per variant (mean ± std over seeds) and against
+    /// weight bits, and per-class bars of each per-class metric.
     static func sweepDocument(_ dir: String) throws -> Document {
-        let rows = try JSONCoding.decoder().decode([Sweep.SummaryRow].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json")))
+        let rows: [Sweep.SummaryRow]
+        do { rows = try JSONCoding.decoder().decode([Sweep.SummaryRow].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json"))) }
+        catch { throw TrainingError("\(dir)/summary.json cannot be read (\(error)); it may come from an older qat: rerun `qat sweep SWEEP.yaml --collect` to rewrite it") }
         let md = (try? String(contentsOfFile: dir + "/summary.md", encoding: .utf8)) ?? ""
         let variants = rows.reduce(into: [String]()) { if !$0.contains($1.variant) { $0.append($1.variant) } }
         let grids = rows.reduce(into: [String]()) { if !$0.contains($1.grid) { $0.append($1.grid) } }
+        let metric = rows.first?.metric ?? "metric", split = rows.first?.split ?? "final"
         let enc = JSONCoding.encoder(pretty: false)
         let rowsJSON = (try? JSONSerialization.jsonObject(with: enc.encode(rows))) ?? []
-        let data: [String: Any] = ["rows": rowsJSON, "variants": variants, "grids": grids]
+        let data: [String: Any] = ["rows": rowsJSON, "variants": variants, "grids": grids, "metric": metric]
         func row(_ v: String, _ g: String) -> Sweep.SummaryRow? { rows.first { $0.variant == v && $0.grid == g } }
         var plots: [Plot] = []
         let barSeries = grids.map { g in
-            SVGChart.Series(name: g.isEmpty ? "accuracy" : g, points: variants.enumerated().map { (Double($0.offset), 100 * (row($0.element, g)?.mean ?? .nan)) },
+            SVGChart.Series(name: g.isEmpty ? metric : g, points: variants.enumerated().map { (Double($0.offset), 100 * (row($0.element, g)?.mean ?? .nan)) },
                             errors: variants.map { 100 * (row($0, g)?.std ?? 0) })
         }
-        plots.append(Plot(title: "Test accuracy per variant (mean ± std over seeds)",
-                          svg: SVGChart.bars(categories: variants, barSeries, title: "Test accuracy per variant", ylabel: "accuracy (%)"),
+        plots.append(Plot(title: "\(split.capitalized) \(metric) per variant (mean ± std over seeds)",
+                          svg: SVGChart.bars(categories: variants, barSeries, title: "\(split.capitalized) \(metric) per variant", ylabel: "\(metric) (%)"),
                           python: """
                           import numpy as np
-                          rows, variants, grids = data['rows'], data['variants'], data['grids']
+                          rows, variants, grids, metric = data['rows'], data['variants'], data['grids'], data['metric']
                           x = np.arange(len(variants)); w = 0.8 / max(len(grids), 1)
                           plt.figure(figsize=(9, 4.5))
                           for i, g in enumerate(grids):
                               r = {row['variant']: row for row in rows if row['grid'] == g}
                               plt.bar(x + i * w, [100 * r[v]['mean'] if v in r else np.nan for v in variants], w,
-                                      yerr=[100 * r[v]['std'] if v in r else 0 for v in variants], capsize=3, label=g or 'accuracy')
-                          plt.xticks(x + w * (len(grids) - 1) / 2, variants, rotation=20); plt.ylabel('accuracy (%)'); plt.legend(); plt.tight_layout(); plt.show()
+                                      yerr=[100 * r[v]['std'] if v in r else 0 for v in variants], capsize=3, label=g or metric)
+                          plt.xticks(x + w * (len(grids) - 1) / 2, variants, rotation=20); plt.ylabel(metric + ' (%)'); plt.legend(); plt.tight_layout(); plt.show()
                           """))
         let bitSeries = grids.map { g in
             let rs = rows.filter { $0.grid == g }
-            return SVGChart.Series(name: g.isEmpty ? "accuracy" : g, points: rs.map { (Double($0.weightBits), 100 * $0.mean) }, errors: rs.map { 100 * $0.std },
+            return SVGChart.Series(name: g.isEmpty ? metric : g, points: rs.map { (Double($0.weightBits), 100 * $0.mean) }, errors: rs.map { 100 * $0.std },
                                    labels: rs.map(\.variant))
         }
-        plots.append(Plot(title: "Accuracy vs weight bits (labels: variants)",
+        plots.append(Plot(title: "\(metric.capitalized) vs weight bits (labels: variants)",
                           svg: SVGChart.line(bitSeries.map { s in var t = s; let order = s.points.indices.sorted { s.points[$0].0 < s.points[$1].0 }
                                                               t.points = order.map { s.points[$0] }; t.errors = order.map { s.errors![$0] }; t.labels = order.map { s.labels![$0] }; return t },
-                                             title: "Accuracy vs weight bits", xlabel: "weight bits (32 = FP32)", ylabel: "accuracy (%)", logX: true, connect: false),
+                                             title: "\(metric.capitalized) vs weight bits", xlabel: "weight bits (32 = FP32)", ylabel: "\(metric) (%)", logX: true, connect: false),
                           python: """
                           plt.figure(figsize=(8, 4.5))
                           for g in data['grids']:
                               rs = sorted([r for r in data['rows'] if r['grid'] == g], key=lambda r: r['weightBits'])
                               plt.errorbar([r['weightBits'] for r in rs], [100 * r['mean'] for r in rs], yerr=[100 * r['std'] for r in rs],
-                                           marker='o', linestyle='none', capsize=3, label=g or 'accuracy')
+                                           marker='o', linestyle='none', capsize=3, label=g or data['metric'])
                               for r in rs:
                                   plt.annotate(r['variant'], (r['weightBits'], 100 * r['mean']), fontsize=7)
-                          plt.xscale('log', base=2); plt.xlabel('weight bits (32 = FP32)'); plt.ylabel('accuracy (%)'); plt.legend(); plt.show()
+                          plt.xscale('log', base=2); plt.xlabel('weight bits (32 = FP32)'); plt.ylabel(data['metric'] + ' (%)'); plt.legend(); plt.show()
                           """))
-        for g in grids {
-            let rs = rows.filter { $0.grid == g }
-            guard let k = rs.first?.perClassMean.count, k > 0 else { continue }
-            let cats = rs[0].classes.count == k ? rs[0].classes : (0..<k).map { "class \($0)" }
-            plots.append(Plot(title: "Per-class test accuracy\(g.isEmpty ? "" : " (\(g))")",
-                              svg: SVGChart.bars(categories: cats, rs.map { r in .init(name: r.variant, points: r.perClassMean.enumerated().map { (Double($0.offset), 100 * $0.element) }) },
-                                                 title: "Per-class accuracy\(g.isEmpty ? "" : " (\(g))")", ylabel: "accuracy (%)"),
-                              python: """
-                              import numpy as np
-                              rs = [r for r in data['rows'] if r['grid'] == \(String(reflecting: g))]
-                              k = len(rs[0]['perClassMean']); x = np.arange(k); w = 0.8 / len(rs)
-                              plt.figure(figsize=(10, 4.5))
-                              for i, r in enumerate(rs):
-                                  plt.bar(x + i * w, [100 * a for a in r['perClassMean']], w, label=r['variant'])
-                              plt.xticks(x + w * (len(rs) - 1) / 2, rs[0]['classes'], rotation=35, ha='right'); plt.ylabel('accuracy (%)'); plt.legend(fontsize=7); plt.tight_layout(); plt.show()
-                              """))
+        let perClassNames = Set(rows.flatMap { $0.perClass.keys }).sorted()
+        for name in perClassNames {
+            for g in grids {
+                let rs = rows.filter { $0.grid == g && !($0.perClass[name] ?? []).isEmpty }
+                guard let k = rs.first?.perClass[name]?.count else { continue }
+                let cats = rs[0].classes.count == k ? rs[0].classes : (0..<k).map { "class \($0)" }
+                let title = "Per-class \(split) \(name)\(g.isEmpty ? "" : " (\(g))")"
+                plots.append(Plot(title: title,
+                                  svg: SVGChart.bars(categories: cats, rs.map { r in .init(name: r.variant, points: (r.perClass[name] ?? []).enumerated().map { (Double($0.offset), 100 * $0.element) }) },
+                                                     title: title, ylabel: "\(name) (%)"),
+                                  python: """
+                                  import numpy as np
+                                  rs = [r for r in data['rows'] if r['grid'] == \(String(reflecting: g)) and r['perClass'].get(\(String(reflecting: name)))]
+                                  k = len(rs[0]['perClass'][\(String(reflecting: name))]); x = np.arange(k); w = 0.8 / len(rs)
+                                  plt.figure(figsize=(10, 4.5))
+                                  for i, r in enumerate(rs):
+                                      plt.bar(x + i * w, [100 * a for a in r['perClass'][\(String(reflecting: name))]], w, label=r['variant'])
+                                  plt.xticks(x + w * (len(rs) - 1) / 2, rs[0]['classes'], rotation=35, ha='right'); plt.ylabel(\(String(reflecting: name + " (%)"))); plt.legend(fontsize=7); plt.tight_layout(); plt.show()
+                                  """))
+            }
         }
         var tables = [md]
         if let sweepText = try? String(contentsOfFile: dir + "/sweep.yaml", encoding: .utf8) {

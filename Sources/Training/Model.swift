@@ -5,25 +5,17 @@ import NN
 import Quant
 import Recipes
 
-/// The task interface: what a recipe's `task` builds and how a batch becomes a loss and metrics.
-/// Classification now; detection will implement the same protocol (model from the recipe, loss of a
-/// batch, evaluation over a split) and reuse the run, checkpoint, sweep and export machinery.
-public protocol TrainingTask {
-    var classes: [String] { get }
-    func makeModel(rng: inout RNG) throws -> Module
-}
-
-/// Builds models for classification recipes.
-public struct ClassificationTask: TrainingTask {
-    public let recipe: Recipe
-    public let classes: [String]
-    public init(recipe: Recipe, classes: [String]) { self.recipe = recipe; self.classes = classes }
-
-    public func makeModel(rng: inout RNG) throws -> Module {
-        let m = try Backbones.make(recipe.model.backbone, width: recipe.model.width, numClasses: classes.count, rng: &rng)
-        for (_, mod) in m.namedModules() { if let d = mod as? Dropout { d.p = Float(recipe.model.dropout) } }
-        return m
-    }
+/// Builds the task's model, quantized as the recipe's `quant` section says (`quantized` false: float).
+/// `ptqStructure` repeats the structural part of PTQ's BN folding (conv biases appear) so a PTQ
+/// checkpoint loads.
+func buildModel(_ task: TrainingTask, quantized: Bool, ptqStructure: Bool) throws -> (Module, QATHandle?) {
+    let r = task.recipe
+    var rng = RNG(seed: r.seed)
+    let model = try task.makeModel(rng: &rng)
+    if ptqStructure && r.quant.mode == "ptq" && (r.quant.foldBN || r.quant.equalize) { model.eval(); PTQ.foldBatchNorms(model); model.train() }
+    guard quantized else { return (model, nil) }
+    do { return (model, try quantize(model, plan: try quantPlan(r))) }
+    catch { throw TrainingError("quant: \(error)") }
 }
 
 /// The quantization plan a recipe's `quant` section describes.
@@ -62,39 +54,4 @@ public func quantPlan(_ r: Recipe) throws -> QuantPlan {
     p.seed = r.seed
     p.overrides = q.overrides.map { QuantPlan.Override($0.pattern, skip: $0.skip, weightBits: $0.weightBits, inputBits: $0.inputBits) }
     return p
-}
-
-/// Classification metrics over a split.
-public struct EvalMetrics: Codable, Sendable, Equatable {
-    public var split: String
-    public var samples: Int
-    public var loss: Double
-    public var accuracy: Double
-    public var macroAccuracy: Double
-    /// Per class: accuracy (nil-free: classes without samples get -1) and sample count.
-    public var perClassAccuracy: [Double]
-    public var perClassCount: [Int]
-
-    public func value(_ metric: String) -> Double { metric == "macro_accuracy" ? macroAccuracy : accuracy }
-
-    enum CodingKeys: String, CodingKey {
-        case split, samples, loss, accuracy
-        case macroAccuracy = "macro_accuracy", perClassAccuracy = "per_class_accuracy", perClassCount = "per_class_count"
-    }
-}
-
-/// JSON for reports: sorted keys, and NaN/infinity (a diverged run's loss) written as strings instead
-/// of failing.
-public enum JSONCoding {
-    public static func encoder(pretty: Bool = true) -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
-    public static func decoder() -> JSONDecoder {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
-    }
 }

@@ -36,7 +36,8 @@ public struct FinalReport: Codable, Equatable, Sendable {
     public var best: Double
     public var bestStep: Int
     public var nonFiniteSteps: Int
-    public var final: EvalMetrics?
+    /// Metrics of best.h5 on `eval.final_split` (nil with final_split none).
+    public var final: TaskMetrics?
     public var classes: [String]
     enum CodingKeys: String, CodingKey {
         case name, steps, seconds, metric, best, final, classes
@@ -44,30 +45,18 @@ public struct FinalReport: Codable, Equatable, Sendable {
     }
 }
 
-/// Builds the recipe's model, quantized as its `quant` section says (`quantized` false: float).
-/// `ptqStructure` repeats the structural part of PTQ's BN folding (conv biases appear) so a PTQ
-/// checkpoint loads.
-func buildModel(_ r: Recipe, classes: [String], quantized: Bool, ptqStructure: Bool) throws -> (Module, QATHandle?) {
-    var rng = RNG(seed: r.seed)
-    let model = try ClassificationTask(recipe: r, classes: classes).makeModel(rng: &rng)
-    if ptqStructure && r.quant.mode == "ptq" && (r.quant.foldBN || r.quant.equalize) { model.eval(); PTQ.foldBatchNorms(model); model.train() }
-    guard quantized else { return (model, nil) }
-    do { return (model, try quantize(model, plan: try quantPlan(r))) }
-    catch { throw TrainingError("quant: \(error)") }
-}
-
 /// One training run in its directory: `recipe.resolved.yaml`, `metrics.jsonl`, `train.log`,
 /// `checkpoints/last.h5` and `best.h5`, and `final.json` when complete.
 public final class TrainingRun {
     public let recipe: Recipe
     public let dir: String
-    public let data: ClassificationData
+    /// The recipe's task: data, loss terms, evaluation (`makeTask`).
+    public let task: TrainingTask
     public private(set) var model: Module
     public private(set) var handle: QATHandle?
     let opt: Optimizer
     let schedule: LRSchedule
     var ema: ModelEMA?
-    let trainLoader: Loader
     public let batchesPerEpoch: Int
     public let totalSteps: Int
     public private(set) var step = 0
@@ -79,25 +68,25 @@ public final class TrainingRun {
     let console: Console
 
     /// Creates (or, with `resume`, reopens) the run directory. `runDir` nil: `runsRoot/<name>/<n>`.
-    public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false) throws {
+    /// `task` nil: the recipe's task from `makeTask` (tests and tools may pass their own).
+    public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false, task: TrainingTask? = nil) throws {
         let dir = try TrainingRun.prepareDirectory(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot)
         self.dir = dir
         self.console = Console(quiet: quiet)
         if let t = recipe.threads { Parallel.setThreads(t) }
         self.recipe = recipe
         let console = self.console
-        data = try ClassificationData.open(recipe.data) { console.line($0) }
-        trainLoader = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: true))
-        batchesPerEpoch = data.train.count / recipe.train.batch
+        self.task = try task ?? makeTask(recipe) { console.line($0) }
+        let task = self.task
+        batchesPerEpoch = task.trainCount / recipe.train.batch
         guard batchesPerEpoch > 0 else {
-            throw TrainingError("train.batch \(recipe.train.batch) is larger than the train split (\(data.train.count) samples in \(data.root)/train.h5); lower train.batch")
+            throw TrainingError("train.batch \(recipe.train.batch) is larger than the train split (\(task.trainCount) samples in \(task.dataRoot)); lower train.batch")
         }
         totalSteps = recipe.train.steps ?? recipe.train.epochs * batchesPerEpoch
 
         let resumeFrom: Checkpoint? = resume ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
         let quantizedNow = resumeFrom.map(TrainingRun.isQuantized) ?? (recipe.quant.mode == "qat")
-        (model, handle) = try buildModel(recipe, classes: data.classes, quantized: quantizedNow,
-                                         ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
+        (model, handle) = try buildModel(task, quantized: quantizedNow, ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
         (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
         if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }
 
@@ -105,7 +94,10 @@ public final class TrainingRun {
             try restore(c)
             console.line("resumed \(dir) at step \(step) of \(totalSteps)")
         } else {
-            if let initPath = recipe.quant.initFrom { try initialise(from: initPath) }
+            // model.init_from: matching float weights (e.g. a classifier's backbone); quant.init_from: the
+            // float weights of the same model, before the quantizers calibrate.
+            if let p = recipe.model.initFrom { try InitFrom.load(p, key: "model.init_from", into: model, task: task, complete: false, log: console.line) }
+            if let p = recipe.quant.initFrom { try InitFrom.load(p, key: "quant.init_from", into: model, task: task, complete: true, log: console.line) }
             if let h = handle { calibrate(h) }
             // Everything checked: only now does the run directory appear.
             do { try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true) }
@@ -180,32 +172,7 @@ public final class TrainingRun {
         return (opt, LRSchedule(kind, warmupSteps: s.warmupSteps, warmupStartFactor: 0.1))
     }
 
-    /// Float weights (and BN statistics) of another run's checkpoint; quantizers calibrate afterwards.
-    func initialise(from path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError("quant.init_from: \(path) does not exist (train the FP32 recipe first, or fix the path)")
-        }
-        let c = try TrainingRun.loadCheckpoint(path)
-        var floatOnly = c
-        floatOnly.quant = [:]
-        let report: LoadReport
-        do { report = try floatOnly.apply(to: model, strict: false, file: path) } catch { throw TrainingError("quant.init_from: \(error)") }
-        let weights = report.missing.filter { $0.hasPrefix("/params/") || $0.hasPrefix("/buffers/") }
-        if !report.shapeMismatches.isEmpty || !weights.isEmpty || report.loaded.isEmpty {
-            throw TrainingError("quant.init_from: \(path) is not a checkpoint of this model (\(report.shapeMismatches.count) shape mismatches, \(weights.count) missing weights, e.g. \((report.shapeMismatches + weights).prefix(3).joined(separator: "; ")))")
-        }
-        console.line("initialised from \(path) (\(report.loaded.count) tensors)")
-    }
-
-    func calibrationBatches() throws -> [Tensor] {
-        let l = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: false))
-        let n = min(recipe.quant.calibrationBatches, l.batchCount())
-        return try (0..<n).map { b in
-            let idx = Array((b * recipe.train.batch)..<min((b + 1) * recipe.train.batch, data.train.count))
-            let batch = try l.makeBatch(epoch: 0, indices: idx)
-            return Tensor(shape: batch.shape, storage: batch.images)
-        }
-    }
+    func calibrationBatches() throws -> [Tensor] { try task.calibrationInputs(batches: recipe.quant.calibrationBatches) }
 
     func calibrate(_ h: QATHandle) {
         guard let batches = try? calibrationBatches() else { return }
@@ -217,7 +184,7 @@ public final class TrainingRun {
         c.step = Int64(step); c.epoch = Int64(step / batchesPerEpoch); c.seed = recipe.seed
         c.recipe = recipe.resolvedYAML(); c.model = recipe.model.backbone
         let st: [String: Any] = ["quantized": handle != nil, "best": best.isFinite ? best : NSNull(), "best_step": bestStep,
-                                 "nonfinite_steps": nonFinite, "elapsed_seconds": elapsed, "classes": data.classes]
+                                 "nonfinite_steps": nonFinite, "elapsed_seconds": elapsed, "classes": task.classes]
         c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
         if let ema { EMAEntries.store(ema.shadow, in: &c) }
         do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
@@ -259,14 +226,14 @@ public final class TrainingRun {
     }
 
     /// Evaluates the current model (the EMA weights when the recipe keeps an EMA) on a split.
-    public func evaluate(split: String) throws -> EvalMetrics {
+    public func evaluate(split: String) throws -> TaskMetrics {
         var backup: [(Tensor, [Float])] = []
         if let ema {
             backup = (model.namedParameters() + model.namedBuffers()).map { ($0.1, $0.1.scalars) }
             ema.copy(into: model)
         }
         defer { for (t, v) in backup { v.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: v.count) } } }
-        return try Evaluator.evaluate(model, source: data.split(split), split: split, recipe: recipe, classes: data.classes.count)
+        return try task.evaluate(model: model, split: split)
     }
 
     // MARK: the loop
@@ -277,21 +244,24 @@ public final class TrainingRun {
         elapsedAtStart = elapsed
         var order: [Int] = [], orderEpoch = -1
         model.train()
-        console.line("run \(dir): \(recipe.model.backbone) x\(recipe.model.width), \(recipe.quant.mode), \(totalSteps) steps (\(batchesPerEpoch) per epoch), \(data.train.count) train samples, \(data.classes.count) classes")
-        var windowLoss = 0.0, windowN = 0, windowStart = Date()
+        console.line("run \(dir): \(recipe.model.backbone) x\(recipe.model.width), \(recipe.quant.mode), \(totalSteps) steps (\(batchesPerEpoch) per epoch), \(task.trainCount) train samples, \(task.classes.count) classes")
+        // Mean of each loss term (and of their sum, "") over the finite steps since the last metrics line.
+        var window: [String: Double] = [:], windowN = 0, windowStart = Date()
         while step < totalSteps {
             if let s = stopAfterSteps, step - stepsAtStart >= s { return try interrupt(signal: 0, start: start) }
             if StopSignal.requested != 0 { return try interrupt(signal: StopSignal.requested, start: start) }
             let epoch = step / batchesPerEpoch, b = step % batchesPerEpoch
-            if epoch != orderEpoch { order = trainLoader.order(epoch: epoch); orderEpoch = epoch }
-            let batch = try trainLoader.makeBatch(epoch: epoch, indices: Array(order[(b * recipe.train.batch)..<((b + 1) * recipe.train.batch)]))
-            let x = Tensor(shape: batch.shape, storage: batch.images)
-            let y = batch.labels.map { $0.first ?? 0 }
+            if epoch != orderEpoch { order = task.trainOrder(epoch: epoch); orderEpoch = epoch }
             handle?.setStep(step)
             opt.lrFactor = schedule.factor(at: step)
             opt.zeroGrad()
-            let loss = Loss.crossEntropy(model(x), targets: y)
+            let terms = try task.losses(model: model, epoch: epoch, indices: Array(order[(b * recipe.train.batch)..<((b + 1) * recipe.train.batch)]))
+            precondition(!terms.isEmpty, "a training task returned no loss terms")
+            // Summed in name order, so the total's bits do not depend on dictionary order.
+            let names = terms.keys.sorted()
+            let loss = names.dropFirst().reduce(terms[names[0]]!) { $0 + terms[$1]! }
             let l = loss.item
+            let parts = names.map { ($0, Double(terms[$0]!.item)) }
             var gradNorm: Float = 0
             if l.isFinite {
                 loss.backward()
@@ -304,7 +274,8 @@ public final class TrainingRun {
                 handle?.clampScales()
                 ema?.update(model)
                 consecutiveNonFinite = 0
-                windowLoss += Double(l); windowN += 1
+                window["", default: 0] += Double(l); windowN += 1
+                for (n, v) in parts { window[n, default: 0] += v }
             } else {
                 nonFinite += 1; consecutiveNonFinite += 1
                 opt.zeroGrad()
@@ -332,14 +303,17 @@ public final class TrainingRun {
             let eta = Double(totalSteps - step) * Double(recipe.train.batch) / max(rate, 1e-9)
             let lr = Double(opt.lr())
             if step % recipe.train.logEvery == 0 || step == totalSteps {
-                let mean = windowN > 0 ? windowLoss / Double(windowN) : .nan
+                func mean(_ n: String) -> Double { windowN > 0 ? window[n, default: 0] / Double(windowN) : .nan }
                 let ips = Double(windowN * recipe.train.batch) / max(now.timeIntervalSince(windowStart), 1e-9)
-                record(["type": "train", "step": step, "epoch": epoch, "loss": mean.isFinite ? mean : NSNull(), "lr": lr, "images_per_s": ips])
-                console.periodic(String(format: "epoch %d step %d/%d loss %.4f lr %.4g %.0f img/s eta %@", epoch + 1, step, totalSteps, mean, lr, ips, Console.duration(eta)))
-                windowLoss = 0; windowN = 0; windowStart = now
+                var rec: [String: Any] = ["type": "train", "step": step, "epoch": epoch, "loss": mean("").isFinite ? mean("") : NSNull(), "lr": lr, "images_per_s": ips]
+                for n in names { rec["loss_" + n] = mean(n).isFinite ? mean(n) : NSNull() }
+                record(rec)
+                console.periodic(String(format: "epoch %d step %d/%d loss %.4f%@ lr %.4g %.0f img/s eta %@", epoch + 1, step, totalSteps, mean(""),
+                                        TrainingRun.terms(names.map { ($0, mean($0)) }), lr, ips, Console.duration(eta)))
+                window = [:]; windowN = 0; windowStart = now
             }
-            console.progress(String(format: "epoch %d/%d step %d/%d loss %.4f lr %.4g %.0f img/s eta %@", epoch + 1, max(1, (totalSteps + batchesPerEpoch - 1) / batchesPerEpoch),
-                                    step, totalSteps, Double(l), lr, rate, Console.duration(eta)))
+            console.progress(String(format: "epoch %d/%d step %d/%d loss %.4f%@ lr %.4g %.0f img/s eta %@", epoch + 1, max(1, (totalSteps + batchesPerEpoch - 1) / batchesPerEpoch),
+                                    step, totalSteps, Double(l), TrainingRun.terms(parts), lr, rate, Console.duration(eta)))
             let endOfEpoch = step % batchesPerEpoch == 0 || step == totalSteps
             if endOfEpoch {
                 if (epoch + 1) % recipe.eval.everyEpochs == 0 || step == totalSteps { try evaluateAndKeepBest(epoch: epoch) }
@@ -351,14 +325,18 @@ public final class TrainingRun {
         return .finished(try finish(start: start, stepsAtStart: stepsAtStart))
     }
 
+    /// The loss terms after the total on progress lines, when there is more than one: " (a 0.1, b 0.2)".
+    static func terms(_ parts: [(String, Double)]) -> String {
+        parts.count < 2 ? "" : " (" + parts.map { String(format: "%@ %.4f", $0.0, $0.1) }.joined(separator: ", ") + ")"
+    }
+
     func evaluateAndKeepBest(epoch: Int) throws {
         let m = try evaluate(split: recipe.eval.split)
-        var rec: [String: Any] = ["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split, "loss": m.loss,
-                                  "accuracy": m.accuracy, "macro_accuracy": m.macroAccuracy]
-        rec["per_class_accuracy"] = m.perClassAccuracy
-        record(rec)
-        console.line(String(format: "eval %@ after epoch %d: accuracy %.2f%% macro %.2f%% loss %.4f", m.split, epoch + 1, 100 * m.accuracy, 100 * m.macroAccuracy, m.loss))
-        let v = m.value(recipe.eval.metric)
+        record(["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split].merging(m.record) { a, _ in a })
+        console.line("eval \(m.split) after epoch \(epoch + 1): \(m.summary(first: recipe.eval.metric))")
+        guard let v = m[recipe.eval.metric] else {
+            throw TrainingError("eval.metric \(recipe.eval.metric): the \(recipe.task) task reports no such metric (it reports \(m.names().joined(separator: ", ")))")
+        }
         if v > best { best = v; bestStep = step; try save("best.h5") }
         model.train()
     }
@@ -391,18 +369,18 @@ public final class TrainingRun {
             try save("last.h5")
         }
         elapsed = elapsedAtStart + Date().timeIntervalSince(start)
-        var final: EvalMetrics? = nil
+        var final: TaskMetrics? = nil
         if recipe.eval.finalSplit != "none" {
             let c = try TrainingRun.loadCheckpoint(dir + "/checkpoints/best.h5")
             do { try c.apply(to: model, strict: true, file: dir + "/checkpoints/best.h5") } catch { throw TrainingError("\(error)") }
             if let ema { EMAEntries.load(c, into: ema.shadow) }
             final = try evaluate(split: recipe.eval.finalSplit)
-            console.line(String(format: "final: best.h5 (step %d) on %@: accuracy %.2f%% macro %.2f%%", bestStep, final!.split, 100 * final!.accuracy, 100 * final!.macroAccuracy))
+            console.line("final: best.h5 (step \(bestStep)) on \(final!.split): \(final!.summary(first: recipe.eval.metric))")
         }
         let report = FinalReport(name: recipe.name, steps: step, seconds: elapsed, metric: recipe.eval.metric, best: best, bestStep: bestStep,
-                                 nonFiniteSteps: nonFinite, final: final, classes: data.classes)
+                                 nonFiniteSteps: nonFinite, final: final, classes: task.classes)
         var rec: [String: Any] = ["type": "final", "step": step, "seconds": elapsed, "best": best, "best_step": bestStep]
-        if let final { rec["split"] = final.split; rec["accuracy"] = final.accuracy; rec["macro_accuracy"] = final.macroAccuracy; rec["per_class_accuracy"] = final.perClassAccuracy }
+        if let final { rec["split"] = final.split; rec.merge(final.record) { a, _ in a } }
         record(rec)
         let enc = JSONCoding.encoder()
         try enc.encode(report).write(to: URL(fileURLWithPath: dir + "/final.json"), options: .atomic)
@@ -434,42 +412,6 @@ enum EMAEntries {
             e.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
         }
         return missing
-    }
-}
-
-/// Evaluation over a whole split (no augmentation, fixed order).
-public enum Evaluator {
-    public static func evaluate(_ model: Module, source: HDF5ClassificationSource, split: String, recipe: Recipe, classes: Int) throws -> EvalMetrics {
-        let wasTraining = model.isTraining
-        model.eval()
-        defer { model.train(wasTraining) }
-        let loader = try Loader(source, config: loaderConfig(recipe, batch: recipe.eval.batch, train: false))
-        var correct = [Int](repeating: 0, count: classes), count = [Int](repeating: 0, count: classes)
-        var lossSum = 0.0
-        try noGrad {
-            var b = 0
-            while b * recipe.eval.batch < source.count {
-                let idx = Array((b * recipe.eval.batch)..<min((b + 1) * recipe.eval.batch, source.count))
-                let batch = try loader.makeBatch(epoch: 0, indices: idx)
-                let logits = model(Tensor(shape: batch.shape, storage: batch.images))
-                let y = batch.labels.map { $0.first ?? 0 }
-                lossSum += Double(Loss.crossEntropy(logits, targets: y, reduction: .sum).item)
-                let p = logits.pointer, k = logits.shape[1]
-                for i in 0..<y.count {
-                    var arg = 0
-                    for j in 1..<k where p[i * k + j] > p[i * k + arg] { arg = j }
-                    if y[i] < classes { count[y[i]] += 1; if arg == y[i] { correct[y[i]] += 1 } }
-                }
-                b += 1
-            }
-        }
-        let total = count.reduce(0, +)
-        let per = (0..<classes).map { count[$0] > 0 ? Double(correct[$0]) / Double(count[$0]) : -1 }
-        let present = per.filter { $0 >= 0 }
-        return EvalMetrics(split: split, samples: total, loss: lossSum / Double(max(total, 1)),
-                           accuracy: Double(correct.reduce(0, +)) / Double(max(total, 1)),
-                           macroAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
-                           perClassAccuracy: per, perClassCount: count)
     }
 }
 

@@ -94,7 +94,11 @@ public struct Sweep: Sendable {
                 params.append((k, l, h))
             }
             guard !params.isEmpty else { throw RecipeError(origin: e.tree?.origin, key: "evolve.params", "name at least one hyperparameter with its [low, high] bounds") }
-            evolve = Evolve(generations: try e.int("generations", 10, min: 1), metric: try e.choice("metric", "accuracy", ["accuracy", "macro_accuracy"]),
+            // The fitness is a metric of the base recipe's task, by default the one that picks its best.h5.
+            func scalar(_ t: Tree?) -> String? { if case .scalar(let s, _, _)? = t { return s }; return nil }
+            let metrics = Recipe.options(task: scalar(baseTree["task"]) ?? "classification").evalMetrics
+            let baseMetric = scalar(baseTree["eval"]?["metric"]).flatMap { metrics.contains($0) ? $0 : nil } ?? metrics[0]
+            evolve = Evolve(generations: try e.int("generations", 10, min: 1), metric: try e.choice("metric", baseMetric, metrics),
                             parents: try e.int("parents", 5, min: 1), mutationProb: try e.double("mutation_prob", 0.8, min: 0, max: 1),
                             sigma: try e.double("sigma", 0.2, min: 0), params: params)
             try e.finish()
@@ -181,8 +185,8 @@ public struct Sweep: Sendable {
         for cell in mine {
             if Sweep.isDone(cell.dir) { skipped += 1; log("skip \(cell.label) (done)"); continue }
             let r = try recipe(for: cell)
-            if let dep = r.quant.initFrom, !FileManager.default.fileExists(atPath: dep),
-               let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }) {
+            for dep in [r.model.initFrom, r.quant.initFrom].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: dep) {
+                guard let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }) else { continue }
                 // Another shard trains the checkpoint this cell starts from: wait for that cell to finish.
                 log("wait \(cell.label): needs \(producer.label) (another shard)")
                 while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) {
@@ -214,7 +218,7 @@ public struct Sweep: Sendable {
         let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet)
         let outcome = try run.run()
         if case .finished(let f) = outcome {
-            log(String(format: "done %@: %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", 100 * (f.final?.accuracy ?? .nan),
+            log(String(format: "done %@: %@ %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", f.metric, 100 * (f.final?[f.metric] ?? .nan),
                        recipe.eval.split, 100 * f.best, Date().timeIntervalSince(start)))
         }
         return outcome
@@ -288,7 +292,7 @@ public struct Sweep: Sendable {
             let outcome = try runCell(cell, recipe: recipe, quiet: quiet, log: log)
             if case .interrupted = outcome { return (ran, skipped, true) }
             let final = try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
-            let fitness = ev.metric == "macro_accuracy" ? (final.final?.macroAccuracy ?? final.best) : (final.final?.accuracy ?? final.best)
+            let fitness = final.final?[ev.metric] ?? final.best
             let line = "\(g),\(fitness)," + values.map { "\($0)" }.joined(separator: ",") + ",\(cell.dir)\n"
             let h = try FileHandle(forWritingTo: URL(fileURLWithPath: csv))
             h.seekToEndOfFile(); h.write(Data(line.utf8)); try h.close()
@@ -301,28 +305,49 @@ public struct Sweep: Sendable {
 
     // MARK: collect
 
+    public struct Stat: Codable, Equatable, Sendable {
+        public var mean: Double
+        public var std: Double
+    }
+
+    /// One variant and grid point of a collected sweep.
     public struct SummaryRow: Codable, Equatable {
         public var variant: String
         public var grid: String
         public var seeds: Int
+        /// The recipes' `eval.metric`: `mean` and `std` are its final-split values, `valBestMean` its best
+        /// value on `eval.split`.
         public var metric: String
         public var mean: Double
         public var std: Double
-        public var macroMean: Double
-        public var macroStd: Double
+        /// The split of `metrics` and `perClass` (the recipes' `eval.final_split`).
+        public var split: String
+        /// Every final-split metric by name: mean and sample std over seeds.
+        public var metrics: [String: Stat]
         public var valBestMean: Double
         public var secondsMean: Double
         public var weightBits: Int
         public var activationBits: Int
         public var mode: String
-        public var perClassMean: [Double]
+        /// Every final-split per-class metric by name: per class, the mean over seeds (classes without
+        /// samples, -1, left out of the mean).
+        public var perClass: [String: [Double]]
         public var classes: [String]
         /// The cells' run directories (one per seed).
         public var dirs: [String]
     }
 
-    /// Merges finished cells into `summary.csv`, `summary.md` and `summary.json` (mean and sample std
-    /// over seeds, one row per variant and grid point). Returns the rows and the missing cells.
+    /// Metric names in report order: the task's metrics (`preferred`) in their order, then the others by
+    /// name, losses last.
+    static func ordered(_ names: Set<String>, preferred: [String]) -> [String] {
+        preferred.filter(names.contains) + names.subtracting(preferred).sorted { a, b in
+            a.hasPrefix("loss") != b.hasPrefix("loss") ? !a.hasPrefix("loss") : a < b
+        }
+    }
+
+    /// Merges finished cells into `summary.csv`, `summary.md` and `summary.json`: per variant and grid
+    /// point, the mean and sample std over seeds of every final-split metric the cells report, the best
+    /// `eval.split` value, seconds per run and per-class means. Returns the rows and the missing cells.
     public func collect() throws -> (rows: [SummaryRow], missing: [String]) {
         var groups: [(String, String, [(Cell, FinalReport, Recipe)])] = []
         var missing: [String] = []
@@ -333,35 +358,51 @@ public struct Sweep: Sendable {
             if let i = groups.firstIndex(where: { $0.0 == cell.variant && $0.1 == cell.gridSuffix }) { groups[i].2.append((cell, f, r)) }
             else { groups.append((cell.variant, cell.gridSuffix, [(cell, f, r)])) }
         }
-        func stats(_ v: [Double]) -> (Double, Double) {
+        func stats(_ v: [Double]) -> Stat {
             let m = v.reduce(0, +) / Double(max(v.count, 1))
             let s = v.count > 1 ? (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot() : 0
-            return (m, s)
+            return Stat(mean: m, std: s)
         }
         let rows: [SummaryRow] = groups.map { variant, grid, items in
-            let acc = stats(items.map { $0.1.final?.accuracy ?? .nan })
-            let mac = stats(items.map { $0.1.final?.macroAccuracy ?? .nan })
             let r = items[0].2
-            let k = items[0].1.final?.perClassAccuracy.count ?? 0
-            let per = (0..<k).map { c in stats(items.compactMap { $0.1.final?.perClassAccuracy[c] }.filter { $0 >= 0 }).0 }
-            return SummaryRow(variant: variant, grid: String(grid.dropFirst()), seeds: items.count, metric: "accuracy", mean: acc.0, std: acc.1,
-                              macroMean: mac.0, macroStd: mac.1, valBestMean: stats(items.map { $0.1.best }).0,
-                              secondsMean: stats(items.map { $0.1.seconds }).0,
+            let finals = items.map { $0.1.final }
+            let names = Set(finals.flatMap { $0?.values.keys.map { $0 } ?? [] })
+            var metrics: [String: Stat] = [:]
+            for n in names { metrics[n] = stats(finals.map { $0?[n] ?? .nan }) }
+            var perClass: [String: [Double]] = [:]
+            for (n, first) in items[0].1.final?.perClass ?? [:] {
+                perClass[n] = first.indices.map { c in stats(finals.compactMap { f in f?.perClass[n].flatMap { c < $0.count ? $0[c] : nil } }.filter { $0 >= 0 }).mean }
+            }
+            let headline = stats(finals.map { $0?[r.eval.metric] ?? .nan })
+            return SummaryRow(variant: variant, grid: String(grid.dropFirst()), seeds: items.count, metric: r.eval.metric, mean: headline.mean, std: headline.std,
+                              split: items[0].1.final?.split ?? r.eval.finalSplit, metrics: metrics,
+                              valBestMean: stats(items.map { $0.1.best }).mean, secondsMean: stats(items.map { $0.1.seconds }).mean,
                               weightBits: r.quant.mode == "fp32" ? 32 : r.quant.weight.bits, activationBits: r.quant.mode == "fp32" ? 32 : r.quant.activation.bits,
-                              mode: r.quant.mode, perClassMean: per, classes: items[0].1.classes, dirs: items.map(\.0.dir))
+                              mode: r.quant.mode, perClass: perClass, classes: items[0].1.classes, dirs: items.map(\.0.dir))
         }
+        let first = groups.first?.2.first?.2 ?? (try? recipe(for: cells()[0]))
+        let names = Sweep.ordered(Set(rows.flatMap { $0.metrics.keys }), preferred: Recipe.options(task: first?.task ?? "classification").evalMetrics)
+        let split = rows.first?.split ?? "final", evalSplit = first?.eval.split ?? "val"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         if let text = try? String(contentsOfFile: file, encoding: .utf8) { try text.write(toFile: out + "/sweep.yaml", atomically: true, encoding: .utf8) }
-        var csv = "variant,grid,mode,weight_bits,activation_bits,seeds,test_accuracy_mean,test_accuracy_std,test_macro_accuracy_mean,test_macro_accuracy_std,val_best_mean,seconds_mean\n"
+        var csv = "variant,grid,mode,weight_bits,activation_bits,seeds," + names.map { "\(split)_\($0)_mean,\(split)_\($0)_std" }.joined(separator: ",")
+        csv += (names.isEmpty ? "" : ",") + "\(evalSplit)_best_mean,seconds_mean\n"
         for r in rows {
-            csv += "\(r.variant),\(r.grid),\(r.mode),\(r.weightBits),\(r.activationBits),\(r.seeds)," + [r.mean, r.std, r.macroMean, r.macroStd, r.valBestMean].map { String(format: "%.4f", $0) }.joined(separator: ",") + String(format: ",%.1f\n", r.secondsMean)
+            let values = names.flatMap { [r.metrics[$0]?.mean ?? .nan, r.metrics[$0]?.std ?? .nan] } + [r.valBestMean]
+            csv += "\(r.variant),\(r.grid),\(r.mode),\(r.weightBits),\(r.activationBits),\(r.seeds)," + values.map { String(format: "%.4f", $0) }.joined(separator: ",") + String(format: ",%.1f\n", r.secondsMean)
         }
         try csv.write(toFile: out + "/summary.csv", atomically: true, encoding: .utf8)
-        var md = "# Sweep \(name)\n\nBase: `\(file)`; seeds \(seeds.map(String.init).joined(separator: ", ")); test-split metrics of each cell's best.h5, mean ± sample std over seeds.\n\n"
-        md += "| variant | grid | mode | W/A bits | seeds | accuracy (%) | macro accuracy (%) | best val (%) | s per run |\n|---|---|---|---|---|---|---|---|---|\n"
+        func label(_ n: String) -> String { n.replacingOccurrences(of: "_", with: " ") + (n.hasPrefix("loss") ? "" : " (%)") }
+        func cell(_ n: String, _ s: Stat?) -> String {
+            guard let s else { return "-" }
+            return n.hasPrefix("loss") ? String(format: "%.4f ± %.4f", s.mean, s.std) : String(format: "%.2f ± %.2f", 100 * s.mean, 100 * s.std)
+        }
+        var md = "# Sweep \(name)\n\nBase: `\(file)`; seeds \(seeds.map(String.init).joined(separator: ", ")); \(split)-split metrics of each cell's best.h5, mean ± sample std over seeds.\n\n"
+        md += "| variant | grid | mode | W/A bits | seeds | " + names.map(label).joined(separator: " | ") + (names.isEmpty ? "" : " | ") + "best \(evalSplit) (%) | s per run |\n"
+        md += "|---|---|---|---|---|" + String(repeating: "---|", count: names.count) + "---|---|\n"
         for r in rows {
             md += "| \(r.variant) | \(r.grid.isEmpty ? "-" : r.grid) | \(r.mode) | \(r.mode == "fp32" ? "32/32" : "\(r.weightBits)/\(r.activationBits)") | \(r.seeds) | "
-            md += String(format: "%.2f ± %.2f | %.2f ± %.2f | %.2f | %.0f |\n", 100 * r.mean, 100 * r.std, 100 * r.macroMean, 100 * r.macroStd, 100 * r.valBestMean, r.secondsMean)
+            md += names.map { cell($0, r.metrics[$0]) + " | " }.joined() + String(format: "%.2f | %.0f |\n", 100 * r.valBestMean, r.secondsMean)
         }
         if !missing.isEmpty { md += "\nNot finished (\(missing.count)): " + missing.joined(separator: ", ") + "\n" }
         try md.write(toFile: out + "/summary.md", atomically: true, encoding: .utf8)

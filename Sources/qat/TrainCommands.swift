@@ -58,7 +58,7 @@ struct EvalCommand: ParsableCommand {
 
     @Argument(help: "Checkpoint (HDF5), e.g. runs/quickstart/1/checkpoints/best.h5.")
     var checkpoint: String
-    @Option(help: "A folder with train.h5, val.h5, test.h5 to evaluate on instead of the recipe's data.")
+    @Option(help: "A data folder to evaluate on instead of the recipe's (data.path): classification, a folder with train.h5, val.h5, test.h5; detection, a COCO folder (or a DOTA one for a dota recipe).")
     var data: String?
     @Option(help: "Split: train, val or test.")
     var split = "test"

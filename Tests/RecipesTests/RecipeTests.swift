@@ -120,7 +120,8 @@ final class RecipeTests: XCTestCase {
                                   ("quant: {weight: {bits: 9}}\n", "quant.weight.bits", "must be 2..8"),
                                   ("train: 5\n", "train", "expected a mapping"),
                                   ("train: {optimizer: {nesterov: maybe}}\n", "train.optimizer.nesterov", "expected true or false"),
-                                  ("task: detection\n", "task", "not supported yet"),
+                                  ("task: detection\ndata: {format: synth_chips}\n", "data.format", "is a classification format but the recipe's task is detection"),
+                                  ("data: {format: coco, path: x}\n", "data.format", "task is classification, which takes synth_chips, hdf5_chips"),
                                   ("data: {format: hdf5_chips}\n", "data.path", "needs data.path")] {
             let e = error { try Recipe.load(path: self.write("x.yaml", text)) }
             XCTAssertEqual(e?.key, key, text)

@@ -234,6 +234,15 @@ final class SweepTests: XCTestCase {
         for f in ["summary.csv", "summary.md", "summary.json"] { XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/out/" + f)) }
         let csv = try String(contentsOfFile: root + "/out/summary.csv", encoding: .utf8)
         XCTAssertEqual(csv.split(separator: "\n").count, 5)
+        // Every metric the cells report, summarised by name (final_split val here), the task's first.
+        XCTAssertTrue(csv.hasPrefix("variant,grid,mode,weight_bits,activation_bits,seeds,val_accuracy_mean,val_accuracy_std,val_macro_accuracy_mean,val_macro_accuracy_std,val_loss_mean,val_loss_std,val_best_mean,seconds_mean\n"), csv)
+        XCTAssertEqual(Set(rows[0].metrics.keys), ["accuracy", "macro_accuracy", "loss"])
+        XCTAssertEqual(rows[0].metric, "accuracy")
+        XCTAssertEqual(rows[0].mean, rows[0].metrics["accuracy"]?.mean)
+        XCTAssertEqual(rows[0].perClass["accuracy"]?.count, 12)
+        let finals = try rows[0].dirs.map { try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: $0 + "/final.json"))).final! }
+        XCTAssertEqual(rows[0].metrics["macro_accuracy"]?.mean ?? 0, (finals[0]["macro_accuracy"]! + finals[1]["macro_accuracy"]!) / 2, accuracy: 1e-12)
+        XCTAssertTrue(try String(contentsOfFile: root + "/out/summary.md", encoding: .utf8).contains("| accuracy (%) | macro accuracy (%) | loss | best val (%) |"))
 
         // Export the sweep and one run as notebooks.
         let written = try NotebookExport.export(dir: root + "/out", out: root + "/nb/sweep.ipynb", html: true)
@@ -314,6 +323,8 @@ final class SweepTests: XCTestCase {
         XCTAssertThrowsError(try Sweep.load(p2)) { XCTAssertTrue("\($0)".contains("did you mean 'train.epochs'"), "\($0)") }
         let p3 = try writeSweep(root, "base: base.yaml\ngrid: {train.epochs: 3}\n")
         XCTAssertThrowsError(try Sweep.load(p3)) { XCTAssertTrue("\($0)".contains("grid.train.epochs"), "\($0)") }
+        let p4 = try writeSweep(root, "base: base.yaml\nevolve: {metric: map50, params: {train.optimizer.lr: [0.01, 0.1]}}\n")
+        XCTAssertThrowsError(try Sweep.load(p4)) { XCTAssertTrue("\($0)".contains("'map50' is not one of accuracy, macro_accuracy"), "\($0)") }
     }
 }
 

@@ -1,0 +1,170 @@
+import Foundation
+import Kernels
+import Autodiff
+import NN
+import Datasets
+import Detection
+import Evaluation
+import Recipes
+
+/// Object detection (the aircraft detector): a RetinaNet on the recipe's backbone, trained on a loss
+/// dictionary (`classification`, `bbox_regression`), evaluated with COCO metrics equal to pycocotools'
+/// (mAP@[.5:.95], mAP50, mAP75, by area, recall) plus class-agnostic AP ("does it find aircraft at all").
+public final class DetectionTask: TrainingTask {
+    public let recipe: Recipe
+    public let data: DetectionData
+    let trainLoader: Loader
+    /// Detections of the last evaluation per split (original image coordinates), for results files.
+    var lastResults: [String: [DetectionResult]] = [:]
+    var lastEvaluation: [String: COCOEvalResult] = [:]
+
+    public init(recipe: Recipe, log: (String) -> Void = { _ in }) throws {
+        guard recipe.data.inputSize % 32 == 0 else {
+            throw TrainingError("data.input_size \(recipe.data.inputSize): a detector needs a multiple of 32 (the FPN adds levels 32 px apart), e.g. 256")
+        }
+        self.recipe = recipe
+        data = try DetectionData.open(recipe.data, log: log)
+        trainLoader = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: true))
+    }
+
+    public var classes: [String] { data.classes }
+    public var trainCount: Int { data.train.count }
+    public var dataRoot: String { data.root }
+
+    /// The detector a recipe describes, for `classes` classes.
+    public static func makeDetector(_ r: Recipe, classes: Int, rng: inout RNG) throws -> RetinaNet {
+        let d = r.detector
+        var c = RetinaNetConfig(numClasses: classes)
+        c.fpnChannels = d.fpn.channels; c.levels = d.fpn.levels
+        c.headConvs = d.head.convs; c.groupNorm = d.head.groupNorm; c.priorProbability = Float(d.head.priorProb)
+        c.anchorSizes = d.anchors.sizes.map(Double.init); c.anchorScales = d.anchors.scales; c.anchorRatios = d.anchors.ratios
+        c.integerSizes = d.anchors.integerSizes
+        c.fgIoU = Float(d.matcher.fgIoU); c.bgIoU = Float(d.matcher.bgIoU); c.lowQualityMatches = d.matcher.lowQuality
+        c.ignoreIoF = Float(d.matcher.ignoreIoF)
+        c.focalAlpha = Float(d.loss.focalAlpha); c.focalGamma = Float(d.loss.focalGamma)
+        guard let reg = RetinaNetConfig.Regression(rawValue: d.loss.regression) else {
+            throw TrainingError("detector.loss.regression: '\(d.loss.regression)' is not one of \(RetinaNetConfig.Regression.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        c.regression = reg; c.smoothL1Beta = Float(d.loss.smoothL1Beta); c.boxWeights = d.loss.boxWeights.map(Float.init)
+        c.regressionWeight = Float(d.loss.regressionWeight)
+        c.scoreThreshold = Float(d.test.scoreThreshold); c.topkCandidates = d.test.topk; c.nmsIoU = d.test.nmsIoU
+        c.maxDetections = d.test.maxDetections
+        do {
+            let backbone = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: nil, rng: &rng)
+            return try RetinaNet(backbone: backbone, config: c, rng: &rng)
+        } catch { throw TrainingError("detector: \(error)") }
+    }
+
+    public func makeModel(rng: inout RNG) throws -> Module { try DetectionTask.makeDetector(recipe, classes: classes.count, rng: &rng) }
+
+    public func trainOrder(epoch: Int) -> [Int] { trainLoader.order(epoch: epoch) }
+
+    static func detector(_ model: Module) -> RetinaNet {
+        guard let d = model as? RetinaNet else { preconditionFailure("DetectionTask: the model is a \(type(of: model)), not a detector") }
+        return d
+    }
+
+    static func targets(_ b: Batch) -> [DetectionTarget] {
+        (0..<b.boxes.count).map { i in
+            DetectionTarget(boxes: XYXYBoxes(xywh: b.boxes[i]), labels: b.labels[i], ignoreRegions: XYXYBoxes(xywh: b.ignoreBoxes[i]))
+        }
+    }
+
+    public func losses(model: Module, epoch: Int, indices: [Int]) throws -> [String: Tensor] {
+        let b = try trainLoader.makeBatch(epoch: epoch, indices: indices)
+        return DetectionTask.detector(model).losses(images: Tensor(shape: b.shape, storage: b.images), targets: DetectionTask.targets(b))
+    }
+
+    public func calibrationInputs(batches: Int) throws -> [Tensor] {
+        let batch = recipe.train.batch
+        let l = try Loader(data.train, config: loaderConfig(recipe, batch: batch, train: false))
+        return try (0..<min(batches, l.batchCount())).map { k in
+            let x = try l.makeBatch(epoch: 0, indices: Array((k * batch)..<min((k + 1) * batch, data.train.count)))
+            return Tensor(shape: x.shape, storage: x.images)
+        }
+    }
+
+    /// Detections of a whole split in original image coordinates (COCO results entries).
+    public func detect(model: Module, split: String) throws -> [DetectionResult] {
+        let det = DetectionTask.detector(model), source = data.split(split), size = recipe.eval.batch
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        let loader = try Loader(source, config: loaderConfig(recipe, batch: size, train: false))
+        var out: [DetectionResult] = []
+        var start = 0
+        while start < source.count {
+            let b = try loader.makeBatch(epoch: 0, indices: Array(start..<min(start + size, source.count)))
+            let dets = det.detect(Tensor(shape: b.shape, storage: b.images))
+            for (i, d) in dets.enumerated() {
+                for j in 0..<d.count {
+                    let box = b.letterboxes[i].toOriginal(d.boxes.xywh(j))
+                    guard box[2] > 0, box[3] > 0 else { continue }   // wholly in the letterbox padding
+                    out.append(DetectionResult(imageId: b.imageIds[i], categoryId: data.categoryIds[d.labels[j]], box: COCOBox(xywh: box),
+                                               score: Double(d.scores[j])))
+                }
+            }
+            start += size
+        }
+        return out
+    }
+
+    /// The 12 pycocotools numbers (map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100,
+    /// ar_small, ar_medium, ar_large; -1 where undefined), class-agnostic AP (agnostic_map50,
+    /// agnostic_map), per-class AP and AP50, objects per class.
+    public func evaluate(model: Module, split: String) throws -> TaskMetrics {
+        let results = try detect(model: model, split: split)
+        let gt = data.groundTruth(split)
+        let coco: COCOEvalResult, agnostic: COCOEvalResult
+        do {
+            coco = try COCOEval.evaluate(gt, results)
+            agnostic = try COCOEval.evaluate(gt, results, classAgnostic: true)
+        } catch { throw TrainingError("evaluation of \(split): \(error)") }
+        lastResults[split] = results
+        lastEvaluation[split] = coco
+        var values: [String: Double] = [:]
+        for (name, v) in zip(DetectionTask.statNames, coco.stats) { values[name] = v }
+        values["agnostic_map50"] = agnostic.stats[1]
+        values["agnostic_map"] = agnostic.stats[0]
+        let byId = Dictionary(uniqueKeysWithValues: coco.perClass.map { ($0.categoryId, $0) })
+        let count = data.categoryIds.map { id in gt.annotations.filter { $0.categoryId == id && ($0.iscrowd ?? 0) == 0 }.count }
+        return TaskMetrics(split: split, samples: gt.images.count, values: values,
+                           perClass: ["ap": data.categoryIds.map { byId[$0]?.ap ?? -1 }, "ap50": data.categoryIds.map { byId[$0]?.ap50 ?? -1 }],
+                           perClassCount: count)
+    }
+
+    static let statNames = ["map", "map50", "map75", "map_small", "map_medium", "map_large",
+                            "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large"]
+
+    /// pycocotools' summary lines, class-agnostic AP and a per-class AP table.
+    public func report(_ m: TaskMetrics) -> String {
+        let labels = [("Average Precision", "0.50:0.95", "all", 100), ("Average Precision", "0.50", "all", 100),
+                      ("Average Precision", "0.75", "all", 100), ("Average Precision", "0.50:0.95", "small", 100),
+                      ("Average Precision", "0.50:0.95", "medium", 100), ("Average Precision", "0.50:0.95", "large", 100),
+                      ("Average Recall", "0.50:0.95", "all", 1), ("Average Recall", "0.50:0.95", "all", 10),
+                      ("Average Recall", "0.50:0.95", "all", 100), ("Average Recall", "0.50:0.95", "small", 100),
+                      ("Average Recall", "0.50:0.95", "medium", 100), ("Average Recall", "0.50:0.95", "large", 100)]
+        var s = "split \(m.split), \(m.samples) images\n"
+        for (name, l) in zip(DetectionTask.statNames, labels) {
+            let short = l.0 == "Average Precision" ? "(AP)" : "(AR)"
+            s += String(format: " %@ %@ @[ IoU=%-9@ | area=%6@ | maxDets=%3d ] = %.3f\n", l.0.padding(toLength: 18, withPad: " ", startingAt: 0), short,
+                        l.1, l.2, l.3, m.values[name] ?? -1)
+        }
+        s += String(format: "class-agnostic AP50 %.3f, AP %.3f (any aircraft found, whatever its type)\n", m.values["agnostic_map50"] ?? -1, m.values["agnostic_map"] ?? -1)
+        s += "class                           objects     AP   AP50\n"
+        let ap = m.perClass["ap"] ?? [], ap50 = m.perClass["ap50"] ?? []
+        for (i, name) in classes.enumerated() where i < ap.count {
+            func f(_ v: Double) -> String { v < 0 ? "     -" : String(format: "%6.3f", v) }
+            s += name.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: " %8d ", i < m.perClassCount.count ? m.perClassCount[i] : 0) + f(ap[i]) + " " + f(ap50[i]) + "\n"
+        }
+        return s
+    }
+
+    /// A classifier checkpoint initialises the backbone (its classifier is left out); a detector
+    /// checkpoint loads as it is.
+    public func initPath(forCheckpointPath path: String) -> String? {
+        if ["backbone.", "fpn.", "classificationHead.", "regressionHead."].contains(where: path.hasPrefix) { return path }
+        if path.hasPrefix("classifier") || path.hasPrefix("fc.") { return nil }
+        return "backbone." + path
+    }
+}
