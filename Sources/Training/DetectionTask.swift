@@ -147,8 +147,11 @@ public final class DetectionTask: TrainingTask {
         var s = "split \(m.split), \(m.samples) images\n"
         for (name, l) in zip(DetectionTask.statNames, labels) {
             let short = l.0 == "Average Precision" ? "(AP)" : "(AR)"
-            s += String(format: " %@ %@ @[ IoU=%-9@ | area=%6@ | maxDets=%3d ] = %.3f\n", l.0.padding(toLength: 18, withPad: " ", startingAt: 0), short,
-                        l.1, l.2, l.3, m.values[name] ?? -1)
+            // pycocotools' ' {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}'
+            let area = String(repeating: " ", count: max(0, 6 - l.2.count)) + l.2
+            let dets = String(repeating: " ", count: max(0, 3 - String(l.3).count)) + String(l.3)
+            s += " " + l.0.padding(toLength: 18, withPad: " ", startingAt: 0) + " \(short) @[ IoU=" + l.1.padding(toLength: 9, withPad: " ", startingAt: 0)
+                + " | area=\(area) | maxDets=\(dets) ] = " + String(format: "%.3f\n", m.values[name] ?? -1)
         }
         s += String(format: "class-agnostic AP50 %.3f, AP %.3f (any aircraft found, whatever its type)\n", m.values["agnostic_map50"] ?? -1, m.values["agnostic_map"] ?? -1)
         s += "class                           objects     AP   AP50\n"
@@ -158,6 +161,15 @@ public final class DetectionTask: TrainingTask {
             s += name.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: " %8d ", i < m.perClassCount.count ? m.perClassCount[i] : 0) + f(ap[i]) + " " + f(ap50[i]) + "\n"
         }
         return s
+    }
+
+    /// `<prefix>.results.json`: the detections of the last evaluation of `split` as a COCO results file
+    /// (original image coordinates, the dataset's category ids), for any COCO tool.
+    public func writeEvaluationFiles(split: String, prefix: String) throws -> [String] {
+        guard let results = lastResults[split] else { return [] }
+        let path = prefix + ".results.json"
+        do { try COCOResults.write(results, to: path) } catch { throw TrainingError("writing \(path): \(error)") }
+        return [path]
     }
 
     /// A classifier checkpoint initialises the backbone (its classifier is left out); a detector

@@ -14,12 +14,14 @@ public enum CheckpointEvaluation {
         public var quantized: Bool
         /// The task's table of the metrics.
         public var report: String
+        /// Files the task wrote beside the checkpoint (a detector's COCO results).
+        public var files: [String]
     }
 
     /// `data`: a folder replacing the recipe's data (`data.path`; a synthetic recipe switches to its
     /// task's folder format, e.g. hdf5_chips); `fp32`: evaluate the float weights of a quantized
     /// checkpoint (quantizers left out).
-    public static func run(checkpoint path: String, data: String?, split: String, overrides: [String], fp32: Bool) throws -> Result {
+    public static func run(checkpoint path: String, data: String?, split: String, overrides: [String], fp32: Bool, filesPrefix: String? = nil) throws -> Result {
         guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
         let c = try TrainingRun.loadCheckpoint(path)
         guard !c.recipe.isEmpty else {
@@ -55,7 +57,8 @@ public enum CheckpointEvaluation {
         // The EMA weights are what the run evaluated.
         if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
         let m = try task.evaluate(model: model, split: split)
-        return Result(metrics: m, classes: task.classes, recipe: recipe, quantized: quantized, report: task.report(m))
+        let files = try filesPrefix.map { try task.writeEvaluationFiles(split: split, prefix: $0) } ?? []
+        return Result(metrics: m, classes: task.classes, recipe: recipe, quantized: quantized, report: task.report(m), files: files)
     }
 
     public static func table(_ r: Result, checkpoint: String) -> String {

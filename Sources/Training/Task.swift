@@ -41,10 +41,14 @@ public protocol TrainingTask: AnyObject {
     /// (nil: not used). Default: the same path. A detector maps a classifier's backbone paths onto its
     /// own backbone here.
     func initPath(forCheckpointPath path: String) -> String?
+    /// Files the task writes next to an evaluation of `split` (paths starting with `prefix`), e.g. a
+    /// detector's COCO results; returns their paths. Default: none.
+    func writeEvaluationFiles(split: String, prefix: String) throws -> [String]
 }
 
 extension TrainingTask {
     public func initPath(forCheckpointPath path: String) -> String? { path }
+    public func writeEvaluationFiles(split: String, prefix: String) throws -> [String] { [] }
 }
 
 /// The training task of a recipe: the one place that knows which type implements which `task`.

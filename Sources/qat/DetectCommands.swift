@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Datasets
 import Evaluation
+import Training
 
 struct Detect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -94,4 +95,24 @@ struct Detect: ParsableCommand {
 private extension String {
     func leftPad(_ n: Int) -> String { String(repeating: " ", count: max(0, n - count)) + self }
     func rightPad(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
+}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Run a detector checkpoint on images: PNGs with boxes, type names and scores drawn, and a COCO results file.")
+
+    @Argument(help: "Detector checkpoint written by qat train on a detection recipe (e.g. runs/NAME/1/checkpoints/best.h5).")
+    var checkpoint: String
+    @Argument(help: "Images (.png, .jpg) or folders of images.")
+    var inputs: [String]
+    @Option(help: "Output folder: one PNG per image, results.json (COCO results) and images.json (image ids and categories).")
+    var out: String
+    @Option(help: "Draw and write detections with at least this score.")
+    var score = 0.3
+
+    func run() throws {
+        guard !inputs.isEmpty else { throw ValidationError("name at least one image or folder") }
+        _ = try guarded { try Prediction.run(checkpoint: checkpoint, inputs: inputs, out: out, score: score) }
+    }
 }

@@ -14,7 +14,7 @@ struct QAT: ParsableCommand {
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
-        subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self, PredictCommand.self])
 
     /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the command.
     static func main() {

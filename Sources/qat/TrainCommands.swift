@@ -73,10 +73,12 @@ struct EvalCommand: ParsableCommand {
         guard ["train", "val", "test"].contains(split) else { throw ValidationError("--split must be train, val or test, got \(split)") }
         if let quant, quant != "fp32" { throw ValidationError("--quant takes fp32 (evaluate float weights), got \(quant)") }
         let fp32 = quant == "fp32"
-        let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32) }
-        print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
         let base = checkpoint.hasSuffix(".h5") ? String(checkpoint.dropLast(3)) : checkpoint
-        let path = out ?? "\(base).\(split)\(fp32 ? ".fp32" : "").metrics.json"
+        let prefix = "\(base).\(split)\(fp32 ? ".fp32" : "")"
+        let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32, filesPrefix: prefix) }
+        print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
+        for f in r.files { print("wrote \(f)") }
+        let path = out ?? "\(prefix).metrics.json"
         let enc = JSONCoding.encoder()
         try enc.encode(r.metrics).write(to: URL(fileURLWithPath: path), options: .atomic)
         print("metrics: \(path)")

@@ -1,0 +1,119 @@
+import XCTest
+import Foundation
+import Kernels
+import Checkpoint
+import Datasets
+import Evaluation
+import Recipes
+@testable import Training
+
+/// A tiny detection recipe on a tiny synthetic benchmark (64-px scenes, shared cache).
+func tinyDetectionRecipe(_ extra: String = "", overrides: [String] = []) throws -> Recipe {
+    let cache = NSTemporaryDirectory() + "qat-training-tests-cache"
+    return try Recipe.parse("""
+    name: tiny-detector
+    task: detection
+    seed: 3
+    model: {backbone: mobilenet_v2, width: 0.25}
+    data:
+      format: synth_coco
+      cache: \(cache)
+      synth: {images: 24, size: 64, imbalance: 2}
+      input_size: 64
+    detector:
+      fpn: {channels: 8, levels: [3, 4, 5, 6]}
+      head: {convs: 1}
+      anchors: {sizes: [8, 16, 32, 64]}
+      test: {score_threshold: 0.0, max_detections: 20}
+    train:
+      epochs: 2
+      batch: 4
+      optimizer: {name: sgd, lr: 0.01, momentum: 0.9}
+      schedule: {name: cosine, warmup_steps: 2}
+      clip_grad_norm: 10.0
+      log_every: 2
+    eval: {batch: 4}
+    \(extra)
+    """, overrides: overrides)
+}
+
+final class DetectionTaskTests: XCTestCase {
+    func testRunLogsLossTermsEvaluatesCOCOAndResumesBitIdentically() throws {
+        let root = tempDir("det")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try tinyDetectionRecipe(overrides: ["train.ema=0.9"])
+        let a = try TrainingRun(recipe: r, runDir: root + "/a", resume: false, quiet: true)
+        guard case .finished(let fa) = try a.run() else { return XCTFail() }
+        let final = try XCTUnwrap(fa.final)
+        for name in ["map", "map50", "map75", "agnostic_map50", "ar100"] { XCTAssertNotNil(final.values[name], name) }
+        XCTAssertEqual(final.perClass["ap50"]?.count, 12)
+        let lines = try String(contentsOfFile: root + "/a/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let train = try XCTUnwrap(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["type"] as? String == "train" })
+        XCTAssertNotNil(train["loss_classification"]); XCTAssertNotNil(train["loss_bbox_regression"])
+
+        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
+        b.stopAfterSteps = 3
+        guard case .interrupted = try b.run() else { return XCTFail("expected an interruption") }
+        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
+        guard case .finished(let fb) = try b2.run() else { return XCTFail() }
+        XCTAssertEqual(fa.final, fb.final)
+        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
+        XCTAssertEqual(ca.params, cb.params)
+        XCTAssertEqual(ca.optimizer, cb.optimizer)
+
+        // qat eval: the task's report, and a COCO results file any COCO tool can score.
+        let ckpt = root + "/a/checkpoints/best.h5"
+        let e = try CheckpointEvaluation.run(checkpoint: ckpt, data: nil, split: "test", overrides: [], fp32: false, filesPrefix: root + "/eval")
+        XCTAssertEqual(e.metrics, final)
+        XCTAssertTrue(e.report.contains("Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]"), e.report)
+        XCTAssertTrue(e.report.contains("class-agnostic AP50"))
+        XCTAssertEqual(e.files, [root + "/eval.results.json"])
+        let task = try makeTask(r)
+        let gt = (task as! DetectionTask).data.groundTruth("test")
+        let results = try COCOResults.load(root + "/eval.results.json", groundTruth: gt)
+        XCTAssertFalse(results.isEmpty)
+        XCTAssertEqual(try COCOEval.evaluate(gt, results).stats[1], final.values["map50"]!, accuracy: 1e-12)
+
+        // qat predict: drawn PNGs (same size as the inputs) and a results file.
+        let images = (task as! DetectionTask).data.root + "/images"
+        let files = try FileManager.default.contentsOfDirectory(atPath: images).sorted().prefix(2).map { images + "/" + $0 }
+        let p = try Prediction.run(checkpoint: ckpt, inputs: files, out: root + "/pred", score: 0.0, log: { _ in })
+        XCTAssertEqual(p.images.count, 2)
+        for (src, out) in zip(files, p.images) {
+            let a = try ImageCodec.decode(file: src), b = try ImageCodec.decode(file: out)
+            XCTAssertEqual([a.width, a.height], [b.width, b.height])
+            XCTAssertNotEqual(a.pixels, b.pixels)   // boxes were drawn
+        }
+        XCTAssertGreaterThan(p.detections, 0)
+        XCTAssertThrowsError(try Prediction.run(checkpoint: ckpt, inputs: files, out: images, score: 0.3, log: { _ in })) { e in
+            XCTAssertTrue("\(e)".contains("overwrite an input image"), "\(e)")
+        }
+        XCTAssertThrowsError(try Prediction.run(checkpoint: root + "/a/checkpoints", inputs: files, out: root + "/p2", score: 0.3, log: { _ in }))
+    }
+
+    func testQuantizedDetectorTrainsFromFP32AndBadSettingsAreNamed() throws {
+        let root = tempDir("detq")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fp = try tinyDetectionRecipe(overrides: ["train.epochs=1"])
+        _ = try TrainingRun(recipe: fp, runDir: root + "/fp", resume: false, quiet: true).run()
+        let q = try tinyDetectionRecipe("quant: {mode: qat, init_from: \(root)/fp/checkpoints/best.h5}", overrides: ["train.epochs=1"])
+        let run = try TrainingRun(recipe: q, runDir: root + "/q", resume: false, quiet: true)
+        let h = try XCTUnwrap(run.handle)
+        XCTAssertTrue(h.quantizers.map(\.0).contains("fpn.merges.0.addQuantizer"))
+        XCTAssertTrue(h.quantizedLayers.contains("classificationHead.predictor"))
+        guard case .finished(let f) = try run.run() else { return XCTFail() }
+        XCTAssertNotNil(f.final?.values["map50"])
+        XCTAssertThrowsError(try TrainingRun(recipe: try tinyDetectionRecipe(overrides: ["data.input_size=80"]), runDir: root + "/bad", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("multiple of 32"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/bad"))
+    }
+
+    /// A classifier checkpoint initialises the detector's backbone (its classifier left out).
+    func testInitPathsMapAClassifierOntoTheBackbone() throws {
+        let task = try makeTask(try tinyDetectionRecipe())
+        XCTAssertEqual(task.initPath(forCheckpointPath: "features.3.conv.0.0.weight"), "backbone.features.3.conv.0.0.weight")
+        XCTAssertNil(task.initPath(forCheckpointPath: "classifier.1.weight"))
+        XCTAssertEqual(task.initPath(forCheckpointPath: "fpn.p6.weight"), "fpn.p6.weight")
+    }
+}
