@@ -172,6 +172,36 @@ public final class DetectionTask: TrainingTask {
         return [path]
     }
 
+    /// `curves.json`: precision-recall curves per class at IoU 0.5 (area all, 100 detections) of the
+    /// last evaluation of `split`; `figures/predictions-<image id>.png`: the first four images of the
+    /// split with ground truth (white) and detections scoring at least 0.3 drawn.
+    public func writeRunFigures(model: Module, split: String, dir: String) throws {
+        if let e = lastEvaluation[split] {
+            var series: [[String: Any]] = []
+            for (k, id) in e.categoryIds.enumerated() {
+                guard let c = e.precisionRecallCurve(category: k), let i = data.categoryIds.firstIndex(of: id) else { continue }
+                series.append(["name": classes[i], "x": c.recall, "y": c.precision.map { max($0, 0) }])
+            }
+            let o: [String: Any] = ["title": "Precision-recall at IoU 0.5 (\(split) split)", "xlabel": "recall", "ylabel": "precision", "series": series]
+            try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]).write(to: URL(fileURLWithPath: dir + "/curves.json"), options: .atomic)
+        }
+        let source = data.split(split), n = min(4, source.count)
+        guard n > 0 else { return }
+        try FileManager.default.createDirectory(atPath: dir + "/figures", withIntermediateDirectories: true)
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        let b = try Loader(source, config: loaderConfig(recipe, batch: n, train: false)).makeBatch(epoch: 0, indices: Array(0..<n))
+        let dets = DetectionTask.detector(model).detect(Tensor(shape: b.shape, storage: b.images))
+        for i in 0..<n {
+            let sample = try source.sample(i)
+            var img = sample.image
+            for box in sample.boxes + sample.ignoreBoxes { Draw.box(&img, box, color: (255, 255, 255)) }
+            Prediction.draw(&img, dets[i], letterbox: b.letterboxes[i], classes: classes, minScore: 0.3)
+            try ImageCodec.writePNG(Draw.upscale(img, 2), to: dir + "/figures/predictions-\(b.imageIds[i]).png")
+        }
+    }
+
     /// A classifier checkpoint initialises the backbone (its classifier is left out); a detector
     /// checkpoint loads as it is.
     public func initPath(forCheckpointPath path: String) -> String? {

@@ -6,7 +6,11 @@ import Recipes
 /// without running), and Python cells that redraw each plot with matplotlib from the embedded data.
 public enum NotebookExport {
     struct Plot { var title: String; var svg: String; var python: String }
-    struct Document { var title: String; var intro: [String]; var data: [String: Any]; var plots: [Plot]; var tables: [String] }
+    struct Document {
+        var title: String; var intro: [String]; var data: [String: Any]; var plots: [Plot]; var tables: [String]
+        /// PNG figures a task wrote into the run directory (title, base64).
+        var images: [(String, String)] = []
+    }
 
     /// Writes the notebook (and with `html` a static page beside it); returns the written paths.
     public static func export(dir: String, out: String, html: Bool) throws -> [String] {
@@ -54,6 +58,11 @@ public enum NotebookExport {
             code(p.python, outputs: [["output_type": "display_data", "metadata": [String: Any](),
                                       "data": ["image/svg+xml": lines(p.svg), "text/plain": ["<Figure: \(p.title)>"]]]])
         }
+        for (title, png) in doc.images {
+            markdown("## \(title)")
+            code("import base64\nfrom IPython.display import Image, display\n# The figure is embedded in this cell's output; the run directory has the PNG file.",
+                 outputs: [["output_type": "display_data", "metadata": [String: Any](), "data": ["image/png": png, "text/plain": ["<Image: \(title)>"]]]])
+        }
         return ["nbformat": 4, "nbformat_minor": 5, "cells": cells,
                 "metadata": ["kernelspec": ["name": "python3", "display_name": "Python 3", "language": "python"],
                              "language_info": ["name": "python"]]]
@@ -67,6 +76,7 @@ public enum NotebookExport {
         for p in doc.intro { s += markdownToHTML(p) }
         for t in doc.tables { s += markdownToHTML(t) }
         for p in doc.plots { s += "<h2>\(esc(p.title))</h2>\n\(p.svg)\n" }
+        for (title, png) in doc.images { s += "<h2>\(esc(title))</h2>\n<img src=\"data:image/png;base64,\(png)\" alt=\"\(esc(title))\">\n" }
         return s + "</body></html>\n"
     }
 
@@ -181,8 +191,28 @@ public enum NotebookExport {
                 .map { n in TaskMetrics.format(n, values.first { $0.0 == n }!.1) }.joined(separator: ", ")
             intro.append("Final (best.h5 on the \((final["split"] as? String) ?? "?") split): \(text).")
         }
+        // Figures the task wrote at the end of the run: named curves and PNG images.
+        if let d = FileManager.default.contents(atPath: dir + "/curves.json"),
+           let c = try? JSONSerialization.jsonObject(with: d) as? [String: Any], let series = c["series"] as? [[String: Any]] {
+            let title = c["title"] as? String ?? "Curves", xl = c["xlabel"] as? String ?? "x", yl = c["ylabel"] as? String ?? "y"
+            data["curves"] = c
+            plots.append(Plot(title: title,
+                              svg: SVGChart.line(series.map { s in
+                                  let x = s["x"] as? [Double] ?? [], y = s["y"] as? [Double] ?? []
+                                  return .init(name: s["name"] as? String ?? "?", points: Array(zip(x, y)))
+                              }, title: title, xlabel: xl, ylabel: yl),
+                              python: """
+                              c = data['curves']
+                              plt.figure(figsize=(8, 5))
+                              for s in c['series']:
+                                  plt.plot(s['x'], s['y'], label=s['name'])
+                              plt.xlabel(c['xlabel']); plt.ylabel(c['ylabel']); plt.title(c['title']); plt.legend(fontsize=7); plt.show()
+                              """))
+        }
+        let figures = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/figures")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
+        let images = figures.compactMap { f in FileManager.default.contents(atPath: dir + "/figures/" + f).map { (String(f.dropLast(4)), $0.base64EncodedString()) } }
         let name = recipe?.name ?? (dir as NSString).lastPathComponent
-        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipeText)```"])
+        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipeText)```"], images: images)
     }
 
     // MARK: a sweep

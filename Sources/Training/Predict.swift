@@ -70,14 +70,8 @@ public enum Prediction {
                 let id = b.imageIds[k], lb = b.letterboxes[k]
                 var img = try ImageCodec.decode(file: files[id], channels: 3)
                 infos.append(.init(id: id, fileName: (files[id] as NSString).lastPathComponent, width: img.width, height: img.height))
-                // Lowest score first, so the strongest boxes are drawn on top.
-                for j in (0..<d.count).reversed() where Double(d.scores[j]) >= score {
-                    let box = lb.toOriginal(d.boxes.xywh(j))
-                    guard box[2] > 0, box[3] > 0 else { continue }
-                    results.append(DetectionResult(imageId: id, categoryId: d.labels[j] + 1, box: COCOBox(xywh: box), score: Double(d.scores[j])))
-                    let color = palette[d.labels[j] % palette.count]
-                    Draw.box(&img, box, color: color)
-                    Draw.text(&img, "\(classes[d.labels[j]]) \(Int((d.scores[j] * 100).rounded()))", x: Int(box[0]), y: max(0, Int(box[1]) - 9), color: color)
+                for (box, label, s) in draw(&img, d, letterbox: lb, classes: classes, minScore: score) {
+                    results.append(DetectionResult(imageId: id, categoryId: label + 1, box: COCOBox(xywh: box), score: s))
                 }
                 try ImageCodec.writePNG(img, to: outputs[id])
             }
@@ -92,6 +86,24 @@ public enum Prediction {
         try JSONCoding.encoder().encode(COCOSkeleton(skeleton)).write(to: URL(fileURLWithPath: out + "/images.json"), options: .atomic)
         log("predicted \(files.count) images: \(results.count) detections at score >= \(score); drawn into \(out)/, results in \(resultsPath) (category ids: 1 + class index, see \(out)/images.json)")
         return Output(images: outputs, results: resultsPath, detections: results.count)
+    }
+
+    /// Draws the detections with at least `minScore` (mapped from input to original coordinates) on the
+    /// original image: a box in the class colour, the type name and the score in percent. Returns what
+    /// was drawn as ([x, y, w, h], label, score).
+    @discardableResult
+    static func draw(_ img: inout Image, _ d: Detections, letterbox lb: Letterbox, classes: [String], minScore: Double) -> [([Double], Int, Double)] {
+        var drawn: [([Double], Int, Double)] = []
+        // Lowest score first, so the strongest boxes are drawn on top.
+        for j in (0..<d.count).reversed() where Double(d.scores[j]) >= minScore {
+            let box = lb.toOriginal(d.boxes.xywh(j))
+            guard box[2] > 0, box[3] > 0 else { continue }
+            let color = palette[d.labels[j] % palette.count]
+            Draw.box(&img, box, color: color)
+            Draw.text(&img, "\(classes[d.labels[j]]) \(Int((d.scores[j] * 100).rounded()))", x: Int(box[0]), y: max(0, Int(box[1]) - 9), color: color)
+            drawn.append((box, d.labels[j], Double(d.scores[j])))
+        }
+        return drawn.reversed()
     }
 
     /// The detector of a checkpoint written by `qat train` on a detection recipe (quantized if it was).

@@ -227,13 +227,19 @@ public final class TrainingRun {
 
     /// Evaluates the current model (the EMA weights when the recipe keeps an EMA) on a split.
     public func evaluate(split: String) throws -> TaskMetrics {
+        try withEvaluationWeights { try task.evaluate(model: model, split: split) }
+    }
+
+    /// Runs `body` with the weights evaluation uses (the EMA's when the recipe keeps one), then restores
+    /// the training weights.
+    func withEvaluationWeights<T>(_ body: () throws -> T) throws -> T {
         var backup: [(Tensor, [Float])] = []
         if let ema {
             backup = (model.namedParameters() + model.namedBuffers()).map { ($0.1, $0.1.scalars) }
             ema.copy(into: model)
         }
         defer { for (t, v) in backup { v.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: v.count) } } }
-        return try task.evaluate(model: model, split: split)
+        return try body()
     }
 
     // MARK: the loop
@@ -375,6 +381,7 @@ public final class TrainingRun {
             do { try c.apply(to: model, strict: true, file: dir + "/checkpoints/best.h5") } catch { throw TrainingError("\(error)") }
             if let ema { EMAEntries.load(c, into: ema.shadow) }
             final = try evaluate(split: recipe.eval.finalSplit)
+            try withEvaluationWeights { try task.writeRunFigures(model: model, split: recipe.eval.finalSplit, dir: dir) }
             console.line("final: best.h5 (step \(bestStep)) on \(final!.split): \(final!.summary(first: recipe.eval.metric))")
         }
         let report = FinalReport(name: recipe.name, steps: step, seconds: elapsed, metric: recipe.eval.metric, best: best, bestStep: bestStep,

@@ -44,11 +44,17 @@ public protocol TrainingTask: AnyObject {
     /// Files the task writes next to an evaluation of `split` (paths starting with `prefix`), e.g. a
     /// detector's COCO results; returns their paths. Default: none.
     func writeEvaluationFiles(split: String, prefix: String) throws -> [String]
+    /// Figures of the finished run for its notebook, written into the run directory after the final
+    /// evaluation of `split` (the model holds the evaluated weights): `figures/*.png` (embedded as
+    /// images) and `curves.json` (named x/y series: {"title", "xlabel", "ylabel", "series": [{"name",
+    /// "x", "y"}]}, plotted). Default: none.
+    func writeRunFigures(model: Module, split: String, dir: String) throws
 }
 
 extension TrainingTask {
     public func initPath(forCheckpointPath path: String) -> String? { path }
     public func writeEvaluationFiles(split: String, prefix: String) throws -> [String] { [] }
+    public func writeRunFigures(model: Module, split: String, dir: String) throws {}
 }
 
 /// The training task of a recipe: the one place that knows which type implements which `task`.

@@ -51,6 +51,16 @@ final class DetectionTaskTests: XCTestCase {
         let train = try XCTUnwrap(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["type"] as? String == "train" })
         XCTAssertNotNil(train["loss_classification"]); XCTAssertNotNil(train["loss_bbox_regression"])
 
+        // Run figures: PR curves per class and drawn predictions, embedded by the notebook export.
+        let curves = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/a/curves.json"))) as! [String: Any]
+        XCTAssertFalse((curves["series"] as! [[String: Any]]).isEmpty)
+        let figures = try FileManager.default.contentsOfDirectory(atPath: root + "/a/figures").filter { $0.hasSuffix(".png") }
+        XCTAssertEqual(figures.count, min(4, final.samples))
+        let written = try NotebookExport.export(dir: root + "/a", out: root + "/nb.ipynb", html: true)
+        let nb = try String(contentsOfFile: written[0], encoding: .utf8)
+        XCTAssertTrue((nb.contains("image/png") || nb.contains("image\\/png")) && nb.contains("Precision-recall"), "notebook lacks the run figures")
+        XCTAssertTrue(try String(contentsOfFile: written[1], encoding: .utf8).contains("data:image/png;base64,"))
+
         let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
         b.stopAfterSteps = 3
         guard case .interrupted = try b.run() else { return XCTFail("expected an interruption") }
