@@ -173,9 +173,13 @@ struct SummaryCommand: ParsableCommand {
         var rng = RNG(seed: 0)
         if isRecipe {
             let r = try guarded { try Recipe.load(path: name, overrides: sets) }
-            // Synthetic chips always have the 12 aircraft types; an HDF5 chips folder names its classes.
-            let classes = try guarded { r.data.format == "synth_chips" ? AircraftType.catalog.count : try ClassificationData.open(r.data).classes.count }
-            let m = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, rng: &rng)
+            // The synthetic benchmark always has the 12 aircraft types; a data folder names its classes.
+            let synthetic = r.data.format == "synth_chips" || r.data.format == "synth_coco"
+            let classes = try guarded { synthetic ? AircraftType.catalog.count : try makeTask(r).classes.count }
+            let m: Module = try guarded {
+                r.task == "detection" ? try DetectionTask.makeDetector(r, classes: classes, rng: &rng)
+                                      : try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, rng: &rng)
+            }
             print("\(name): \(r.model.backbone) x\(r.model.width), \(classes) classes, input \(r.data.inputSize) px")
             print(ModelSummary(m, inputShape: [1, 3, r.data.inputSize, r.data.inputSize]).format())
             return
