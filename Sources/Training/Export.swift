@@ -60,7 +60,7 @@ public enum NotebookExport {
         }
         for (title, png) in doc.images {
             markdown("## \(title)")
-            code("import base64\nfrom IPython.display import Image, display\n# The figure is embedded in this cell's output; the run directory has the PNG file.",
+            code("# figures/\(title).png of the run directory, embedded as this cell's output.",
                  outputs: [["output_type": "display_data", "metadata": [String: Any](), "data": ["image/png": png, "text/plain": ["<Image: \(title)>"]]]])
         }
         return ["nbformat": 4, "nbformat_minor": 5, "cells": cells,
