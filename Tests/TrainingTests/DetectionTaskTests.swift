@@ -127,3 +127,41 @@ final class DetectionTaskTests: XCTestCase {
         XCTAssertEqual(task.initPath(forCheckpointPath: "fpn.p6.weight"), "fpn.p6.weight")
     }
 }
+
+final class DetectionDataTests: XCTestCase {
+    /// DOTA splits: one category list from train, difficult objects as crowd regions of their own type
+    /// in the ground truth (neither found nor missed), patches as COCO images.
+    func testDOTASplitsBecomeCOCOGroundTruth() throws {
+        let root = tempDir("dota")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for split in ["train", "val", "test"] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(split)/images", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: "\(root)/\(split)/labelTxt", withIntermediateDirectories: true)
+            try ImageCodec.writePNG(Image(width: 96, height: 64, channels: 3, fill: 90), to: "\(root)/\(split)/images/P1.png")
+            try """
+            imagesource:test
+            gsd:null
+            10 10 30 10 30 20 10 20 plane 0
+            50 30 70 30 70 50 50 50 ship 1
+            """.write(toFile: "\(root)/\(split)/labelTxt/P1.txt", atomically: true, encoding: .utf8)
+        }
+        var spec = Recipe.DataSpec()
+        spec.format = "dota"; spec.path = root; spec.dota.tile = 128; spec.dota.gap = 32
+        let d = try DetectionData.open(spec)
+        XCTAssertEqual(d.classes, ["plane", "ship"])
+        XCTAssertEqual(d.categoryIds, [1, 2])
+        let gt = d.groundTruth("test")
+        XCTAssertEqual(gt.images.count, d.test.count)
+        let plane = try XCTUnwrap(gt.annotations.first { $0.categoryId == 1 })
+        XCTAssertEqual(plane.bbox, [10, 10, 20, 10])
+        XCTAssertEqual(plane.iscrowd ?? 0, 0)
+        let ship = try XCTUnwrap(gt.annotations.first { $0.categoryId == 2 })
+        XCTAssertEqual(ship.iscrowd, 1)          // difficult: a crowd region of its own type
+        let sample = try d.test.sample(0)
+        XCTAssertEqual(sample.boxes.count, 1)
+        XCTAssertEqual(sample.ignoreBoxes.count, 1)
+        // A missing split is named.
+        try FileManager.default.removeItem(atPath: "\(root)/val")
+        XCTAssertThrowsError(try DetectionData.open(spec)) { e in XCTAssertTrue("\(e)".contains("val"), "\(e)") }
+    }
+}

@@ -63,11 +63,11 @@ final class TaskMetricsTests: XCTestCase {
         XCTAssertEqual(m.summary(first: "macro_accuracy"), "macro_accuracy 62.50%, accuracy 75.00%, loss 0.5000")
     }
 
-    func testDetectionRecipesHaveNoTaskYet() throws {
-        let r = try Recipe.parse("task: detection\n")
-        XCTAssertThrowsError(try makeTask(r)) { XCTAssertTrue("\($0)".contains("task: detection") && "\($0)".contains("cannot train"), "\($0)") }
+    func testDetectionTaskNamesMissingData() throws {
         let root = tempDir("det")
         defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try Recipe.parse("task: detection\ndata: {format: coco, path: \(root)/nowhere, input_size: 64}\n")
+        XCTAssertThrowsError(try makeTask(r)) { XCTAssertTrue("\($0)".contains("\(root)/nowhere/annotations/train.json"), "\($0)") }
         XCTAssertThrowsError(try TrainingRun(recipe: r, runDir: root + "/r", resume: false, quiet: true))
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/r"))
     }
