@@ -38,15 +38,7 @@ public final class ClassificationTask: TrainingTask {
         return ["classification": Loss.crossEntropy(model(x), targets: y)]
     }
 
-    public func calibrationInputs(batches: Int) throws -> [Tensor] {
-        let batch = recipe.train.batch
-        let l = try Loader(data.train, config: loaderConfig(recipe, batch: batch, train: false))
-        return try (0..<min(batches, l.batchCount())).map { b in
-            let idx = Array((b * batch)..<min((b + 1) * batch, data.train.count))
-            let x = try l.makeBatch(epoch: 0, indices: idx)
-            return Tensor(shape: x.shape, storage: x.images)
-        }
-    }
+    public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }
 
     /// Loss (mean cross-entropy), accuracy, macro accuracy (mean over classes present in the split) and
     /// per-class accuracy, in a fixed order without augmentation.

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Autodiff
 import Datasets
 import Recipes
 
@@ -112,4 +113,15 @@ public func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config 
     } else { c.policy = nil }
     c.prefetch = 1   // batches are built synchronously with makeBatch
     return c
+}
+
+/// The first `batches` batches of `source` without augmentation (in order): quantizer calibration and
+/// PTQ bias-correction inputs.
+func unaugmentedBatches(_ source: SampleSource, recipe: Recipe, batches: Int) throws -> [Tensor] {
+    let batch = recipe.train.batch
+    let l = try Loader(source, config: loaderConfig(recipe, batch: batch, train: false))
+    return try (0..<min(batches, l.batchCount())).map { b in
+        let x = try l.makeBatch(epoch: 0, indices: Array((b * batch)..<min((b + 1) * batch, source.count)))
+        return Tensor(shape: x.shape, storage: x.images)
+    }
 }

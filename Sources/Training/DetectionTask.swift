@@ -75,14 +75,7 @@ public final class DetectionTask: TrainingTask {
         return DetectionTask.detector(model).losses(images: Tensor(shape: b.shape, storage: b.images), targets: DetectionTask.targets(b))
     }
 
-    public func calibrationInputs(batches: Int) throws -> [Tensor] {
-        let batch = recipe.train.batch
-        let l = try Loader(data.train, config: loaderConfig(recipe, batch: batch, train: false))
-        return try (0..<min(batches, l.batchCount())).map { k in
-            let x = try l.makeBatch(epoch: 0, indices: Array((k * batch)..<min((k + 1) * batch, data.train.count)))
-            return Tensor(shape: x.shape, storage: x.images)
-        }
-    }
+    public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }
 
     /// Detections of a whole split in original image coordinates (COCO results entries).
     public func detect(model: Module, split: String) throws -> [DetectionResult] {

@@ -29,6 +29,19 @@ struct BenchCommand: ParsableCommand {
         subcommands: [KernelsBench.self, TrainStepCommand.self, DataBenchCommand.self, DetectorBenchCommand.self])
 }
 
+/// `--reps` / `--threads` checks and report printing shared by the bench commands.
+func validateBench(reps: Int, threads: Int?) throws {
+    guard reps >= 1 else { throw ValidationError("--reps must be at least 1, got \(reps)") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+}
+
+func printBench<R: Encodable>(_ report: R, json: Bool, text: (R) -> String) throws {
+    guard json else { print(text(report)); return }
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try enc.encode(report), as: UTF8.self))
+}
+
 struct DetectorBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "detector",
@@ -43,21 +56,11 @@ struct DetectorBenchCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON instead of text.")
     var json = false
 
-    func validate() throws {
-        guard reps >= 1 else { throw ValidationError("--reps must be at least 1, got \(reps)") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    func validate() throws { try validateBench(reps: reps, threads: threads) }
 
     func run() throws {
         if let threads { Parallel.setThreads(threads) }
-        let r = try DetectorBench.run(reps: reps)
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
-        } else {
-            print(DetectorBench.format(r))
-        }
+        try printBench(try DetectorBench.run(reps: reps), json: json, text: DetectorBench.format)
     }
 }
 
@@ -78,21 +81,11 @@ struct KernelsBench: ParsableCommand {
     @Flag(help: "Print the report as JSON instead of a table.")
     var json = false
 
-    func validate() throws {
-        guard reps >= 1 else { throw ValidationError("--reps must be at least 1, got \(reps)") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    func validate() throws { try validateBench(reps: reps, threads: threads) }
 
     func run() throws {
         if let threads { Parallel.setThreads(threads) }
-        let report = KernelBench.run(.init(reps: reps, batchDivisor: quick ? 8 : 1))
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
-        } else {
-            print(KernelBench.format(report))
-        }
+        try printBench(KernelBench.run(.init(reps: reps, batchDivisor: quick ? 8 : 1)), json: json, text: KernelBench.format)
     }
 }
 
