@@ -10,6 +10,8 @@ public struct H5Reader {
     /// Refuse datasets without a `crc32` attribute: set for files that declare they have checksums,
     /// so a stripped attribute is caught too.
     public var requireChecksums = false
+    /// The file's `Trailer` was present and matched: its HDF5 metadata is as written.
+    public let hasTrailer: Bool
 
     /// Cap on the elements of one dataset when the caller has no tighter one (2^28: 1 GiB of float32).
     public static let defaultMaxElements = 1 << 28
@@ -34,12 +36,13 @@ public struct H5Reader {
         guard st.st_mode & S_IFMT == S_IFREG else { throw HDF5Error(.notAFile, file: path, "is not a regular file") }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw HDF5Error(.io, file: path, "cannot be read: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
         var head = [UInt8](repeating: 0, count: 8)
-        let n = Foundation.read(fd, &head, 8)
-        close(fd)
-        guard n == 8, head == [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A] else {
+        guard Foundation.read(fd, &head, 8) == 8, head == [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A] else {
             throw HDF5Error(.notHDF5, file: path, "is not an HDF5 file (no HDF5 signature); expected a file written by qat")
         }
+        // Before libhdf5 decodes a byte of it (see `Trailer`).
+        hasTrailer = try Trailer.verify(fd: fd, size: Int(st.st_size), file: path)
         let id = H5Fopen(path, qat_H5F_ACC_RDONLY(), qat_H5P_DEFAULT())
         guard id >= 0 else {
             throw HDF5Error(.corrupt, file: path, "is an HDF5 file that cannot be opened: truncated or corrupt (an interrupted copy?); use the previous checkpoint")

@@ -8,12 +8,15 @@ import CHDF5
 ///
 /// Handles close in HDF5's order, each exactly once: datasets and attributes right after they are
 /// written, groups (newest first) and then the file in `commit()` or, on an error path, in `deinit`.
-/// Every dataset gets a `crc32` attribute: CRC-32 of its bytes as stored (see `CRC32`).
+/// Every dataset gets a `crc32` attribute: CRC-32 of its bytes as stored (see `CRC32`), and the file
+/// a `Trailer` whose checksum covers everything else.
 public final class H5Writer {
     /// The destination written by `commit()`.
     public let file: String
     private let fid: H5Handle
     private var groups: [(handle: H5Handle, path: String)] = []
+    /// Where each dataset's data lies in the image, for the trailer.
+    private var dataRanges: [(offset: Int, length: Int)] = []
     private var committed = false
 
     public init(creating path: String) throws {
@@ -75,6 +78,8 @@ public final class H5Writer {
         guard count == 0 || H5Dwrite(ds.id, type, qat_H5S_ALL(), qat_H5S_ALL(), qat_H5P_DEFAULT(), data) >= 0 else {
             throw HDF5Error(.io, file: file, "cannot write dataset \(path) (out of memory?)")
         }
+        let offset = H5Dget_offset(ds.id), stored = H5Dget_storage_size(ds.id)
+        if offset != haddr_t.max, stored > 0 { dataRanges.append((Int(offset), Int(stored))) }
         let crc = CRC32.checksum(UnsafeRawBufferPointer(start: data, count: count * H5Tget_size(type)))
         try scalar(ds, "crc32", UInt64(crc), type: qat_H5T_NATIVE_UINT64(), on: path)
         guard ds.close(), space.close() else { throw HDF5Error(.io, file: file, "cannot close dataset \(path)") }
@@ -122,6 +127,7 @@ public final class H5Writer {
         // Closing is part of success: a file HDF5 could not close is not a file to publish.
         guard closeAll() else { throw HDF5Error(.io, file: file, "HDF5 could not close the in-memory file; nothing was written") }
         guard size > 0, copied == size else { throw HDF5Error(.io, file: file, "HDF5 could not produce the file image; nothing was written") }
+        image += image.withUnsafeBytes { Trailer.make(image: $0, dataRanges: dataRanges) }
         try image.withUnsafeBytes { try AtomicFile.write($0, to: file, faults: faults) }
     }
 

@@ -106,18 +106,32 @@ final class CheckpointReliabilityTests: XCTestCase {
 
     func testFlippedByteInAWeightIsDetected() throws {
         let (path, _) = try saved()
-        var offset = 0
-        edit(path) { f in
-            let ds = H5Dopen2(f, "/params/0.weight", qat_H5P_DEFAULT())
-            offset = Int(H5Dget_offset(ds))
-            H5Dclose(ds)
-        }
+        // Read-only: libhdf5 opened read-write cuts the file at its end of address space, trailer included.
+        let f = H5Fopen(path, qat_H5F_ACC_RDONLY(), qat_H5P_DEFAULT())
+        let ds = H5Dopen2(f, "/params/0.weight", qat_H5P_DEFAULT())
+        let offset = Int(H5Dget_offset(ds))
+        H5Dclose(ds); H5Fclose(f)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         bytes[offset + 41] ^= 0x01  // the lowest mantissa bit of one weight: finite, plausible, wrong
         try bytes.write(to: URL(fileURLWithPath: path))
         let e = kind { try Checkpoint.load(from: path) }
         XCTAssertEqual(e?.0, .checksum)
         XCTAssertTrue(e?.1.contains("/params/0.weight") == true && e?.1.contains(path) == true, e?.1 ?? "no error")
+    }
+
+    /// A changed byte in HDF5 metadata (here inside the stored recipe text, in HDF5's global heap, where
+    /// the fuzzer's libhdf5 overflow was) is refused by the trailer check before libhdf5 decodes it.
+    func testDamagedMetadataIsRefusedBeforeLibHDF5() throws {
+        var c = Checkpoint.capture(model: try smallModel(seed: 1))
+        c.recipe = "name: needle-in-the-heap\n"
+        try c.save(to: dir + "/m.h5")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/m.h5"))
+        let at = try XCTUnwrap(bytes.range(of: Data("needle-in-the-heap".utf8))).lowerBound
+        bytes[at] ^= 0x20
+        try bytes.write(to: URL(fileURLWithPath: dir + "/m.h5"))
+        let e = kind { try Checkpoint.load(from: self.dir + "/m.h5") }
+        XCTAssertEqual(e?.0, .checksum)
+        XCTAssertTrue(e?.1.contains("damaged HDF5 metadata") == true, e?.1 ?? "no error")
     }
 
     /// Files from before checksums (no `checksum` on `/`, no `crc32` on datasets) still load; a file that

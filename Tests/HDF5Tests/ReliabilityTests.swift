@@ -181,6 +181,40 @@ final class HDF5ReliabilityTests: XCTestCase {
         }
     }
 
+    /// Every single changed byte of a file written by H5Writer is an error before anything is decoded
+    /// from it (metadata: the trailer; data: the dataset's crc32; the trailer: its own crc), except the
+    /// trailer's magic, without which the unchanged file reads as one from before trailers.
+    func testEveryFlippedByteIsCaught() throws {
+        let path = dir + "/small.h5"
+        let values: [Float] = [1, 2, 3, 4, 5, 6]
+        try write(path) { w, root in
+            try values.withUnsafeBufferPointer { try w.floats(root, "w", shape: [2, 3], $0.baseAddress!) }
+            try w.attr(root, "note", string: "some text")
+        }
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        let magic = (original.count - 8)..<original.count
+        XCTAssertTrue(try H5Reader(opening: path).hasTrailer)
+        var caught = 0
+        for offset in 0..<original.count {
+            var bytes = original
+            bytes[offset] ^= 0x01
+            try bytes.write(to: URL(fileURLWithPath: path))
+            do {
+                var r = try H5Reader(opening: path)
+                r.requireChecksums = true
+                let root = try r.group("/")
+                let w = try r.floats(root, "w", where: "/w").1, note = try r.string(root, "note")
+                XCTAssertEqual(w, values, "offset \(offset)")
+                XCTAssertEqual(note, "some text", "offset \(offset)")
+                XCTAssertTrue(magic.contains(offset), "a flip at \(offset) went unnoticed")
+            } catch let e as HDF5Error {
+                XCTAssertTrue([.checksum, .notHDF5].contains(e.kind), "offset \(offset): \(e)")
+                caught += 1
+            }
+        }
+        XCTAssertEqual(caught, original.count - magic.count)
+    }
+
     func testMissingChecksumIsRefusedOnlyWhenRequired() throws {
         let path = dir + "/old.h5"
         try write(path) { w, root in try w.floats(root, "w", shape: [2], [Float(1), 2]) }

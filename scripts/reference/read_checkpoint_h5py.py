@@ -1,11 +1,29 @@
-"""Reads a qat checkpoint with h5py, prints its layout and verifies every dataset's crc32: the check
-behind docs/CHECKPOINTS.md.
+"""Reads a qat checkpoint with h5py, prints its layout and verifies the integrity trailer and every
+dataset's crc32 with zlib: the check behind docs/CHECKPOINTS.md.
 
 Usage: /tmp/qat-reference-venv/bin/python scripts/reference/read_checkpoint_h5py.py FILE.h5
 """
-import json, sys, zlib
+import json, struct, sys, zlib
 import h5py
 
+def check_trailer(path):
+    """Verifies the integrity trailer (docs/CHECKPOINTS.md) with zlib; returns the number of data ranges."""
+    raw = open(path, "rb").read()
+    if raw[-8:] != b"QATTRLR1":
+        return None
+    n, image_length, meta_crc, table_crc = struct.unpack("<QQII", raw[-32:-8])
+    table = raw[image_length:-8]
+    assert len(table) == 16 * n + 24 and zlib.crc32(table[:-4]) == table_crc, "damaged trailer"
+    ranges = [struct.unpack("<QQ", table[16 * k:16 * k + 16]) for k in range(n)]
+    crc, at = 0, 0
+    for offset, length in ranges + [(image_length, 0)]:
+        crc = zlib.crc32(raw[at:offset], crc)
+        at = offset + length
+    assert crc == meta_crc, "damaged HDF5 metadata"
+    return n
+
+
+print("trailer:", check_trailer(sys.argv[1]), "data ranges, metadata crc32 verified with zlib")
 with h5py.File(sys.argv[1], "r") as f:
     print("attributes of /:")
     for k, v in f.attrs.items():
