@@ -72,7 +72,13 @@ struct YAMLNestingScan {
     private var keys = [Key()]
 
     init(_ text: String, stopAbove limit: Int) {
-        s = Array(text.unicodeScalars)
+        // libyaml's reader stops with "control characters are not allowed" at the first character
+        // outside this set, so nothing after it is ever parsed (and "\0" means the end below).
+        s = Array(text.unicodeScalars.prefix { c in
+            let v = c.value
+            return v == 0x09 || v == 0x0A || v == 0x0D || (0x20...0x7E).contains(v) || v == 0x85 || (0xA0...0xD7FF).contains(v)
+                || (0xE000...0xFFFD).contains(v) || (0x10000...0x10FFFF).contains(v)
+        })
         run(limit)
     }
 
@@ -140,6 +146,8 @@ struct YAMLNestingScan {
 
     private mutating func run(_ limit: Int) {
         while true {
+            let start = i
+            defer { if i == start && !atEnd { skip() } }   // every token consumes something
             scanToNextToken()
             for k in keys.indices where keys[k].possible && (keys[k].line < ln || keys[k].index + 1024 < i) {
                 keys[k].possible = false

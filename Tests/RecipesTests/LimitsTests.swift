@@ -64,6 +64,14 @@ final class YAMLLimitsTests: XCTestCase {
         XCTAssertEqual(t["d"], .scalar("x" + brackets, quoted: false, Origin(file: "")))
     }
 
+    /// Found by fuzz/recipe: a NUL inside a quoted scalar kept the scan looping. libyaml stops reading at
+    /// the first control character, and so does the scan.
+    func testControlCharacterEndsTheScan() {
+        XCTAssertEqual(YAMLNestingScan("a: 'x\u{0}y", stopAbove: 64).maxDepth, 1)
+        XCTAssertEqual(YAMLNestingScan("a: [[\u{1}[[[", stopAbove: 64).maxDepth, 3)
+        XCTAssertNotNil(refusal("a: \"x\u{0}]]\"\n"))
+    }
+
     func testAliasesCannotStackDepthPastTheLimit() {
         // The text nests 40 levels at most; with the alias the tree nests 70.
         let text = "a: &x " + String(repeating: "[", count: 30) + String(repeating: "]", count: 30)
