@@ -212,7 +212,7 @@ public struct H5Reader {
         return (a, ft)
     }
 
-    private func scalar<T>(_ obj: H5Handle, _ name: String, _ initial: T, type: hid_t, of path: String) throws -> T {
+    private func scalar<T: BitwiseCopyable>(_ obj: H5Handle, _ name: String, _ initial: T, type: hid_t, of path: String) throws -> T {
         let what = type == qat_H5T_NATIVE_INT64() ? "an integer" : "an unsigned integer"
         let (a, _) = try attribute(obj, name, type: type, of: path, what: what)
         var v = initial

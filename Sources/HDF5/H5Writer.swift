@@ -88,7 +88,7 @@ public final class H5Writer {
     public func attr(_ obj: H5Handle, _ name: String, int64 v: Int64) throws { try scalar(obj, name, v, type: qat_H5T_NATIVE_INT64(), on: nil) }
     public func attr(_ obj: H5Handle, _ name: String, uint64 v: UInt64) throws { try scalar(obj, name, v, type: qat_H5T_NATIVE_UINT64(), on: nil) }
 
-    private func scalar<T>(_ obj: H5Handle, _ name: String, _ v: T, type: hid_t, on path: String?) throws {
+    private func scalar<T: BitwiseCopyable>(_ obj: H5Handle, _ name: String, _ v: T, type: hid_t, on path: String?) throws {
         let space = H5Handle(qat_H5S_SCALAR_space(), close: H5Sclose)
         let a = H5Handle(H5Acreate2(obj.id, name, type, space.id, qat_H5P_DEFAULT(), qat_H5P_DEFAULT()), close: H5Aclose)
         var x = v

@@ -15,7 +15,7 @@ import Foundation
 ///     "QATTRLR1"
 /// libhdf5 ignores bytes past the end of its address space, so h5py and earlier qat builds read these
 /// files as before; files without a trailer (earlier files, other tools) are read unverified.
-public enum Trailer {
+enum Trailer {
     static let magic = Array("QATTRLR1".utf8)
     static let footerSize = 32
 
