@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels", "HDF5", "CHDF5"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),

@@ -52,59 +52,53 @@ public struct Checkpoint: Equatable {
 public struct SaveOptions: Sendable {
     /// Throw after writing this many datasets (simulates a crash mid-save).
     public var failAfterDatasets: Int?
-    public init(failAfterDatasets: Int? = nil) { self.failAfterDatasets = failAfterDatasets }
+    /// Make the file write fail like a full disk after this many bytes (`WriteFaults`).
+    public var failWriteAfterBytes: Int?
+    public init(failAfterDatasets: Int? = nil, failWriteAfterBytes: Int? = nil) {
+        self.failAfterDatasets = failAfterDatasets; self.failWriteAfterBytes = failWriteAfterBytes
+    }
+}
+
+/// What `Checkpoint.load` accepts before it allocates: a file declares every shape, so without caps a
+/// damaged or crafted file could ask for any amount of memory. The defaults are far above any model
+/// this framework trains (the flagship detector has a few million parameters).
+public struct LoadLimits: Sendable {
+    /// Elements of one dataset (2^28: 1 GiB of float32).
+    public var maxEntryElements: Int
+    /// Elements of all datasets of a file together (2^30: 4 GiB of float32).
+    public var maxTotalElements: Int
+    public init(maxEntryElements: Int = 1 << 28, maxTotalElements: Int = 1 << 30) {
+        self.maxEntryElements = maxEntryElements; self.maxTotalElements = maxTotalElements
+    }
 }
 
 extension Checkpoint {
-    /// Writes atomically: a temporary file in the same folder is written, flushed and fsynced, then
-    /// renamed over `path` (and the folder fsynced). A failure or a kill at any point leaves the
-    /// previous file at `path` untouched.
+    /// The checksum scheme new files declare in the root attribute `checksum`: a `crc32` attribute on
+    /// every dataset (CRC-32 of its stored bytes, `zlib.crc32` in Python).
+    public static let checksumScheme = "crc32"
+
+    /// Writes atomically: the file is built in memory, then written to a temporary file in the same
+    /// folder, fsynced and renamed over `path` (and the folder fsynced). A failure or a kill at any
+    /// point leaves the previous file at `path` untouched, and libhdf5 never sees a disk error.
     public func save(to path: String, options: SaveOptions = SaveOptions()) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw CheckpointError(.io, file: path, "folder \(dir) does not exist; create it first")
-        }
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try write(to: tmp, options: options)
-            try Checkpoint.fsync(path: tmp)
-            guard rename(tmp, path) == 0 else {
-                throw CheckpointError(.io, file: path, "cannot move the finished temporary file into place: \(String(cString: strerror(errno)))")
-            }
-            try? Checkpoint.fsync(path: dir)
-        } catch {
-            unlink(tmp)
-            throw error
-        }
-    }
-
-    static func fsync(path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError(.io, file: path, "cannot open for fsync") }
-        defer { close(fd) }
-        guard Foundation.fsync(fd) == 0 else { throw CheckpointError(.io, file: path, "fsync failed (disk full?)") }
-    }
-
-    private func write(to tmp: String, options: SaveOptions) throws {
-        let w = try H5Writer(creating: tmp)
+        let w = try H5Writer(creating: path)
         var written = 0
         func tick() throws {
             written += 1
             if let limit = options.failAfterDatasets, written > limit {
-                throw CheckpointError(.io, file: tmp, "injected failure after \(limit) datasets")
+                throw CheckpointError(.io, file: path, "injected failure after \(limit) datasets")
             }
         }
         func put(_ g: H5Handle, _ name: String, _ e: Entry) throws {
             try tick()
-            guard e.values.count == e.shape.reduce(1, *) else {
-                throw CheckpointError(.invalid, file: tmp, "entry \(name) has \(e.values.count) values for shape \(e.shape)")
+            guard Extent.count(e.shape) == e.values.count else {
+                throw CheckpointError(.invalid, file: path, "entry \(name) has \(e.values.count) values for shape \(e.shape)")
             }
-            try e.values.withUnsafeBufferPointer { try w.floats(g, name, shape: e.shape, $0.baseAddress!) }
+            try e.values.withUnsafeBufferPointer { try w.floats(g, name, shape: e.shape, $0.baseAddress ?? UnsafePointer(bitPattern: 4)!) }
         }
         let root = try w.group("/")
         try w.attr(root, "format_version", int64: Checkpoint.formatVersion)
+        try w.attr(root, "checksum", string: Checkpoint.checksumScheme)
         try w.attr(root, "step", int64: step)
         try w.attr(root, "epoch", int64: epoch)
         try w.attr(root, "seed", uint64: seed)
@@ -132,13 +126,15 @@ extension Checkpoint {
         }
         let rg = try w.group("/rng")
         for k in moduleRNG.keys.sorted() { try tick(); try w.uint64s(rg, k, [moduleRNG[k]!.key, moduleRNG[k]!.counter]) }
-        try w.flush()
+        try w.commit(faults: WriteFaults(failAfterBytes: options.failWriteAfterBytes))
     }
 
-    /// Reads and validates a checkpoint file. Errors name the file and the problem (missing file, not
-    /// HDF5, truncated/corrupt, unsupported format version, malformed entries).
-    public static func load(from path: String) throws -> Checkpoint {
-        let r = try H5Reader(opening: path)
+    /// Reads and validates a checkpoint file. Errors name the file and the problem: missing file, a
+    /// directory, not HDF5, truncated/corrupt, unsupported format version, a shape over `limits`, a
+    /// failed checksum, non-finite values or impossible quantizer parameters (`validate`). Files from
+    /// before checksums (no `checksum` attribute on `/`) load without verification.
+    public static func load(from path: String, limits: LoadLimits = LoadLimits()) throws -> Checkpoint {
+        var r = try H5Reader(opening: path)
         let root = try r.group("/")
         guard r.hasAttr(root, "format_version") else {
             throw CheckpointError(.invalid, file: path, "has no format_version attribute on '/': not a qat checkpoint")
@@ -146,6 +142,13 @@ extension Checkpoint {
         let version = try r.int64(root, "format_version")
         guard version == formatVersion else {
             throw CheckpointError(.formatVersion, file: path, "has format_version \(version); this build reads version \(formatVersion) (use the qat release that wrote it, or re-export)")
+        }
+        if r.hasAttr(root, "checksum") {
+            let scheme = try r.string(root, "checksum")
+            guard scheme == checksumScheme else {
+                throw CheckpointError(.formatVersion, file: path, "declares checksum scheme '\(scheme)'; this build verifies '\(checksumScheme)' (use the qat release that wrote it)")
+            }
+            r.requireChecksums = true
         }
         var c = Checkpoint()
         c.step = try r.int64(root, "step")
@@ -158,11 +161,14 @@ extension Checkpoint {
         for required in ["/params", "/buffers", "/optimizer", "/quant", "/rng"] where !r.exists(required) {
             throw CheckpointError(.corrupt, file: path, "has no \(required) group: truncated or not written by qat")
         }
+        // One budget for the whole file: each dataset may use what is left of it.
+        var budget = limits.maxTotalElements
         func flat(_ group: String) throws -> [String: Entry] {
             let g = try r.group(group)
             var out: [String: Entry] = [:]
             for n in try r.members(g, path: group) {
-                let (s, v) = try r.floats(g, n, where: "\(group)/\(n)")
+                let (s, v) = try r.floats(g, n, where: "\(group)/\(n)", maxElements: min(limits.maxEntryElements, budget))
+                budget -= v.count
                 out[n] = Entry(shape: s, values: v)
             }
             return out
@@ -177,22 +183,22 @@ extension Checkpoint {
         c.buffers = try flat("/buffers")
         c.optimizer = try nested("/optimizer")
         let og = try r.group("/optimizer")
-        c.optimizerType = try r.string(og, "type")
-        c.optimizerStep = try r.int64(og, "step")
+        c.optimizerType = try r.string(og, "type", of: "/optimizer")
+        c.optimizerStep = try r.int64(og, "step", of: "/optimizer")
         c.quant = try nested("/quant")
         let qg = try r.group("/quant")
         for k in try r.members(qg, path: "/quant") {
             let g = try r.group("/quant/\(k)")
             var attrs: [String: String] = [:]
-            for a in ["bits", "scheme", "mode", "qmin", "qmax"] where r.hasAttr(g, a) { attrs[a] = try r.string(g, a) }
+            for a in ["bits", "scheme", "mode", "qmin", "qmax"] where r.hasAttr(g, a) { attrs[a] = try r.string(g, a, of: "/quant/\(k)") }
             if !attrs.isEmpty { c.quantAttributes[k] = attrs }
         }
         let rg = try r.group("/rng")
         for n in try r.members(rg, path: "/rng") {
-            let v = try r.uint64s(rg, n, where: "/rng/\(n)")
-            guard v.count == 2 else { throw CheckpointError(.invalid, file: path, "/rng/\(n) must hold [key, counter], has \(v.count) values") }
+            let v = try r.uint64s(rg, n, where: "/rng/\(n)", expected: [2])
             c.moduleRNG[n] = RNG(key: v[0], counter: v[1])
         }
+        try c.validate(file: path)
         return c
     }
 }

@@ -82,9 +82,7 @@ extension Checkpoint {
             guard let e = entry(at: loc) else { report.missing.append(loc); continue }
             used.insert(loc)
             if e.shape != t.shape { report.shapeMismatches.append("\(loc): checkpoint \(e.shape), model \(t.shape)"); continue }
-            if loc.hasPrefix("/quant/") && loc.hasSuffix("/scale"), let bad = e.values.first(where: { !($0 > 0) || !$0.isFinite }) {
-                throw CheckpointError(.invalid, file: file, "quantizer scale \(loc) holds \(bad); scales must be positive and finite (a diverged run? load an earlier checkpoint)")
-            }
+            if loc.hasPrefix("/quant/") { try Checkpoint.checkQuantizer(e, at: loc, file: file) }
             plan.append((t, e)); report.loaded.append(loc)
         }
         report.unexpected = allLocations.filter { !used.contains($0) }.sorted()

@@ -15,6 +15,8 @@ public struct QuantReport {
         /// for activation quantizers the share recorded at their last calibration batch.
         public var clipped: Double?
         public var clippedFromCalibration = false
+        /// Why `clipped` is missing when it is not for the usual reason (an uncalibrated quantizer).
+        public var note: String?
     }
     public var rows: [Row]
 
@@ -27,6 +29,12 @@ public struct QuantReport {
             if path.hasSuffix(".weightQuantizer"), let w = c.params[String(path.dropLast(".weightQuantizer".count)) + ".weight"],
                let qmin = Float(a["qmin"] ?? ""), let qmax = Float(a["qmax"] ?? ""), !s.isEmpty, s.count == z.count {
                 let perChannel = s.count > 1
+                // Per-channel scales run along axis 0; a file whose scales do not match the weight (or an
+                // empty or 0-d weight) has no clipped share to report, and must not divide by zero.
+                guard !w.values.isEmpty, perChannel ? w.shape.first == s.count : true else {
+                    row.note = w.values.isEmpty ? "n/a (empty weight)" : "n/a (\(s.count) scales for weight \(w.shape))"
+                    return row
+                }
                 let inner = perChannel ? w.values.count / s.count : w.values.count
                 var clipped = 0
                 for (i, v) in w.values.enumerated() {
@@ -36,7 +44,7 @@ public struct QuantReport {
                     // Values beyond the grid by more than half a step are clipped (not just rounded).
                     if v < lo - s[c] / 2 || v > hi + s[c] / 2 { clipped += 1 }
                 }
-                row.clipped = Double(clipped) / Double(max(w.values.count, 1))
+                row.clipped = Double(clipped) / Double(w.values.count)
             } else if let cf = q["clippedFraction"]?.values.first, (q["initialized"]?.values.first ?? 0) != 0 {
                 row.clipped = Double(cf); row.clippedFromCalibration = true
             }
@@ -53,7 +61,7 @@ public struct QuantReport {
             out.append(pad(r.path, pw) + "  " + pad(r.bits, 4) + "  " + pad(r.scheme, 44)
                        + pad(String(format: "%.3g..%.3g", r.scaleMin, r.scaleMax), 26)
                        + pad(String(format: "%.1f..%.1f", r.zeroPointMin, r.zeroPointMax), 16)
-                       + (r.clipped.map { String(format: "%.3f%%", $0 * 100) + (r.clippedFromCalibration ? " (calibration)" : "") } ?? "n/a (not calibrated)"))
+                       + (r.clipped.map { String(format: "%.3f%%", $0 * 100) + (r.clippedFromCalibration ? " (calibration)" : "") } ?? r.note ?? "n/a (not calibrated)"))
         }
         return out.joined(separator: "\n")
     }

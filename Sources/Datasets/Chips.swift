@@ -31,17 +31,14 @@ public enum Chips {
         }
         let n = labels.count
         guard n > 0 else { throw DataError(file: cocoRoot + "/annotations/\(split).json", "has no boxes to cut chips from") }
-        let tmp = path + ".tmp-\(getpid())"
-        do {
-            let w = try H5Writer(creating: tmp)
-            let root = try w.group("/")
-            try pixels.withUnsafeBytes { try w.array(root, "images", shape: [n, size, size, 3], type: qat_H5T_NATIVE_UINT8(), $0.baseAddress!) }
-            try labels.withUnsafeBytes { try w.array(root, "labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
-            try clean.withUnsafeBytes { try w.array(root, "clean_labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
-            try w.attr(root, "classes", string: src.dataset.categories.sorted { $0.id < $1.id }.map(\.name).joined(separator: "\n"))
-            try w.flush()
-        } catch { unlink(tmp); throw error }
-        guard rename(tmp, path) == 0 else { unlink(tmp); throw DataError(file: path, "cannot move the chips file into place") }
+        // The writer builds the file in memory and replaces `path` atomically (temporary file + rename).
+        let w = try H5Writer(creating: path)
+        let root = try w.group("/")
+        try pixels.withUnsafeBytes { try w.array(root, "images", shape: [n, size, size, 3], type: qat_H5T_NATIVE_UINT8(), $0.baseAddress!) }
+        try labels.withUnsafeBytes { try w.array(root, "labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
+        try clean.withUnsafeBytes { try w.array(root, "clean_labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
+        try w.attr(root, "classes", string: src.dataset.categories.sorted { $0.id < $1.id }.map(\.name).joined(separator: "\n"))
+        try w.commit()
         return n
     }
 }
@@ -56,24 +53,32 @@ public struct HDF5ClassificationSource: SampleSource {
     public let classes: [String]
     public var count: Int { shape[0] }
 
+    /// Caps on what a file may declare, checked before anything is allocated: image sides up to 8192
+    /// pixels and 2^32 bytes of pixels (4 GiB) per file.
+    public static let maxSide = 8192
+    public static let maxImageBytes = 1 << 32
+
     public init(path: String) throws {
         let r = try H5Reader(opening: path)
         let root = try r.group("/")
-        let (s, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), elementSize: 1, where: "/images")
-        guard s.count == 4, [1, 3, 4].contains(s[3]) else {
-            throw DataError(file: path, "/images must be uint8 [N, H, W, C] with C in {1, 3, 4}, has shape \(s)")
+        // The shape first, from the dataspace alone: only a plausible [N, H, W, C] gets a buffer.
+        let s = try r.shape(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes)
+        guard s.count == 4, [1, 3, 4].contains(s[3]), (1...Self.maxSide).contains(s[1]), (1...Self.maxSide).contains(s[2]) else {
+            throw DataError(file: path, "/images must be uint8 [N, H, W, C] with C in {1, 3, 4} and sides of 1...\(Self.maxSide) pixels, has shape \(s)")
         }
+        let (_, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes, expected: s)
         func ints(_ name: String) throws -> [Int] {
-            let (ls, b) = try r.array(root, name, type: qat_H5T_NATIVE_INT64(), elementSize: 8, where: "/" + name)
-            guard ls == [s[0]] else { throw DataError(file: path, "/\(name) must have shape [\(s[0])], has \(ls)") }
+            let (_, b) = try r.array(root, name, type: qat_H5T_NATIVE_INT64(), where: "/" + name, expected: [s[0]])
             return b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }
         }
         images = px; shape = s
         labels = try ints("labels")
         cleanLabels = r.exists("/clean_labels") ? try ints("clean_labels") : nil
         classes = r.hasAttr(root, "classes") ? (try r.string(root, "classes")).split(separator: "\n").map(String.init) : []
-        if let bad = labels.first(where: { $0 < 0 || (!classes.isEmpty && $0 >= classes.count) }) {
-            throw DataError(file: path, "/labels holds \(bad), outside 0..<\(max(classes.count, 1))")
+        for (name, values) in [("labels", labels), ("clean_labels", cleanLabels ?? [])] {
+            if let bad = values.first(where: { $0 < 0 || (!classes.isEmpty && $0 >= classes.count) }) {
+                throw DataError(file: path, "/\(name) holds \(bad), outside 0..<\(classes.isEmpty ? "N" : "\(classes.count)")")
+            }
         }
     }
 

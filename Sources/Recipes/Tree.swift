@@ -36,34 +36,54 @@ public indirect enum Tree: Sendable, Equatable {
         }
     }
 
-    /// Parses YAML text; syntax errors become `RecipeError`s naming file, line and column.
-    public static func parse(_ text: String, file: String) throws -> Tree {
+    /// Parses YAML text; syntax errors become `RecipeError`s naming file, line and column. Text over
+    /// `limits` (size, nesting, alias uses, nodes after alias expansion) is refused with the limit named,
+    /// before Yams sees it where the text tells, and while converting where only the tree does.
+    public static func parse(_ text: String, file: String, limits: YAMLLimits = .standard) throws -> Tree {
+        try limits.check(text, file: file)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch let e as YamlError {
             throw RecipeError(file: file, yamlError: e)
         }
         guard let node else { return .null(Origin(file: file, line: 1, column: 1)) }
-        return try convert(node, file: file)
+        var nodesLeft = limits.maxNodes
+        return try convert(node, file: file, depth: 0, nodesLeft: &nodesLeft, limits: limits)
     }
 
-    static func convert(_ n: Node, file: String) throws -> Tree {
+    /// Yams shares an aliased node instead of copying it, so the tree is where "billion laughs" would
+    /// expand: every node converted counts against `maxNodes`, and the depth (aliases can stack one
+    /// nested structure on another) against `maxDepth`.
+    static func convert(_ n: Node, file: String, depth: Int, nodesLeft: inout Int, limits: YAMLLimits) throws -> Tree {
         let o = Origin(file: file, line: n.mark?.line, column: n.mark?.column)
+        nodesLeft -= 1
+        guard nodesLeft >= 0 else {
+            throw RecipeError(origin: o, "expands to more than \(limits.maxNodes) nodes (aliases of aliases?) (limit: nodes)")
+        }
+        func nested() throws -> Int {
+            guard depth < limits.maxDepth else {
+                throw RecipeError(origin: o, "nests deeper than \(limits.maxDepth) levels of sequences and mappings (limit: depth); flatten the structure")
+            }
+            return depth + 1
+        }
         switch n {
         case .scalar(let s):
             if s.style == .plain, ["", "~", "null", "Null", "NULL"].contains(s.string) { return .null(o) }
             return .scalar(s.string, quoted: s.style != .plain, o)
         case .sequence(let seq):
-            return .seq(try seq.map { try convert($0, file: file) }, o)
+            let d = try nested()
+            return .seq(try seq.map { try convert($0, file: file, depth: d, nodesLeft: &nodesLeft, limits: limits) }, o)
         case .mapping(let m):
+            let d = try nested()
             var out: [(String, Tree)] = []
+            var seen = Set<String>()   // a linear search made a 50k-key mapping quadratic
             for (k, v) in m {
                 guard case .scalar(let ks) = k else {
                     throw RecipeError(origin: Origin(file: file, line: k.mark?.line, column: k.mark?.column), "mapping keys must be plain strings")
                 }
-                if out.contains(where: { $0.0 == ks.string }) {
+                if !seen.insert(ks.string).inserted {
                     throw RecipeError(origin: Origin(file: file, line: k.mark?.line, column: k.mark?.column), "duplicate key '\(ks.string)'")
                 }
-                out.append((ks.string, try convert(v, file: file)))
+                out.append((ks.string, try convert(v, file: file, depth: d, nodesLeft: &nodesLeft, limits: limits)))
             }
             return .map(out, o)
         }

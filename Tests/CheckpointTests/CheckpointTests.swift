@@ -31,7 +31,7 @@ final class CheckpointTests: XCTestCase {
         var c = Checkpoint.capture(model: m, optimizer: opt)
         c.step = 17; c.epoch = 2; c.seed = 99; c.rng = rng; c.recipe = "name: test\nseed: 99\n"; c.metricsJSON = "{\"loss\": 0.5}"
         c.model = "small"
-        c.quant["0"] = ["scale": .init(shape: [8], values: (0..<8).map { Float($0) * 0.1 })]
+        c.quant["0"] = ["scale": .init(shape: [8], values: (1...8).map { Float($0) * 0.1 })]
         let path = dir + "/last.h5"
         try c.save(to: path)
         let back = try Checkpoint.load(from: path)
