@@ -24,19 +24,6 @@ public struct KernelBenchReport: Codable, Sendable {
     public var sgemmReferenceGFLOPS: Double
 }
 
-/// Median of `reps` timings after `warmup` untimed runs, in milliseconds.
-public func timeMedian(reps: Int, warmup: Int = 3, _ body: () -> Void) -> Double {
-    for _ in 0..<warmup { body() }
-    var ts: [Double] = []
-    for _ in 0..<max(1, reps) {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        body()
-        ts.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-    }
-    ts.sort()
-    return ts.count % 2 == 1 ? ts[ts.count / 2] : (ts[ts.count / 2 - 1] + ts[ts.count / 2]) / 2
-}
-
 /// The `qat bench kernels` workloads (definitions shared with `shared/tools/reference/bench_torch.py`
 /// where it has them): each conv is timed through the autodiff engine exactly like the PyTorch
 /// reference, `conv(x).sum().backward()` with x, weight and bias requiring gradients.

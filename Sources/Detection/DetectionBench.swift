@@ -53,15 +53,5 @@ public enum DetectionBench {
         return XYXYBoxes(coords: c)
     }
 
-    static func median(_ reps: Int, _ body: () -> Void) -> Double {
-        for _ in 0..<2 { body() }
-        var ts: [Double] = []
-        for _ in 0..<max(1, reps) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
-            ts.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-        }
-        ts.sort()
-        return ts.count % 2 == 1 ? ts[ts.count / 2] : (ts[ts.count / 2 - 1] + ts[ts.count / 2]) / 2
-    }
+    static func median(_ reps: Int, _ body: () -> Void) -> Double { timeMedian(reps: reps, warmup: 2, body) }
 }

@@ -15,12 +15,6 @@ final class BenchTests: XCTestCase {
         XCTAssertTrue(KernelBench.format(r).contains("x sgemm"))
     }
 
-    func testMedian() {
-        var calls = 0
-        let ms = timeMedian(reps: 3, warmup: 1) { calls += 1 }
-        XCTAssertEqual(calls, 4)  // 1 warm-up + 3 timed
-        XCTAssertGreaterThanOrEqual(ms, 0)
-    }
 }
 
 final class QuantDemoTests: XCTestCase {
