@@ -81,7 +81,8 @@ public struct TaskMetrics: Codable, Sendable, Equatable {
     public var perClassCount: [Int]
 
     public init(split: String, samples: Int, values: [String: Double], perClass: [String: [Double]] = [:], perClassCount: [Int] = []) {
-        precondition(values["split"] == nil && values["samples"] == nil && perClass["count"] == nil, "reserved metric name")
+        precondition(values["split"] == nil && values["samples"] == nil && perClass["count"] == nil && !values.keys.contains { $0.hasPrefix("per_class_") },
+                     "reserved metric name (split, samples, per_class_*, per-class count)")
         self.split = split; self.samples = samples; self.values = values; self.perClass = perClass; self.perClassCount = perClassCount
     }
 
