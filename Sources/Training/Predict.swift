@@ -49,7 +49,7 @@ public enum Prediction {
         let (model, recipe, classes) = try loadDetector(path)
         let files = try collect(inputs)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let outputs = files.enumerated().map { i, f in out + "/" + ((f as NSString).lastPathComponent as NSString).deletingPathExtension + (files.count > 1 ? "" : "") + ".png" }
+        let outputs = files.map { out + "/" + (($0 as NSString).lastPathComponent as NSString).deletingPathExtension + ".png" }
         let resolvedInputs = Set(files.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         for o in outputs where resolvedInputs.contains(URL(fileURLWithPath: o).standardizedFileURL.path) {
             throw TrainingError("--out \(out): writing \(o) would overwrite an input image; choose another folder")
