@@ -44,8 +44,7 @@ public enum CheckpointEvaluation {
         var ck = c
         if fp32 { ck.quant = [:]; ck.quantAttributes = [:] }
         if !fp32 {
-            do { try ck.apply(to: model, strict: true, file: path) }
-            catch { throw TrainingError("\(error) (is \(path) a checkpoint of this recipe's model? --set model.* must match the run)") }
+            try loadForEvaluation(ck, into: model, recipe: recipe, path: path)
         } else {
             let report: LoadReport
             do { report = try ck.apply(to: model, strict: false, file: path) } catch { throw TrainingError("\(error)") }
@@ -53,9 +52,9 @@ public enum CheckpointEvaluation {
             if !missing.isEmpty || !report.shapeMismatches.isEmpty {
                 throw TrainingError("\(path): float weights do not match the model (\((missing + report.shapeMismatches).prefix(3).joined(separator: "; ")))")
             }
+            // The EMA weights are what the run evaluated.
+            if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
         }
-        // The EMA weights are what the run evaluated.
-        if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
         let m = try task.evaluate(model: model, split: split)
         let files = try filesPrefix.map { try task.writeEvaluationFiles(split: split, prefix: $0) } ?? []
         return Result(metrics: m, classes: task.classes, recipe: recipe, quantized: quantized, report: task.report(m), files: files)

@@ -3,19 +3,32 @@ import Kernels
 import Autodiff
 import NN
 import Quant
+import Checkpoint
 import Recipes
 
 /// Builds the task's model, quantized as the recipe's `quant` section says (`quantized` false: float).
 /// `ptqStructure` repeats the structural part of PTQ's BN folding (conv biases appear) so a PTQ
 /// checkpoint loads.
 func buildModel(_ task: TrainingTask, quantized: Bool, ptqStructure: Bool) throws -> (Module, QATHandle?) {
-    let r = task.recipe
+    try buildModel(task.recipe, quantized: quantized, ptqStructure: ptqStructure, make: task.makeModel)
+}
+
+/// The same for a model made without a task (`qat predict` needs no dataset).
+func buildModel(_ r: Recipe, quantized: Bool, ptqStructure: Bool, make: (inout RNG) throws -> Module) throws -> (Module, QATHandle?) {
     var rng = RNG(seed: r.seed)
-    let model = try task.makeModel(rng: &rng)
+    let model = try make(&rng)
     if ptqStructure && r.quant.mode == "ptq" && (r.quant.foldBN || r.quant.equalize) { model.eval(); PTQ.foldBatchNorms(model); model.train() }
     guard quantized else { return (model, nil) }
     do { return (model, try quantize(model, plan: try quantPlan(r))) }
     catch { throw TrainingError("quant: \(error)") }
+}
+
+/// Loads a checkpoint's weights for evaluation: strictly (quantizers included), then the EMA weights
+/// when the recipe kept an EMA (what the run evaluated).
+func loadForEvaluation(_ c: Checkpoint, into model: Module, recipe: Recipe, path: String) throws {
+    do { try c.apply(to: model, strict: true, file: path) }
+    catch { throw TrainingError("\(error) (is \(path) a checkpoint of this recipe's model? --set model.* must match the run)") }
+    if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
 }
 
 /// The quantization plan a recipe's `quant` section describes.

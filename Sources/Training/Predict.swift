@@ -108,26 +108,19 @@ public enum Prediction {
 
     /// The detector of a checkpoint written by `qat train` on a detection recipe (quantized if it was).
     static func loadDetector(_ path: String) throws -> (RetinaNet, Recipe, [String]) {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-            throw TrainingError("checkpoint \(path) does not exist or is a folder (name a .h5 file, e.g. runs/NAME/1/checkpoints/best.h5)")
-        }
-        let c = try TrainingRun.loadCheckpoint(path)
+        let c = try TrainingRun.loadCheckpoint(path)   // missing files and folders are named there
         let recipe: Recipe
         do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(error)") }
         guard recipe.task == "detection" else { throw TrainingError("\(path) is a \(recipe.task) checkpoint; qat predict needs a detector (task: detection)") }
         guard let classes = TrainingRun.state(c)["classes"] as? [String], !classes.isEmpty else {
             throw TrainingError("\(path) does not name its classes (written by an older version?)")
         }
-        var rng = RNG(seed: recipe.seed)
-        let model = try DetectionTask.makeDetector(recipe, classes: classes.count, rng: &rng)
-        if TrainingRun.isQuantized(c) {
-            do { try quantize(model, plan: try quantPlan(recipe)) } catch { throw TrainingError("quant: \(error)") }
+        // The same build as `qat eval` (PTQ structure, quantizers), without opening the recipe's data.
+        let (model, _) = try buildModel(recipe, quantized: TrainingRun.isQuantized(c), ptqStructure: TrainingRun.isQuantized(c)) {
+            try DetectionTask.makeDetector(recipe, classes: classes.count, rng: &$0)
         }
-        do { try c.apply(to: model, strict: true, file: path) }
-        catch { throw TrainingError("\(error) (is \(path) a checkpoint of this recipe's detector?)") }
-        if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
-        return (model, recipe, classes)
+        try loadForEvaluation(c, into: model, recipe: recipe, path: path)
+        return (DetectionTask.detector(model), recipe, classes)
     }
 }
 
