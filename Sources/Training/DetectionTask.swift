@@ -104,14 +104,15 @@ public final class DetectionTask: TrainingTask {
 
     /// The 12 pycocotools numbers (map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100,
     /// ar_small, ar_medium, ar_large; -1 where undefined), class-agnostic AP (agnostic_map50,
-    /// agnostic_map), per-class AP and AP50, objects per class.
+    /// agnostic_map: pycocotools' useCats=0 after `ClassAgnosticMerge` at the recipe's test NMS IoU),
+    /// per-class AP and AP50, objects per class.
     public func evaluate(model: Module, split: String) throws -> TaskMetrics {
         let results = try detect(model: model, split: split)
         let gt = data.groundTruth(split)
         let coco: COCOEvalResult, agnostic: COCOEvalResult
         do {
             coco = try COCOEval.evaluate(gt, results)
-            agnostic = try COCOEval.evaluate(gt, results, classAgnostic: true)
+            agnostic = try COCOEval.evaluate(gt, ClassAgnosticMerge.merge(results, iouThreshold: recipe.detector.test.nmsIoU), classAgnostic: true)
         } catch { throw TrainingError("evaluation of \(split): \(error)") }
         lastResults[split] = results
         lastEvaluation[split] = coco

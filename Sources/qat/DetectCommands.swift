@@ -20,15 +20,27 @@ struct Detect: ParsableCommand {
         var results: String
         @Flag(help: "Count every category as one (pycocotools' useCats=0): does it find the objects at all, whatever their type?")
         var classAgnostic = false
+        @Option(name: .customLong("merge-iou"), help: ArgumentHelp(
+            "With --class-agnostic: first merge each image's detections across classes by class-agnostic NMS at this IoU (one box per object, its best score), as `qat eval` does for agnostic_map50 at the recipe's detector.test.nms_iou.",
+            valueName: "iou"))
+        var mergeIoU: Double?
         @Flag(help: "Print one JSON object (stats by name, per-class AP and AP50; null where a class has no ground truth).")
         var json = false
+
+        func validate() throws {
+            if let m = mergeIoU {
+                guard classAgnostic else { throw ValidationError("--merge-iou merges detections across classes and is only meaningful with --class-agnostic") }
+                guard m.isFinite, m >= 0, m <= 1 else { throw ValidationError("--merge-iou \(m): expected an IoU in [0, 1], e.g. 0.5") }
+            }
+        }
 
         func run() throws {
             let clock = ContinuousClock(), start = clock.now
             let gt: COCODataset, detections: [DetectionResult]
             do {
                 gt = try COCODataset.load(groundTruth)
-                detections = try COCOResults.load(results, groundTruth: gt)
+                let loaded = try COCOResults.load(results, groundTruth: gt)
+                detections = mergeIoU.map { ClassAgnosticMerge.merge(loaded, iouThreshold: $0) } ?? loaded
             } catch let e as DataError { throw ValidationError(e.description) }
             let loaded = clock.now
             let r = try COCOEval.evaluate(gt, detections, classAgnostic: classAgnostic)
@@ -43,7 +55,7 @@ struct Detect: ParsableCommand {
                     groundTruth: gtCount[c.categoryId, default: 0], detections: detCount[c.categoryId, default: 0], ap: c.ap, ap50: c.ap50)
             }
             if json {
-                let report = Report(groundTruth: groundTruth, results: results, classAgnostic: classAgnostic, images: r.imageIds.count,
+                let report = Report(groundTruth: groundTruth, results: results, classAgnostic: classAgnostic, mergeIoU: mergeIoU, images: r.imageIds.count,
                                     detections: detections.count, stats: r.stats, classes: rows)
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -76,14 +88,15 @@ struct Detect: ParsableCommand {
     }
 
     struct Report: Encodable {
-        var groundTruth: String, results: String, classAgnostic: Bool, images: Int, detections: Int, stats: [Double], classes: [Row]
+        var groundTruth: String, results: String, classAgnostic: Bool, mergeIoU: Double?, images: Int, detections: Int, stats: [Double], classes: [Row]
         enum CodingKeys: String, CodingKey {
-            case groundTruth = "ground_truth", results, classAgnostic = "class_agnostic", images, detections, stats, classes
+            case groundTruth = "ground_truth", results, classAgnostic = "class_agnostic", mergeIoU = "merge_iou", images, detections, stats, classes
         }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(groundTruth, forKey: .groundTruth); try c.encode(results, forKey: .results)
-            try c.encode(classAgnostic, forKey: .classAgnostic); try c.encode(images, forKey: .images)
+            try c.encode(classAgnostic, forKey: .classAgnostic); try c.encode(mergeIoU, forKey: .mergeIoU)   // null without a merge
+            try c.encode(images, forKey: .images)
             try c.encode(detections, forKey: .detections); try c.encode(classes, forKey: .classes)
             // pycocotools' -1 ("no ground truth in this range") as null.
             let named = Dictionary(uniqueKeysWithValues: zip(COCOEvalResult.statNames, stats.map { $0 == -1 ? nil : $0 }))

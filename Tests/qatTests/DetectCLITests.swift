@@ -48,6 +48,20 @@ final class DetectCLITests: XCTestCase {
         let agnostic = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(o2.utf8)) as? [String: Any])
         XCTAssertEqual(agnostic["class_agnostic"] as? Bool, true)
         XCTAssertEqual((agnostic["classes"] as? [Any])?.count, 1)
+        XCTAssertTrue(agnostic["merge_iou"] is NSNull, "no merge asked")
+
+        let (c3, o3, e3) = try runQAT(["detect", "score", gt, res, "--json", "--class-agnostic", "--merge-iou", "0.5"])
+        XCTAssertEqual(c3, 0, e3)
+        let merged = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(o3.utf8)) as? [String: Any])
+        XCTAssertEqual(merged["merge_iou"] as? Double, 0.5)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(merged["detections"] as? Int), try XCTUnwrap(agnostic["detections"] as? Int))
+
+        let (c4, _, e4) = try runQAT(["detect", "score", gt, res, "--merge-iou", "0.5"])
+        XCTAssertNotEqual(c4, 0)
+        XCTAssertTrue(e4.contains("--merge-iou") && e4.contains("--class-agnostic"), e4)
+        let (c5, _, e5) = try runQAT(["detect", "score", gt, res, "--class-agnostic", "--merge-iou", "1.5"])
+        XCTAssertNotEqual(c5, 0)
+        XCTAssertTrue(e5.contains("expected an IoU in [0, 1]"), e5)
     }
 
     func testBadResultsFileIsReportedWithFileAndEntry() throws {
