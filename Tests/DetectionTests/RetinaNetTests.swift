@@ -117,9 +117,14 @@ final class RetinaNetTests: XCTestCase {
             opt.step()
         }
         XCTAssertLessThan(last, 0.3 * first)
+        // BatchNorm's running statistics trail the last weights after 60 fast steps on one image (how far
+        // depends on the BLAS kernels' rounding): re-estimate them at the final weights ("precise BN",
+        // 40 forward passes at momentum 0.1) so eval mode sees what training saw.
+        noGrad { for _ in 0..<40 { _ = m.headOutputs(x) } }
         m.eval()
         let d = m.detect(x)[0]
         XCTAssertGreaterThan(d.count, 0)
+        guard d.count > 0 else { return }
         XCTAssertEqual(d.labels[0], 2)
         XCTAssertGreaterThan(boxIoU(d.boxes.selecting([0]), XYXYBoxes([box]))[0], 0.5)
     }
