@@ -1,5 +1,6 @@
 /// 2-D convolution kernels (NCHW input, OIHW weights). General path: im2col + `cblas_sgemm` per image and
-/// group (OpenBLAS threads the GEMM, our loops thread im2col/col2im); 1x1 stride-1 convs skip im2col;
+/// group, parallel over images (each thread its own im2col buffer, single-threaded GEMMs; one image:
+/// im2col/col2im and the GEMM split over threads instead); 1x1 stride-1 convs skip im2col;
 /// depthwise convs (groups == in == out channels) use direct loops parallel over channels.
 /// Per-tensor fake quantization of a depthwise conv's input, fused into the conv (the fake-quantized
 /// input is never materialised): the forward quantizes each plane while copying it into the padded
@@ -113,9 +114,17 @@ public enum Conv2D {
             }
         }
         let beta: Float = bias == nil ? 0 : 1
-        let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
-        for n in 0..<g.batch {
-            for grp in 0..<g.groups {
+        // Parallel over (image, group) pairs, each thread with its own im2col buffer and single-threaded
+        // GEMMs: one parallel region per conv instead of one per im2col and per GEMM, and the buffer
+        // stays in the thread's cache. Fewer pairs than threads: one pair at a time, im2col and GEMM
+        // split inside.
+        let pairs = g.batch * g.groups
+        let chunks = Parallel.threads > 1 && !ParallelRegion.isActive && pairs >= Parallel.threads ? Parallel.threads : 1
+        let per = (pairs + chunks - 1) / chunks
+        parallelFor(chunks) { ch in
+            let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
+            for pair in (ch * per)..<min(pairs, (ch + 1) * per) {
+                let n = pair / g.groups, grp = pair % g.groups
                 let xg = x + (n * g.inChannels + grp * cg) * hw
                 var bsrc = xg
                 if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
@@ -149,28 +158,45 @@ public enum Conv2D {
         let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
         let k = cg * g.kernelH * g.kernelW
         let hw = g.height * g.width
-        let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
         if let dx, !g.isPointwise { dx.initialize(repeating: 0, count: g.batch * g.inChannels * hw) }
-        for n in 0..<g.batch {
-            for grp in 0..<g.groups {
-                let xg = x + (n * g.inChannels + grp * cg) * hw
-                let dyg = dy + (n * g.outChannels + grp * og) * p
-                let wg = weight + grp * og * k
-                if let dw {
-                    var bsrc = xg
-                    if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
-                    sgemm(transB: true, m: og, n: k, k: p, a: dyg, lda: p, b: bsrc, ldb: p,
-                          beta: n == 0 ? 0 : 1, c: dw + grp * og * k, ldc: k)
-                }
-                if let dx {
-                    let dxg = dx + (n * g.inChannels + grp * cg) * hw
-                    if let col {
-                        sgemm(transA: true, m: k, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: col.pointer, ldc: p)
-                        col2im(g, channels: cg, col: col.pointer, dx: dxg)
-                    } else {
-                        sgemm(transA: true, m: cg, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: dxg, ldc: p)
+        // Parallel over images as in `forward`: chunk c of the batch accumulates its own weight gradient
+        // (chunk 0 straight into dw, the others into scratch), summed in chunk order at the end, so the
+        // result is the same for a given thread count.
+        let chunks = Parallel.threads > 1 && !ParallelRegion.isActive && g.batch >= Parallel.threads ? Parallel.threads : 1
+        let per = (g.batch + chunks - 1) / chunks
+        let wsize = g.outChannels * k
+        let partial: FloatBuffer? = dw != nil && chunks > 1 ? FloatBuffer(count: (chunks - 1) * wsize) : nil
+        parallelFor(chunks) { ch in
+            let col: FloatBuffer? = g.isPointwise ? nil : FloatBuffer(count: k * p)
+            let dwc: UnsafeMutablePointer<Float>? = dw.map { ch == 0 ? $0 : partial!.pointer + (ch - 1) * wsize }
+            let first = ch * per
+            for n in first..<min(g.batch, (ch + 1) * per) {
+                for grp in 0..<g.groups {
+                    let xg = x + (n * g.inChannels + grp * cg) * hw
+                    let dyg = dy + (n * g.outChannels + grp * og) * p
+                    let wg = weight + grp * og * k
+                    if let dwc {
+                        var bsrc = xg
+                        if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
+                        sgemm(transB: true, m: og, n: k, k: p, a: dyg, lda: p, b: bsrc, ldb: p,
+                              beta: n == first ? 0 : 1, c: dwc + grp * og * k, ldc: k)
+                    }
+                    if let dx {
+                        let dxg = dx + (n * g.inChannels + grp * cg) * hw
+                        if let col {
+                            sgemm(transA: true, m: k, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: col.pointer, ldc: p)
+                            col2im(g, channels: cg, col: col.pointer, dx: dxg)
+                        } else {
+                            sgemm(transA: true, m: cg, n: p, k: og, a: wg, lda: k, b: dyg, ldb: p, c: dxg, ldc: p)
+                        }
                     }
                 }
+            }
+        }
+        if let dw, let partial {
+            for c in 1..<chunks {
+                let src = partial.pointer + (c - 1) * wsize
+                parallelChunks(wsize, grain: 16_384) { r in for i in r { dw[i] += src[i] } }
             }
         }
     }

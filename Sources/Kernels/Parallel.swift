@@ -2,13 +2,16 @@ import Dispatch
 import Foundation
 import CBLAS
 
-/// Thread policy for every kernel: `QAT_NUM_THREADS` (default: all cores). OpenBLAS is told the same
-/// number, so a GEMM and our own loops never oversubscribe the machine.
+/// Thread policy for every kernel: `QAT_NUM_THREADS` (default: all cores). All parallelism is ours:
+/// OpenBLAS runs single-threaded inside the caller's thread, and `sgemm` / the convolutions split their
+/// work over our threads themselves. OpenBLAS's own pool (pthreads build) spins in `sched_yield` between
+/// calls, which on 2 cores took ~24% of a detector training step's samples and competed with our loops;
+/// with one parallel runtime nothing oversubscribes the cores. Loops nested inside a parallel loop run
+/// inline on their thread (`ParallelRegion`).
 public enum Parallel {
     nonisolated(unsafe) private static var configured: Int = {
-        let n = threadsFromEnvironment()
-        openblas_set_num_threads(Int32(n))
-        return n
+        openblas_set_num_threads(1)
+        return threadsFromEnvironment()
     }()
 
     /// Threads used by kernels and OpenBLAS.
@@ -26,12 +29,33 @@ public enum Parallel {
         return n
     }
 
-    /// Sets the thread count for kernels and OpenBLAS. Call it before starting work, not concurrently with kernels.
+    /// Sets the thread count for kernels (and the GEMM splits). Call it before starting work, not concurrently with kernels.
     public static func setThreads(_ n: Int) {
         precondition(n >= 1, "Parallel.setThreads: thread count must be >= 1, got \(n)")
         _ = configured
         configured = n
-        openblas_set_num_threads(Int32(n))
+    }
+}
+
+/// Whether the current thread is running an iteration of a parallel loop: nested loops (and GEMM
+/// splits) then run inline, since the outer loop already occupies every thread.
+public enum ParallelRegion {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, nil) == 0, "ParallelRegion: pthread_key_create failed")
+        return k
+    }()
+
+    /// True inside a `parallelFor` iteration that runs on more than one thread.
+    @inline(__always)
+    public static var isActive: Bool { pthread_getspecific(key) != nil }
+
+    @inline(__always)
+    static func run(_ body: () -> Void) {
+        if isActive { body(); return }
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        body()
+        pthread_setspecific(key, nil)
     }
 }
 
@@ -39,17 +63,18 @@ public enum Parallel {
 /// partitions the data it writes by the index it is given.
 private struct UncheckedSendable<T>: @unchecked Sendable { let value: T }
 
-/// Runs `body(i)` for i in 0..<n on up to `Parallel.threads` threads; runs inline when n == 1 or one thread.
+/// Runs `body(i)` for i in 0..<n on up to `Parallel.threads` threads; runs inline when n == 1, on one
+/// thread, or nested inside another parallel loop.
 @inline(__always)
 public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
     if n <= 0 { return }
-    if n == 1 || Parallel.threads == 1 {
+    if n == 1 || Parallel.threads == 1 || ParallelRegion.isActive {
         for i in 0..<n { body(i) }
         return
     }
     withoutActuallyEscaping(body) { escapable in
         let box = UncheckedSendable(value: escapable)
-        DispatchQueue.concurrentPerform(iterations: n) { i in box.value(i) }
+        DispatchQueue.concurrentPerform(iterations: n) { i in ParallelRegion.run { box.value(i) } }
     }
 }
 
@@ -59,7 +84,7 @@ public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
 @inline(__always)
 public func parallelChunks(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
     if count <= 0 { return }
-    let chunks = min(Parallel.threads, max(1, count / max(1, grain)))
+    let chunks = ParallelRegion.isActive ? 1 : min(Parallel.threads, max(1, count / max(1, grain)))
     if chunks <= 1 { body(0..<count); return }
     let per = (count + chunks - 1) / chunks
     parallelFor(chunks) { c in

@@ -238,3 +238,81 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(ct, [29, 33, 37, 42, 48, 54])
     }
 }
+
+/// Our thread split of a GEMM (column or row slabs over threads, OpenBLAS single-threaded inside) and
+/// the convolutions parallel over images: same results as one thread, and equal to a naive reference.
+final class ParallelSplitTests: XCTestCase {
+    override func tearDown() { Parallel.setThreads(Parallel.threadsFromEnvironment()) }
+
+    func naiveGemm(_ tA: Bool, _ tB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float], _ beta: Float, _ c0: [Float]) -> [Float] {
+        var c = c0
+        for i in 0..<m { for j in 0..<n {
+            var s: Double = 0
+            for p in 0..<k { s += Double(tA ? a[p * m + i] : a[i * k + p]) * Double(tB ? b[j * k + p] : b[p * n + j]) }
+            c[i * n + j] = Float(s) + beta * c0[i * n + j]
+        }}
+        return c
+    }
+
+    /// Wide N splits by columns, narrow N with tall M by rows, small products stay one call; every
+    /// transpose combination, beta 0 and 1. The split keeps each element one OpenBLAS reduction over K:
+    /// bit-identical to the one-thread call.
+    func testSgemmSplitIsBitIdenticalToOneThread() {
+        let shapes = [(64, 1000, 300), (200, 20, 300), (40, 40, 40), (33, 517, 129)]
+        for (m, n, k) in shapes {
+            for tA in [false, true] { for tB in [false, true] { for beta: Float in [0, 1] {
+                let a = randomArray(m * k, seed: 11), b = randomArray(k * n, seed: 12), c0 = randomArray(m * n, seed: 13)
+                var outs: [[Float]] = []
+                for t in [1, 2] {
+                    Parallel.setThreads(t)
+                    var c = c0
+                    sgemm(transA: tA, transB: tB, m: m, n: n, k: k, a: a, lda: tA ? m : k, b: b, ldb: tB ? k : n, beta: beta, c: &c, ldc: n)
+                    outs.append(c)
+                }
+                XCTAssertEqual(outs[0], outs[1], "m \(m) n \(n) k \(k) tA \(tA) tB \(tB) beta \(beta)")
+                let ref = naiveGemm(tA, tB, m, n, k, a, b, beta, c0)
+                for i in stride(from: 0, to: ref.count, by: 7) { XCTAssertEqual(outs[1][i], ref[i], accuracy: 1e-3) }
+            }}}
+        }
+    }
+
+    /// Batch 5 on 2 threads: uneven image chunks, the weight gradient summed over chunks.
+    func testConvParallelOverImagesMatchesOneThread() throws {
+        for (input, weight, groups) in [([5, 4, 9, 7], [6, 2, 3, 3], 2), ([5, 6, 8, 8], [4, 6, 1, 1], 1)] {
+            let g = try ConvGeometry(input: input, weight: weight, padding: weight[2] == 3 ? (1, 1) : (0, 0), groups: groups)
+            let x = randomArray(input.reduce(1, *), seed: 21), w = randomArray(weight.reduce(1, *), seed: 22)
+            let dy = randomArray(g.outputShape.reduce(1, *), seed: 23)
+            var ys: [[Float]] = [], dxs: [[Float]] = [], dws: [[Float]] = []
+            for t in [1, 2] {
+                Parallel.setThreads(t)
+                let y = FloatBuffer(count: dy.count), dx = FloatBuffer(count: x.count), dw = FloatBuffer(count: w.count)
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in dy.withUnsafeBufferPointer { dp in
+                    Conv2D.forward(g, x: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, y: y.pointer)
+                    Conv2D.backward(g, x: xp.baseAddress!, weight: wp.baseAddress!, dy: dp.baseAddress!, dx: dx.pointer, dw: dw.pointer, db: nil)
+                }}}
+                ys.append(y.array); dxs.append(dx.array); dws.append(dw.array)
+            }
+            XCTAssertEqual(ys[0], ys[1], "forward \(g)")
+            XCTAssertEqual(dxs[0], dxs[1], "dx \(g)")
+            for i in 0..<w.count { XCTAssertEqual(dws[0][i], dws[1][i], accuracy: 1e-4, "dw \(g) index \(i)") }
+            let ref = naiveConv(g, x, w, nil)
+            for i in 0..<ref.count { XCTAssertEqual(ys[1][i], ref[i], accuracy: 1e-4) }
+        }
+    }
+
+    func testNestedParallelLoopsRunInline() {
+        Parallel.setThreads(2)
+        var inner = [Bool](repeating: false, count: 4)
+        inner.withUnsafeMutableBufferPointer { buf in
+            let p = buf.baseAddress!
+            parallelFor(4) { i in
+                XCTAssertTrue(ParallelRegion.isActive)
+                var ran = 0
+                parallelFor(3) { _ in ran += 1 }   // inline: no data race on `ran`
+                p[i] = ran == 3
+            }
+        }
+        XCTAssertEqual(inner, [true, true, true, true])
+        XCTAssertFalse(ParallelRegion.isActive)
+    }
+}
