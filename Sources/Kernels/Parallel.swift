@@ -14,7 +14,7 @@ public enum Parallel {
         return threadsFromEnvironment()
     }()
 
-    /// Threads used by kernels and OpenBLAS.
+    /// Threads used by kernels and GEMM splits.
     public static var threads: Int { configured }
 
     /// Reads `QAT_NUM_THREADS`; a missing value means all cores. An unparsable value is reported

@@ -11,7 +11,7 @@ public struct Recipe: Sendable, Equatable {
     /// classification or detection (`Recipe.tasks`: the data formats and metrics of each).
     public var task = "classification"
     public var seed: UInt64 = 0
-    /// Kernel and OpenBLAS threads (nil: QAT_NUM_THREADS or all cores).
+    /// Kernel and GEMM threads (nil: QAT_NUM_THREADS or all cores).
     public var threads: Int?
     public var model = Model()
     public var data = DataSpec()

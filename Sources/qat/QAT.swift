@@ -13,7 +13,7 @@ struct QAT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
-        discussion: "Threads: set QAT_NUM_THREADS (default: all cores); OpenBLAS uses the same count.",
+        discussion: "Threads: set QAT_NUM_THREADS (default: all cores); GEMMs are split over them (OpenBLAS runs single-threaded inside).",
         subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self, PredictCommand.self])
 
     /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the command.
@@ -50,7 +50,7 @@ struct DetectorBenchCommand: ParsableCommand {
     @Option(help: "Timed repetitions per workload (median is reported, after 3 warm-up runs).")
     var reps: Int = 10
 
-    @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
+    @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
     var threads: Int?
 
     @Flag(help: "Print the report as JSON instead of text.")
@@ -72,7 +72,7 @@ struct KernelsBench: ParsableCommand {
     @Option(help: "Timed repetitions per workload (median is reported, after 3 warm-up runs).")
     var reps: Int = 20
 
-    @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
+    @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
     var threads: Int?
 
     @Flag(help: "Divide the batch of every workload by 8 (a smoke test, not a measurement).")
@@ -104,7 +104,7 @@ struct TrainStepCommand: ParsableCommand {
     var size = 256
     @Option(help: "Timed steps (median is reported, after 3 warm-up steps).")
     var reps = 10
-    @Option(help: "Threads for kernels and OpenBLAS (overrides QAT_NUM_THREADS).")
+    @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
     var threads: Int?
     @Option(help: "Also time the QAT step, e.g. w8a8 (bench_torch.py's mbv2_qat), and report its ratio to the float step.")
     var quant: String?
