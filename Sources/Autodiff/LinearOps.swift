@@ -38,6 +38,24 @@ extension Tensor {
         }
     }
 
+    /// Inference only (outside the tape, `noGrad`): `conv2d` whose output planes are clamped to `clamp` in
+    /// the conv's own epilogue (relu: 0...inf, relu6: 0...6), so the activation costs no extra pass.
+    /// Values equal `conv2d(...)` followed by relu / relu6.
+    public func conv2dInference(_ weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+                                dilation: (Int, Int), groups: Int, clamp: ClosedRange<Float>?) -> Tensor {
+        precondition(!GradMode.isEnabled, "conv2dInference records no gradient: call it inside noGrad")
+        let geo: ConvGeometry
+        do {
+            geo = try ConvGeometry(input: shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        } catch { preconditionFailure("\(error)") }
+        if let bias {
+            precondition(bias.shape == [geo.outChannels], "conv2dInference: bias shape \(bias.shape) must be [\(geo.outChannels)] for weight \(weight.shape)")
+        }
+        let out = FloatBuffer(count: Shape.count(geo.outputShape))
+        Conv2D.forward(geo, x: pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) }, y: out.pointer, clamp: clamp)
+        return Tensor(shape: geo.outputShape, storage: out)
+    }
+
     /// 2-D convolution (cross-correlation, as in PyTorch) of NCHW input with OIHW weights.
     public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {

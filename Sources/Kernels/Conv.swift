@@ -98,10 +98,13 @@ public enum Conv2D {
     }
 
     /// y = conv(x, w) + bias. `y` must hold `g.outputShape` elements; it is fully overwritten.
+    /// `clamp` (inference epilogue): each output plane is clamped to [lo, hi] right after it is computed,
+    /// while it is in cache (relu: 0...inf, relu6: 0...6), instead of a separate activation pass.
     public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, inputQuant: InputQuant? = nil) {
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, inputQuant: InputQuant? = nil,
+                               clamp: ClosedRange<Float>? = nil) {
         precondition(inputQuant == nil || g.isDepthwise, "Conv2D.forward: fused input quantization needs a depthwise conv, got \(g)")
-        if g.isDepthwise { depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, q: inputQuant); return }
+        if g.isDepthwise { depthwiseForward(g, x: x, weight: weight, bias: bias, y: y, q: inputQuant, clamp: clamp); return }
         let cg = g.inChannels / g.groups, og = g.outChannels / g.groups
         let k = cg * g.kernelH * g.kernelW
         let p = g.outHeight * g.outWidth
@@ -128,10 +131,19 @@ public enum Conv2D {
                 let xg = x + (n * g.inChannels + grp * cg) * hw
                 var bsrc = xg
                 if let col { im2col(g, channels: cg, x: xg, col: col.pointer); bsrc = UnsafePointer(col.pointer) }
-                sgemm(m: og, n: p, k: k, a: weight + grp * og * k, lda: k, b: bsrc, ldb: p,
-                      beta: beta, c: y + (n * g.outChannels + grp * og) * p, ldc: p)
+                let yg = y + (n * g.outChannels + grp * og) * p
+                sgemm(m: og, n: p, k: k, a: weight + grp * og * k, lda: k, b: bsrc, ldb: p, beta: beta, c: yg, ldc: p)
+                if let clamp { clampInPlace(yg, count: og * p, clamp) }
             }
         }
+    }
+
+    /// x = min(max(x, lo), hi) in place, on the calling thread (the same expression as `Elementwise`'s
+    /// relu/relu6, which LLVM vectorizes).
+    @inline(__always)
+    static func clampInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, _ r: ClosedRange<Float>) {
+        let lo = r.lowerBound, hi = r.upperBound
+        for i in 0..<count { x[i] = Swift.min(Swift.max(x[i], lo), hi) }
     }
 
     /// Gradients of `forward`. Each output pointer is optional: pass only what is needed. `dx`, `dw` and
@@ -231,7 +243,8 @@ public enum Conv2D {
     }
 
     static func depthwiseForward(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, q: InputQuant? = nil) {
+                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, q: InputQuant? = nil,
+                                 clamp: ClosedRange<Float>? = nil) {
         let c = g.inChannels, h = g.height, w = g.width, oh = g.outHeight, ow = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, sw = g.strideW, dw = g.dilationW
         let pw = w + 2 * g.padW, ph = h + 2 * g.padH
@@ -250,6 +263,7 @@ public enum Conv2D {
                         let r0 = pad + oy * g.strideH * pw
                         correlate3x3Row(out: yp + oy * ow, count: ow, bias: b, rows: (UnsafePointer(r0), UnsafePointer(r0 + dh), UnsafePointer(r0 + 2 * dh)), dil: dw, w: wp)
                     }
+                    if let clamp { clampInPlace(yp, count: oh * ow, clamp) }
                     continue
                 }
                 for oy in 0..<oh {
@@ -264,6 +278,7 @@ public enum Conv2D {
                         }
                     }
                 }
+                if let clamp { clampInPlace(yp, count: oh * ow, clamp) }
             }
         }
     }

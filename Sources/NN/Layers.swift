@@ -231,6 +231,9 @@ public final class Identity: Module {
 
 /// Applies its layers in order; children are named "0", "1", ... as in PyTorch.
 public final class Sequential: Module {
+    /// Fuse conv -> BatchNorm2d -> relu/relu6 at inference (`InferenceFusable`; same values within
+    /// rounding). Off only to compare against the unfused path.
+    public nonisolated(unsafe) static var inferenceFusion = true
     public var layers: [Module]
     public init(_ layers: [Module]) { self.layers = layers; super.init() }
     public convenience init(_ layers: Module...) { self.init(layers) }
@@ -242,8 +245,17 @@ public final class Sequential: Module {
 
     func run(_ x: Tensor, from start: Int, upTo end: Int) -> Tensor {
         var h = x, i = start
+        let inference = Sequential.inferenceFusion && !isTraining && !GradMode.isEnabled
         while i < end {
             let layer = layers[i]
+            // Inference: conv [-> BatchNorm2d] [-> relu/relu6] in one pass (`InferenceFusable`).
+            if inference, let f = layer as? InferenceFusable {
+                var j = i + 1
+                var bn: BatchNorm2d? = nil, act: FakeQuant.PreActivation? = nil
+                if j < end, let b = layers[j] as? BatchNorm2d { bn = b; j += 1 }
+                if j < end, let a = layers[j] as? Activation, let kind = a.trailingActivation { act = kind; j += 1 }
+                if bn != nil || act != nil, let y = f.inferenceForward(h, batchNorm: bn, activation: act) { h = y; i = j; continue }
+            }
             if i + 1 < end, let act = layer.trailingActivation {
                 let a = layer.forwardWithoutTrailingActivation(h)
                 if let y = layers[i + 1].forward(preActivated: a, act) { h = y; i += 2; continue }
@@ -324,6 +336,33 @@ public final class Activation: Module {
         case .tanh: return x.tanh()
         case .leakyRelu: return x.leakyRelu(slope)
         }
+    }
+}
+
+/// A layer that, at inference (eval mode, no gradient recorded), absorbs the BatchNorm2d (running
+/// statistics) and the relu/relu6 that follow it into its own output pass: one write of the activation
+/// instead of a conv pass, a normalisation pass and an activation pass. nil: run the layers one by one.
+public protocol InferenceFusable: AnyObject {
+    func inferenceForward(_ x: Tensor, batchNorm: BatchNorm2d?, activation: FakeQuant.PreActivation?) -> Tensor?
+}
+
+extension Conv2d: InferenceFusable {
+    /// The BN folded into the conv as `ConvBatchNormFolding` does for deployment: w' = w * gamma / sqrt(var +
+    /// eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta; the activation clamps in the conv's epilogue.
+    /// Not with quantizers or a QAT-folded BN (those run their own ops).
+    public func inferenceForward(_ x: Tensor, batchNorm bn: BatchNorm2d?, activation: FakeQuant.PreActivation?) -> Tensor? {
+        guard weightQuantizer == nil, inputQuantizer == nil, foldedBN == nil, !GradMode.isEnabled else { return nil }
+        var w = weight, b = bias
+        if let bn {
+            guard !bn.isTraining, !bn.isFolded, bn.weight.shape == [outChannels] else { return nil }
+            let s = bn.weight / (bn.runningVar + bn.eps).sqrt()
+            w = weight * s.reshaped([outChannels, 1, 1, 1])
+            b = ((bias ?? Tensor.zeros([outChannels])) - bn.runningMean) * s + bn.bias
+        }
+        let clamp: ClosedRange<Float>? = activation.map { $0 == .relu ? 0...Float.infinity : 0...6 }
+        let y = x.conv2dInference(w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups, clamp: clamp)
+        if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * (inChannels / groups) * kernelSize.0 * kernelSize.1) }
+        return y
     }
 }
 

@@ -117,3 +117,61 @@ final class LayerTests: XCTestCase {
         XCTAssertFalse(m.namedModules().contains { $0.1.isTraining })
     }
 }
+
+/// Inference fusion (conv -> BatchNorm2d -> relu/relu6 in one pass, `InferenceFusable`): the same outputs
+/// as the layers one by one, only at inference, never with quantizers.
+final class InferenceFusionTests: XCTestCase {
+    override func tearDown() { Sequential.inferenceFusion = true }
+
+    func outputs(_ m: Module, _ x: Tensor) -> (fused: [Float], unfused: [Float]) {
+        Sequential.inferenceFusion = true
+        let a = noGrad { m(x) }.scalars
+        Sequential.inferenceFusion = false
+        let b = noGrad { m(x) }.scalars
+        Sequential.inferenceFusion = true
+        return (a, b)
+    }
+
+    func testBackboneAndConvBNActMatchUnfusedInEvalMode() throws {
+        var rng = RNG(seed: 3)
+        let bb = try Backbones.make("mobilenet_v2", width: 0.25, rng: &rng)
+        // Non-trivial running statistics and affine parameters, so the fold really rescales.
+        for (_, m) in bb.namedModules() {
+            guard let bn = m as? BatchNorm2d else { continue }
+            let c = bn.weight.count
+            rng.fillUniform(bn.runningMean.pointer, count: c, low: -0.5, high: 0.5)
+            rng.fillUniform(bn.runningVar.pointer, count: c, low: 0.5, high: 2)
+            rng.fillUniform(bn.weight.pointer, count: c, low: 0.5, high: 1.5)
+            rng.fillUniform(bn.bias.pointer, count: c, low: -0.2, high: 0.2)
+        }
+        bb.eval()
+        let x = Tensor.randn([2, 3, 64, 64], rng: &rng)
+        let (f, u) = outputs(bb, x)
+        XCTAssertEqual(f.count, u.count)
+        let scale = u.map(abs).max()!
+        for i in f.indices { XCTAssertEqual(f[i], u[i], accuracy: 1e-4 * max(1, scale), "index \(i)") }
+
+        // conv -> relu6 without BN, and conv -> BN without activation.
+        let c1 = try Conv2d(3, 8, kernel: 3, rng: &rng), bn = BatchNorm2d(8)
+        rng.fillUniform(bn.runningVar.pointer, count: 8, low: 0.5, high: 2)
+        for seq in [Sequential(c1, Activation(.relu6)), Sequential(c1, bn), Sequential(c1, bn, Activation(.relu))] {
+            seq.eval()
+            let (a, b) = outputs(seq, x)
+            for i in a.indices { XCTAssertEqual(a[i], b[i], accuracy: 1e-5) }
+        }
+    }
+
+    func testNotInTrainingNorWithGradientNorWithQuantizers() throws {
+        var rng = RNG(seed: 4)
+        let conv = try Conv2d(3, 4, kernel: 3, rng: &rng)
+        let bn = BatchNorm2d(4)
+        XCTAssertNil(noGrad { conv.inferenceForward(Tensor.randn([1, 3, 8, 8], rng: &rng), batchNorm: bn, activation: .relu) },
+                     "BN in training mode: its batch statistics cannot be folded")
+        bn.eval()
+        XCTAssertNotNil(noGrad { conv.inferenceForward(Tensor.randn([1, 3, 8, 8], rng: &rng), batchNorm: bn, activation: .relu) })
+        XCTAssertNil(conv.inferenceForward(Tensor.randn([1, 3, 8, 8], rng: &rng), batchNorm: bn, activation: .relu),
+                     "gradient recording: the fused op has no backward")
+        conv.weightQuantizer = Identity()
+        XCTAssertNil(noGrad { conv.inferenceForward(Tensor.randn([1, 3, 8, 8], rng: &rng), batchNorm: bn, activation: .relu) })
+    }
+}
