@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers (see docs/DESIGN.md): qat -> Training (recipes, runs, sweeps, export) / Bench -> Quant, NN, Optim ->
 // Autodiff -> Kernels -> CBLAS. Recipes (YAML through Yams) depends on nothing of ours.
-// CHDF5 is the HDF5 binding the Checkpoint layer builds on.
+// CHDF5 is the HDF5 binding the Checkpoint layer builds on. Files (atomic writes, ownership locks, stale
+// temporaries, output protection) sits under everything that writes a file.
 // Release builds target Haswell-level x86 (AVX2 + FMA: every x86 server since 2013 and this project's machines);
 // without it Swift emits SSE2 code and the SIMD8 kernels run 4 lanes at a time. Debug builds (the
 // tests) stay at the baseline ISA.
@@ -28,15 +29,16 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        .target(name: "Files", swiftSettings: optimize),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
         // "Datasets", not the architecture sketch's "Data": a module named Data collides with Foundation.Data.
-        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Kernels"], swiftSettings: optimize),
+        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Files", "Kernels"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
-        .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: optimize),
-        .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
+        .target(name: "HDF5", dependencies: ["CHDF5", "Files"], swiftSettings: optimize),
+        .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Files", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection"], swiftSettings: optimize),
         // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
@@ -44,27 +46,30 @@ let package = Package(
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
         .target(name: "Evaluation", dependencies: ["Datasets"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
+        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Files",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
+        // A process that saves checkpoints in a loop, for the test that kills it mid-save (CheckpointTests).
+        .executableTarget(name: "CheckpointWriter", dependencies: ["Checkpoint", "Files"], path: "Tests/CheckpointWriter"),
+        .testTarget(name: "FilesTests", dependencies: ["Files"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
-        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5", "Files"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CheckpointWriter", "Files", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels", "HDF5", "CHDF5"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Files", "Kernels", "HDF5", "CHDF5"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "NN", "Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "NN", "Autodiff", "Kernels", "Optim", "Quant"], exclude: ["Fixtures"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
-        .testTarget(name: "qatTests", dependencies: ["qat"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
+        .testTarget(name: "qatTests", dependencies: ["qat", "Files"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -55,10 +55,11 @@ build_checkpoint() {
     module Autodiff Sources/Autodiff/*.swift
     module NN Sources/NN/*.swift
     module Optim Sources/Optim/*.swift
+    module Files Sources/Files/*.swift
     module HDF5 Sources/HDF5/*.swift
     # shellcheck disable=SC2086
     "${SWIFTC[@]}" -module-name Checkpoint Sources/Checkpoint/*.swift fuzz/checkpoint/*.swift \
-        "$OBJ"/{Kernels,Autodiff,NN,Optim,HDF5}.o $LIBDIRS -lhdf5 -lopenblas -o "$OUT/bin/checkpoint"
+        "$OBJ"/{Kernels,Autodiff,NN,Optim,Files,HDF5}.o $LIBDIRS -lhdf5 -lopenblas -o "$OUT/bin/checkpoint"
 }
 
 for t in "${TARGETS[@]}"; do

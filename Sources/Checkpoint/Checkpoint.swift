@@ -1,6 +1,7 @@
 import Foundation
 import CHDF5
 import HDF5
+import Files
 
 /// Checkpoint failures are HDF5 file errors with checkpoint-specific kinds (missing keys, versions...).
 public typealias CheckpointError = HDF5Error
@@ -126,7 +127,7 @@ extension Checkpoint {
         }
         let rg = try w.group("/rng")
         for k in moduleRNG.keys.sorted() { try tick(); try w.uint64s(rg, k, [moduleRNG[k]!.key, moduleRNG[k]!.counter]) }
-        try w.commit(faults: WriteFaults(failAfterBytes: options.failWriteAfterBytes))
+        try w.commit(replacing: .anything, faults: WriteFaults(failAfterBytes: options.failWriteAfterBytes))
     }
 
     /// Reads and validates a checkpoint file. Errors name the file and the problem: missing file, a

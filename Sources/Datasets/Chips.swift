@@ -1,6 +1,7 @@
 import Foundation
 import CHDF5
 import HDF5
+import Files
 
 /// Single-aircraft classification chips for fast QAT experiments: every (non-ignored) box of a COCO
 /// split cropped as a square window (1.2 x its longest side, centred, zero-padded at image borders),
@@ -31,14 +32,15 @@ public enum Chips {
         }
         let n = labels.count
         guard n > 0 else { throw DataError(file: cocoRoot + "/annotations/\(split).json", "has no boxes to cut chips from") }
-        // The writer builds the file in memory and replaces `path` atomically (temporary file + rename).
+        // The writer builds the file in memory and writes `path` atomically (temporary file + rename); as
+        // a command's output it never replaces a checkpoint, recipe or metrics file.
         let w = try H5Writer(creating: path)
         let root = try w.group("/")
         try pixels.withUnsafeBytes { try w.array(root, "images", shape: [n, size, size, 3], type: qat_H5T_NATIVE_UINT8(), $0.baseAddress!) }
         try labels.withUnsafeBytes { try w.array(root, "labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
         try clean.withUnsafeBytes { try w.array(root, "clean_labels", shape: [n], type: qat_H5T_NATIVE_INT64(), $0.baseAddress!) }
         try w.attr(root, "classes", string: src.dataset.categories.sorted { $0.id < $1.id }.map(\.name).joined(separator: "\n"))
-        try w.commit()
+        try w.commit(replacing: .outputsOnly)
         return n
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import CPNG
 import CJPEG
+import Files
 
 /// A data-layer failure: which file (and where in it), what is wrong, and how to fix it.
 public struct DataError: Error, CustomStringConvertible, Equatable {
@@ -101,10 +102,11 @@ public enum ImageCodec {
         return Data(bytes: out, count: size)
     }
 
-    /// Writes a PNG atomically (temporary file + rename).
+    /// Writes a PNG atomically (`AtomicFile`: temporary file + rename); as an output it never replaces a
+    /// checkpoint, recipe or metrics file.
     public static func writePNG(_ img: Image, to path: String) throws {
         let d = try encodePNG(img)
-        do { try d.write(to: URL(fileURLWithPath: path), options: .atomic) }
-        catch { throw DataError(file: path, "cannot write: \(error.localizedDescription)") }
+        do { try AtomicFile.write(d, to: path) }
+        catch let e as FileError { throw DataError(file: path, e.path == path ? e.message : e.description) }
     }
 }

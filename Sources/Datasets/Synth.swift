@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Files
 
 /// The procedural fine-grained aircraft benchmark (`qat data synth`): aerial 256 px tiles with aprons or
 /// grass, taxiway markings, buildings and vehicles as distractors, aircraft of 12 types parked in rows or
@@ -262,8 +263,8 @@ public enum SyntheticAircraft {
         enc.outputFormatting = [.sortedKeys]
         for (s, (ims, anns)) in files {
             let data = try enc.encode(COCODataset.File(images: ims, annotations: anns, categories: categories))
-            do { try data.write(to: URL(fileURLWithPath: dir + "/annotations/\(s).json"), options: .atomic) }
-            catch { throw DataError(file: dir + "/annotations/\(s).json", "cannot write: \(error.localizedDescription)") }
+            do { try AtomicFile.write(data, to: dir + "/annotations/\(s).json") }
+            catch let e as FileError { throw DataError(file: dir + "/annotations/\(s).json", e.message) }
         }
         return Summary(images: c.images, objects: total, seconds: Date().timeIntervalSince(t0), noisyLabels: noisy)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import CHDF5
+import Files
 
 /// Builds an HDF5 file in memory (HDF5's core driver without a backing store) and writes it with
 /// `commit()`. libhdf5 never does disk I/O here: on a full disk its close path fails half-way, leaves
@@ -113,8 +114,10 @@ public final class H5Writer {
     }
 
     /// Closes every object (groups, then the file) and writes the file image to `file` atomically
-    /// (`AtomicFile`). After a failure the previous file at `file` is unchanged. `faults` is a test hook.
-    public func commit(faults: WriteFaults = WriteFaults()) throws {
+    /// (`AtomicFile`). After a failure the previous file at `file` is unchanged. `replacing` says what
+    /// may be at `file` already (a checkpoint replaces its previous version; a data set file written as
+    /// a command's output must not replace a checkpoint). `faults` is a test hook.
+    public func commit(replacing: Replacing = .anything, faults: WriteFaults = WriteFaults()) throws {
         precondition(!committed, "H5Writer: commit twice")
         committed = true
         guard H5Fflush(fid.id, H5F_SCOPE_GLOBAL) >= 0 else {
@@ -128,7 +131,8 @@ public final class H5Writer {
         guard closeAll() else { throw HDF5Error(.io, file: file, "HDF5 could not close the in-memory file; nothing was written") }
         guard size > 0, copied == size else { throw HDF5Error(.io, file: file, "HDF5 could not produce the file image; nothing was written") }
         image += image.withUnsafeBytes { Trailer.make(image: $0, dataRanges: dataRanges) }
-        try image.withUnsafeBytes { try AtomicFile.write($0, to: file, faults: faults) }
+        do { try image.withUnsafeBytes { try AtomicFile.write($0, to: file, replacing: replacing, faults: faults) } }
+        catch let e as FileError { throw HDF5Error(e.kind == .notAFile ? .notAFile : .io, file: file, e.path == file ? e.message : e.description) }
     }
 
     /// Closes the open groups, newest first, then the file; each handle once. False if any close failed.

@@ -3,6 +3,7 @@ import Kernels
 import Autodiff
 import Datasets
 import Recipes
+import Files
 
 /// An error in a training run that the user can fix (data, checkpoints, run directories), with the
 /// file or key it concerns.
@@ -57,36 +58,55 @@ public struct ClassificationData: Sendable {
 public enum SyntheticBenchmark {
     /// The cache folder of a parameter set: a COCO folder (images/, annotations/{train,val,test}.json;
     /// what synth_coco reads) with the chips cut from it (chips/{train,val,test}.h5; what synth_chips
-    /// reads). Written once, into a temporary folder renamed at the end, so an interrupted generation
-    /// never leaves a half dataset behind.
+    /// reads). One process generates an entry, holding its lock (`.<entry>.lock` beside it); another
+    /// that needs the same entry waits for it (saying which process it waits for) and then reads it.
+    /// The entry is written as a `StagedFolder` (a temporary folder renamed at the end), so an
+    /// interrupted generation never leaves a half data set behind, and stale temporary folders of dead
+    /// processes are removed at the next start.
     public static func folder(_ spec: Recipe.DataSpec, log: (String) -> Void) throws -> String {
         let s = spec.synth
         let key = "aircraft-n\(s.images)-s\(s.size)-seed\(s.seed)-imb\(fmt(s.imbalance))-noise\(fmt(s.labelNoise))-\(s.noiseMode)-chip\(s.chipSize)"
         let dir = spec.cache + "/" + key
-        if FileManager.default.fileExists(atPath: dir + "/chips/test.h5") { return dir }
-        let tmp = dir + ".partial-\(UUID().uuidString)"
-        try? FileManager.default.removeItem(atPath: tmp)
-        do { try FileManager.default.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
-        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(error.localizedDescription)") }
+        let fm = FileManager.default
+        func complete() -> Bool { fm.fileExists(atPath: dir + "/chips/test.h5") }
+        do { try fm.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
+        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \((error as NSError).localizedDescription)") }
+        Temporaries.removeStale(in: spec.cache)
+        if complete() { return dir }
+        let lock: FileLock
+        do {
+            guard let l = try FileLock.acquire(spec.cache + "/.\(key).lock", guarding: "data cache entry \(dir)",
+                                               waiting: { h in log("data: waiting for \(h.map(\.description) ?? "another process"), which is generating \(dir)") },
+                                               cancelled: { StopSignal.requested != 0 }) else {
+                throw TrainingError("data: interrupted while waiting for another process to generate \(dir)")
+            }
+            lock = l
+        } catch let e as FileError { throw TrainingError("data.cache: \(e)") }
+        defer { lock.release() }
+        if complete() { return dir }   // the process we waited for generated it
+        // Builds before StagedFolder wrote `<entry>.partial-<UUID>` (no owner in the name); holding the
+        // entry's lock, any such folder of this entry is a leftover.
+        for name in (try? fm.contentsOfDirectory(atPath: spec.cache)) ?? [] where name.hasPrefix(key + ".partial-") {
+            try? fm.removeItem(atPath: spec.cache + "/" + name)
+        }
+        // An incomplete entry (written by an older build without staging) is ours to replace: we hold its lock.
+        if fm.fileExists(atPath: dir) {
+            do { try fm.removeItem(atPath: dir) } catch { throw TrainingError("data.cache: cannot remove the incomplete \(dir): \((error as NSError).localizedDescription)") }
+        }
         var c = SyntheticAircraft.Config()
         c.images = s.images; c.size = s.size; c.seed = s.seed; c.imbalance = s.imbalance; c.labelNoise = s.labelNoise
         c.noiseMode = SyntheticAircraft.NoiseMode(rawValue: s.noiseMode) ?? .symmetric
         c.minLength = 16 * Double(s.size) / 256; c.maxLength = 64 * Double(s.size) / 256
         log("data: generating the synthetic aircraft benchmark into \(dir) (\(s.images) images, once)")
         do {
-            _ = try SyntheticAircraft.generate(c, to: tmp)
-            try FileManager.default.createDirectory(atPath: tmp + "/chips", withIntermediateDirectories: true)
-            for split in ["train", "val", "test"] {
-                _ = try Chips.write(cocoRoot: tmp, split: split, size: s.chipSize, to: tmp + "/chips/\(split).h5")
+            try StagedFolder.create(dir) { tmp in
+                _ = try SyntheticAircraft.generate(c, to: tmp)
+                try fm.createDirectory(atPath: tmp + "/chips", withIntermediateDirectories: true)
+                for split in ["train", "val", "test"] {
+                    _ = try Chips.write(cocoRoot: tmp, split: split, size: s.chipSize, to: tmp + "/chips/\(split).h5")
+                }
             }
-            if FileManager.default.fileExists(atPath: dir + "/chips/test.h5") {
-                try FileManager.default.removeItem(atPath: tmp)   // another process finished the same set first
-                return dir
-            }
-            if FileManager.default.fileExists(atPath: dir) { try FileManager.default.removeItem(atPath: dir) }
-            try FileManager.default.moveItem(atPath: tmp, toPath: dir)
         } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
             throw TrainingError("data: generating \(dir) failed: \(error)")
         }
         return dir

@@ -1,5 +1,6 @@
 import Foundation
 import Recipes
+import Files
 
 /// `qat export notebook DIR --out NAME.ipynb [--html]`: an nbformat-4 notebook for a run directory or a
 /// collected sweep: the recipe, the metrics as data, plots already rendered as SVG outputs (it reads
@@ -12,10 +13,16 @@ public enum NotebookExport {
         var images: [(String, String)] = []
     }
 
-    /// Writes the notebook (and with `html` a static page beside it); returns the written paths.
+    /// Writes the notebook (and with `html` a static page beside it); returns the written paths. Neither
+    /// may replace a checkpoint, recipe or metrics file (`ProtectedFiles`).
     public static func export(dir: String, out: String, html: Bool) throws -> [String] {
         let doc: Document
         let fm = FileManager.default
+        let htmlPath = (out.hasSuffix(".ipynb") ? String(out.dropLast(6)) : out) + ".html"
+        do {
+            try ProtectedFiles.check(output: out)
+            if html { try ProtectedFiles.check(output: htmlPath) }
+        } catch { throw TrainingError("--out: \(error)") }
         if fm.fileExists(atPath: dir + "/summary.json") { doc = try sweepDocument(dir) }
         else if fm.fileExists(atPath: dir + "/recipe.resolved.yaml") { doc = try runDocument(dir) }
         else if fm.fileExists(atPath: dir) {
@@ -25,14 +32,11 @@ public enum NotebookExport {
         if !parent.isEmpty { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) }
         let nb = notebook(doc)
         let data = try JSONSerialization.data(withJSONObject: nb, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: URL(fileURLWithPath: out), options: .atomic)
-        var written = [out]
-        if html {
-            let path = (out.hasSuffix(".ipynb") ? String(out.dropLast(6)) : out) + ".html"
-            try page(doc).write(toFile: path, atomically: true, encoding: .utf8)
-            written.append(path)
-        }
-        return written
+        do {
+            try AtomicFile.write(data, to: out)
+            if html { try AtomicFile.write(page(doc), to: htmlPath) }
+        } catch { throw TrainingError("\(error)") }
+        return html ? [out, htmlPath] : [out]
     }
 
     static func lines(_ s: String) -> [String] {

@@ -8,6 +8,7 @@ import Datasets
 import Detection
 import Evaluation
 import Recipes
+import Files
 
 /// Image files as a sample source (no annotations); sample i has image id i.
 struct ImageFiles: SampleSource {
@@ -79,11 +80,11 @@ public enum Prediction {
         }
         results.sort { ($0.imageId, -$0.score) < ($1.imageId, -$1.score) }
         let resultsPath = out + "/results.json"
-        try COCOResults.write(results, to: resultsPath)
+        do { try AtomicFile.write(try COCOResults.encode(results), to: resultsPath) } catch { throw TrainingError("\(error)") }
         // The image ids and category ids the results refer to, as a COCO skeleton (no annotations).
         let skeleton = COCODataset(images: infos.sorted { $0.id < $1.id }, annotations: [],
                                    categories: classes.enumerated().map { .init(id: $0.offset + 1, name: $0.element) })
-        try JSONCoding.encoder().encode(COCOSkeleton(skeleton)).write(to: URL(fileURLWithPath: out + "/images.json"), options: .atomic)
+        do { try AtomicFile.write(try JSONCoding.encoder().encode(COCOSkeleton(skeleton)), to: out + "/images.json") } catch { throw TrainingError("\(error)") }
         log("predicted \(files.count) images: \(results.count) detections at score >= \(score); drawn into \(out)/, results in \(resultsPath) (category ids: 1 + class index, see \(out)/images.json)")
         return Output(images: outputs, results: resultsPath, detections: results.count)
     }

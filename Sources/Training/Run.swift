@@ -7,6 +7,7 @@ import Quant
 import Checkpoint
 import Datasets
 import Recipes
+import Files
 
 /// SIGINT / SIGTERM set a flag that the training loop checks between steps: it then saves
 /// `checkpoints/last.h5` and returns, so an interrupt never leaves a half-written checkpoint.
@@ -50,6 +51,8 @@ public struct FinalReport: Codable, Equatable, Sendable {
 public final class TrainingRun {
     public let recipe: Recipe
     public let dir: String
+    let directory: RunDirectory
+    var metrics: AppendFile?
     /// The recipe's task: data, loss terms, evaluation (`makeTask`).
     public let task: TrainingTask
     public private(set) var model: Module
@@ -67,10 +70,15 @@ public final class TrainingRun {
     public var stopAfterSteps: Int?
     let console: Console
 
-    /// Creates (or, with `resume`, reopens) the run directory. `runDir` nil: `runsRoot/<name>/<n>`.
-    /// `task` nil: the recipe's task from `makeTask` (tests and tools may pass their own).
-    public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false, task: TrainingTask? = nil) throws {
-        let dir = try TrainingRun.prepareDirectory(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot)
+    /// Creates (or, with `resume`, reopens) the run directory and holds its lock until `run()` returns
+    /// (`RunDirectory`). `runDir` nil: `runsRoot/<name>/<n>`. `task` nil: the recipe's task from
+    /// `makeTask` (tests and tools may pass their own). `lock`: the directory's lock when the caller
+    /// already holds it (a sweep cell).
+    public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false, task: TrainingTask? = nil,
+                lock: FileLock? = nil) throws {
+        let directory = try RunDirectory.claim(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot, lock: lock)
+        self.directory = directory
+        let dir = directory.path
         self.dir = dir
         self.console = Console(quiet: quiet)
         if let t = recipe.threads { Parallel.setThreads(t) }
@@ -84,7 +92,7 @@ public final class TrainingRun {
         }
         totalSteps = recipe.train.steps ?? recipe.train.epochs * batchesPerEpoch
 
-        let resumeFrom: Checkpoint? = resume ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
+        let resumeFrom: Checkpoint? = resume && directory.hasCheckpoint ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
         let quantizedNow = resumeFrom.map(TrainingRun.isQuantized) ?? (recipe.quant.mode == "qat")
         (model, handle) = try buildModel(task, quantized: quantizedNow, ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
         (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
@@ -94,52 +102,28 @@ public final class TrainingRun {
             try restore(c)
             console.line("resumed \(dir) at step \(step) of \(totalSteps)")
         } else {
+            if resume { console.line("--resume: \(dir) has no checkpoint (the run stopped before its first one); starting from step 0 with the stored recipe") }
             // model.init_from: matching float weights (e.g. a classifier's backbone); quant.init_from: the
             // float weights of the same model, before the quantizers calibrate.
             if let p = recipe.model.initFrom { try InitFrom.load(p, key: "model.init_from", into: model, task: task, complete: false, log: console.line) }
             if let p = recipe.quant.initFrom { try InitFrom.load(p, key: "quant.init_from", into: model, task: task, complete: true, log: console.line) }
             if let h = handle { calibrate(h) }
-            // Everything checked: only now does the run directory appear.
+            // Everything checked: only now does the run directory get its files.
             do { try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true) }
-            catch { throw TrainingError("cannot create run directory \(dir): \(error.localizedDescription)") }
-            try recipe.resolvedYAML().write(toFile: dir + "/recipe.resolved.yaml", atomically: true, encoding: .utf8)
+            catch { throw TrainingError("cannot create \(dir)/checkpoints: \((error as NSError).localizedDescription)") }
+            try TrainingRun.write(recipe.resolvedYAML(), to: dir + "/recipe.resolved.yaml")
+            // Records of an attempt that died before its first checkpoint describe steps this run redoes.
+            if FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") { try TrainingRun.write("", to: dir + "/metrics.jsonl") }
         }
-        console.open(logPath: dir + "/train.log")
+        directory.commit()
+        do { try console.open(logPath: dir + "/train.log") } catch { throw TrainingError("\(error)") }
     }
 
     // MARK: directories and checkpoints
 
-    static func prepareDirectory(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String) throws -> String {
-        let fm = FileManager.default
-        var dir: String
-        if let runDir { dir = runDir } else {
-            let parent = runsRoot + "/" + recipe.name
-            let existing = ((try? fm.contentsOfDirectory(atPath: parent)) ?? []).compactMap(Int.init)
-            if resume {
-                guard let last = existing.max() else { throw TrainingError("--resume: no run of '\(recipe.name)' under \(parent) to resume (name one with --run-dir)") }
-                dir = parent + "/\(last)"
-            } else { dir = parent + "/\((existing.max() ?? 0) + 1)" }
-        }
-        var isDir: ObjCBool = false
-        let exists = fm.fileExists(atPath: dir, isDirectory: &isDir)
-        if resume {
-            guard exists, fm.fileExists(atPath: dir + "/checkpoints/last.h5") else {
-                throw TrainingError("--resume: \(dir)/checkpoints/last.h5 does not exist (nothing to resume; start without --resume)")
-            }
-            if let stored = try? String(contentsOfFile: dir + "/recipe.resolved.yaml", encoding: .utf8), stored != recipe.resolvedYAML() {
-                let a = stored.split(separator: "\n"), b = recipe.resolvedYAML().split(separator: "\n")
-                let diff = zip(a, b).first { $0 != $1 }.map { "'\($0.0.trimmingCharacters(in: .whitespaces))' in the run vs '\($0.1.trimmingCharacters(in: .whitespaces))' now" } ?? "different length"
-                throw TrainingError("--resume: the recipe differs from \(dir)/recipe.resolved.yaml (\(diff)); resume with the same recipe and --set values, or start a new run")
-            }
-            return dir
-        }
-        if exists {
-            guard isDir.boolValue else { throw TrainingError("run directory \(dir) exists and is a file; choose another --run-dir") }
-            if !((try? fm.contentsOfDirectory(atPath: dir)) ?? []).isEmpty {
-                throw TrainingError("run directory \(dir) already exists; pass --resume to continue it, or choose another --run-dir (nothing was changed)")
-            }
-        }
-        return dir
+    /// Writes one of the run's own files (atomically; it replaces the previous version).
+    static func write(_ text: String, to path: String) throws {
+        do { try AtomicFile.write(text, to: path, replacing: .anything) } catch { throw TrainingError("\(error)") }
     }
 
     static func loadCheckpoint(_ path: String) throws -> Checkpoint {
@@ -210,19 +194,19 @@ public final class TrainingRun {
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = o["step"] as? Int else { return false }
                 return s <= step
             }
-            try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+            try TrainingRun.write(kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n"), to: path)
         }
     }
 
     // MARK: metrics
 
-    func record(_ o: [String: Any]) {
+    /// Appends one record to metrics.jsonl (one line, one write: `AppendFile`).
+    func record(_ o: [String: Any]) throws {
         guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
-        let path = dir + "/metrics.jsonl"
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        if let h = FileHandle(forWritingAtPath: path) {
-            h.seekToEndOfFile(); h.write(d); h.write(Data("\n".utf8)); try? h.close()
-        }
+        do {
+            if metrics == nil { metrics = try AppendFile(path: dir + "/metrics.jsonl") }
+            try metrics!.append(String(decoding: d, as: UTF8.self) + "\n")
+        } catch { throw TrainingError("\(error)") }
     }
 
     /// Evaluates the current model (the EMA weights when the recipe keeps an EMA) on a split.
@@ -244,7 +228,9 @@ public final class TrainingRun {
 
     // MARK: the loop
 
+    /// Trains to the end (or an interrupt), then releases the run directory.
     public func run() throws -> RunOutcome {
+        defer { directory.release() }
         let start = Date()
         let stepsAtStart = step
         elapsedAtStart = elapsed
@@ -294,7 +280,7 @@ public final class TrainingRun {
                     what = bad.map { "non-finite gradient (first in \($0.0))" } ?? "gradient norm \(gradNorm) beyond Float range"
                 }
                 console.line("step \(step + 1): \(what), step skipped (\(consecutiveNonFinite) in a row)")
-                record(["type": "nonfinite", "step": step + 1, "epoch": epoch, "what": l.isFinite ? "gradient" : "loss"])
+                try record(["type": "nonfinite", "step": step + 1, "epoch": epoch, "what": l.isFinite ? "gradient" : "loss"])
                 if consecutiveNonFinite >= recipe.train.maxNonFinite {
                     let last = dir + "/checkpoints/last.h5"
                     let keep = FileManager.default.fileExists(atPath: last)
@@ -313,7 +299,7 @@ public final class TrainingRun {
                 let ips = Double(windowN * recipe.train.batch) / max(now.timeIntervalSince(windowStart), 1e-9)
                 var rec: [String: Any] = ["type": "train", "step": step, "epoch": epoch, "loss": mean("").isFinite ? mean("") : NSNull(), "lr": lr, "images_per_s": ips]
                 for n in names { rec["loss_" + n] = mean(n).isFinite ? mean(n) : NSNull() }
-                record(rec)
+                try record(rec)
                 console.periodic(String(format: "epoch %d step %d/%d loss %.4f%@ lr %.4g %.0f img/s eta %@", epoch + 1, step, totalSteps, mean(""),
                                         TrainingRun.terms(names.map { ($0, mean($0)) }), lr, ips, Console.duration(eta)))
                 window = [:]; windowN = 0; windowStart = now
@@ -338,7 +324,7 @@ public final class TrainingRun {
 
     func evaluateAndKeepBest(epoch: Int) throws {
         let m = try evaluate(split: recipe.eval.split)
-        record(["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split].merging(m.record) { a, _ in a })
+        try record(["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split].merging(m.record) { a, _ in a })
         console.line("eval \(m.split) after epoch \(epoch + 1): \(m.summary(first: recipe.eval.metric))")
         guard let v = m[recipe.eval.metric] else {
             throw TrainingError("eval.metric \(recipe.eval.metric): the \(recipe.task) task reports no such metric (it reports \(m.names().joined(separator: ", ")))")
@@ -388,9 +374,9 @@ public final class TrainingRun {
                                  nonFiniteSteps: nonFinite, final: final, classes: task.classes)
         var rec: [String: Any] = ["type": "final", "step": step, "seconds": elapsed, "best": best, "best_step": bestStep]
         if let final { rec["split"] = final.split; rec.merge(final.record) { a, _ in a } }
-        record(rec)
-        let enc = JSONCoding.encoder()
-        try enc.encode(report).write(to: URL(fileURLWithPath: dir + "/final.json"), options: .atomic)
+        try record(rec)
+        do { try AtomicFile.write(try JSONCoding.encoder().encode(report), to: dir + "/final.json", replacing: .anything) }
+        catch let e as FileError { throw TrainingError("\(e)") }
         return report
     }
 }
@@ -425,7 +411,7 @@ enum EMAEntries {
 /// Progress output: a line updated in place on a terminal, plain periodic lines otherwise; every
 /// line also goes to the run's log file.
 final class Console {
-    var log: FileHandle?
+    var log: AppendFile?
     var pending: [String] = []
     let tty: Bool
     let quiet: Bool
@@ -438,17 +424,17 @@ final class Console {
     }
 
     /// Starts the log file (lines written before it existed are kept and written first).
-    func open(logPath: String) {
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        log = FileHandle(forWritingAtPath: logPath)
-        log?.seekToEndOfFile()
+    func open(logPath: String) throws {
+        log = try AppendFile(path: logPath)
         for p in pending { write(p) }
         pending = []
     }
 
+    /// A line for the log. The log is a copy of the console: a line it cannot take (a full disk) is
+    /// dropped, and the checkpoint or metrics write that fails next reports the disk.
     func write(_ s: String) {
         guard let log else { pending.append(s); return }
-        log.write(Data((s + "\n").utf8))
+        try? log.append(s + "\n")
     }
 
     func line(_ s: String) {

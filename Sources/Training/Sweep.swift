@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import Recipes
+import Files
 
 /// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys) and/or a list of
 /// variants, repeated per seed. Every cell is a normal run directory `<out>/<variant><grid>/seed<k>`;
@@ -158,6 +159,31 @@ public struct Sweep: Sendable {
 
     public static func isDone(_ dir: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/final.json") }
 
+    /// The error of a cell's last attempt when it failed (`failed.json` in its directory), else nil.
+    /// Another shard waiting for this cell reads it, reports it and moves on instead of waiting forever.
+    public static func failure(_ dir: String) -> String? {
+        guard let d = FileManager.default.contents(atPath: dir + "/failed.json") else { return nil }
+        let o = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
+        return (o?["error"] as? String) ?? "(unreadable \(dir)/failed.json)"
+    }
+
+    /// Records a cell's failure in `failed.json` (the caller holds the cell's lock).
+    static func recordFailure(_ cell: Cell, _ message: String) {
+        let o: [String: Any] = ["cell": cell.label, "error": message, "pid": Int(getpid()), "host": Temporaries.host,
+                                "time": ISO8601DateFormatter().string(from: Date())]
+        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys]) else { return }
+        try? AtomicFile.write(d, to: cell.dir + "/failed.json", replacing: .anything)
+    }
+
+    /// Takes a cell's lock (creating its directory): a cell is run by one process at a time.
+    static func lockCell(_ cell: Cell) throws -> FileLock {
+        do { try FileManager.default.createDirectory(atPath: cell.dir, withIntermediateDirectories: true) }
+        catch { throw TrainingError("cannot create sweep cell \(cell.dir): \((error as NSError).localizedDescription)") }
+        do { return try FileLock.acquire(FileLock.file(ofDirectory: cell.dir), guarding: "sweep cell \(cell.dir)") }
+        catch let e as FileError where e.kind == .busy { throw e }
+        catch { throw TrainingError("\(error)") }
+    }
+
     /// Parses "I/N" (1 <= I <= N).
     public static func parseShard(_ s: String) throws -> (Int, Int) {
         let p = s.split(separator: "/")
@@ -176,46 +202,80 @@ public struct Sweep: Sendable {
     // MARK: running
 
     /// Runs the cells not yet done (of this shard). `log` gets one line per cell.
-    /// A cell that fails (diverged, bad checkpoint) is reported and the sweep goes on with the next;
-    /// `failed` lists them (rerunning the sweep retries them).
+    /// A cell that fails (diverged, bad checkpoint) is reported, recorded in its `failed.json` and the
+    /// sweep goes on with the next; `failed` lists them (rerunning the sweep retries them). A cell whose
+    /// `init_from` another cell produces waits for that cell (another shard's) to finish; if that cell
+    /// failed, this one fails too, without waiting forever. A cell another process is running is
+    /// skipped (its lock tells).
     public func run(shard: (Int, Int)?, quiet: Bool = true, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool, failed: [String]) {
         if evolve != nil { let r = try runEvolve(quiet: quiet, log: log); return (r.ran, r.skipped, r.interrupted, []) }
         var ran = 0, skipped = 0, failed: [String] = []
         let mine = cells(shard: shard)
+        // This shard retries its failed cells now: their old failure records must not stop a shard that
+        // waits for them.
+        for cell in mine where !Sweep.isDone(cell.dir) && Sweep.failure(cell.dir) != nil {
+            if let lock = try? Sweep.lockCell(cell) { try? FileManager.default.removeItem(atPath: cell.dir + "/failed.json"); lock.release() }
+        }
         for cell in mine {
             if Sweep.isDone(cell.dir) { skipped += 1; log("skip \(cell.label) (done)"); continue }
+            let lock: FileLock
+            do { lock = try Sweep.lockCell(cell) } catch let e as FileError {
+                skipped += 1; log("skip \(cell.label): \(e.message)"); continue
+            }
+            defer { lock.release() }
+            if Sweep.isDone(cell.dir) { skipped += 1; log("skip \(cell.label) (done)"); continue }
+            try? FileManager.default.removeItem(atPath: cell.dir + "/failed.json")
             let r = try recipe(for: cell)
+            var dependencyFailure: String? = nil
             for dep in [r.model.initFrom, r.quant.initFrom].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: dep) {
                 guard let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }) else { continue }
-                // Another shard trains the checkpoint this cell starts from: wait for that cell to finish.
-                log("wait \(cell.label): needs \(producer.label) (another shard)")
-                while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) {
+                // Another shard trains the checkpoint this cell starts from: wait for that cell to end.
+                if !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
+                    log("wait \(cell.label): needs \(producer.label) (another shard)")
+                }
+                while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
                     if StopSignal.requested != 0 { return (ran, skipped, true, failed) }
                     Thread.sleep(forTimeInterval: waitInterval)
                 }
+                if !Sweep.isDone(producer.dir) {
+                    let why = Sweep.failure(producer.dir).map { ": \($0)" } ?? " (above)"
+                    dependencyFailure = "needs \(producer.label) (\(dep)), which failed\(why); fix that cell and rerun the sweep"
+                    break
+                }
+            }
+            if let why = dependencyFailure {
+                failed.append(cell.label)
+                Sweep.recordFailure(cell, why)
+                log("FAILED \(cell.label): \(why)")
+                continue
             }
             do {
-                let outcome = try runCell(cell, recipe: r, quiet: quiet, log: log)
+                let outcome = try runCell(cell, recipe: r, lock: lock, quiet: quiet, log: log)
                 if case .interrupted = outcome { return (ran, skipped, true, failed) }
                 ran += 1
             } catch let e as TrainingError {
                 failed.append(cell.label)
+                Sweep.recordFailure(cell, e.message)
                 log("FAILED \(cell.label): \(e)")
             }
         }
         return (ran, skipped, false, failed)
     }
 
-    func runCell(_ cell: Cell, recipe: Recipe, quiet: Bool, log: (String) -> Void) throws -> RunOutcome {
+    /// Runs one cell into its directory, whose lock the caller holds: resumes it from its `last.h5`, or
+    /// starts it afresh (what an attempt that stopped before its first checkpoint left is removed).
+    func runCell(_ cell: Cell, recipe: Recipe, lock: FileLock, quiet: Bool, log: (String) -> Void) throws -> RunOutcome {
         let fm = FileManager.default
         let resume = fm.fileExists(atPath: cell.dir + "/checkpoints/last.h5")
-        if !resume, fm.fileExists(atPath: cell.dir) {
-            // A cell that stopped before its first checkpoint holds nothing to keep.
-            try fm.removeItem(atPath: cell.dir)
+        if !resume {
+            for item in (try? fm.contentsOfDirectory(atPath: cell.dir)) ?? [] where item != ".lock" {
+                do { try fm.removeItem(atPath: cell.dir + "/" + item) }
+                catch { throw TrainingError("cannot clear \(cell.dir)/\(item) (left by an attempt that stopped before its first checkpoint): \((error as NSError).localizedDescription)") }
+            }
         }
         log("run \(cell.label)\(resume ? " (resuming)" : "") -> \(cell.dir)")
         let start = Date()
-        let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet)
+        let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock)
         let outcome = try run.run()
         if case .finished(let f) = outcome {
             log(String(format: "done %@: %@ %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", f.metric, 100 * (f.final?[f.metric] ?? .nan),
@@ -272,12 +332,19 @@ public struct Sweep: Sendable {
         return zip(parent.values, zip(factors, ev.params)).map { v, fp in min(max(v * fp.0, fp.1.low), fp.1.high) }
     }
 
+    /// Generations run one after another in one process, which owns the sweep folder (its lock) so a
+    /// second `qat sweep` of the same search is refused instead of mixing rows into evolve.csv.
     func runEvolve(quiet: Bool, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool) {
         let ev = evolve!
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let folderLock: FileLock
+        do { folderLock = try FileLock.acquire(FileLock.file(ofDirectory: out), guarding: "sweep folder \(out) (an evolve search)") }
+        catch { throw TrainingError((error as? FileError)?.message ?? "\(error)") }
+        defer { folderLock.release() }
         let csv = out + "/evolve.csv"
         if !FileManager.default.fileExists(atPath: csv) {
-            try ("generation,fitness," + ev.params.map(\.key).joined(separator: ",") + ",run_dir\n").write(toFile: csv, atomically: true, encoding: .utf8)
+            do { try AtomicFile.write("generation,fitness," + ev.params.map(\.key).joined(separator: ",") + ",run_dir\n", to: csv, replacing: .anything) }
+            catch { throw TrainingError("\(error)") }
         }
         var ran = 0, skipped = 0
         for g in 0..<ev.generations {
@@ -289,13 +356,15 @@ public struct Sweep: Sendable {
             var sw = self
             sw.variants = [Variant(name: "gen\(g)", set: [])]
             let recipe = try sw.recipe(for: cell, extra: extra)
-            let outcome = try runCell(cell, recipe: recipe, quiet: quiet, log: log)
+            let lock: FileLock
+            do { lock = try Sweep.lockCell(cell) } catch { throw TrainingError((error as? FileError)?.message ?? "\(error)") }
+            defer { lock.release() }
+            let outcome = try runCell(cell, recipe: recipe, lock: lock, quiet: quiet, log: log)
             if case .interrupted = outcome { return (ran, skipped, true) }
             let final = try JSONCoding.decoder().decode(FinalReport.self, from: Data(contentsOf: URL(fileURLWithPath: cell.dir + "/final.json")))
             let fitness = final.final?[ev.metric] ?? final.best
             let line = "\(g),\(fitness)," + values.map { "\($0)" }.joined(separator: ",") + ",\(cell.dir)\n"
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: csv))
-            h.seekToEndOfFile(); h.write(Data(line.utf8)); try h.close()
+            do { try AppendFile.append(line, to: csv) } catch { throw TrainingError("\(error)") }
             rows.append(EvolveRow(generation: g, fitness: fitness, values: values, dir: cell.dir))
             log(String(format: "generation %d: fitness %.4f", g, fitness))
             ran += 1
@@ -384,14 +453,18 @@ public struct Sweep: Sendable {
         let names = Sweep.ordered(Set(rows.flatMap { $0.metrics.keys }), preferred: Recipe.options(task: first?.task ?? "classification").evalMetrics)
         let split = rows.first?.split ?? "final", evalSplit = first?.eval.split ?? "val"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        if let text = try? String(contentsOfFile: file, encoding: .utf8) { try text.write(toFile: out + "/sweep.yaml", atomically: true, encoding: .utf8) }
+        // The sweep folder's own files: each collect replaces them.
+        func write(_ text: String, _ name: String) throws {
+            do { try AtomicFile.write(text, to: out + "/" + name, replacing: .anything) } catch { throw TrainingError("\(error)") }
+        }
+        if let text = try? String(contentsOfFile: file, encoding: .utf8) { try write(text, "sweep.yaml") }
         var csv = "variant,grid,mode,weight_bits,activation_bits,seeds," + names.map { "\(split)_\($0)_mean,\(split)_\($0)_std" }.joined(separator: ",")
         csv += (names.isEmpty ? "" : ",") + "\(evalSplit)_best_mean,seconds_mean\n"
         for r in rows {
             let values = names.flatMap { [r.metrics[$0]?.mean ?? .nan, r.metrics[$0]?.std ?? .nan] } + [r.valBestMean]
             csv += "\(r.variant),\(r.grid),\(r.mode),\(r.weightBits),\(r.activationBits),\(r.seeds)," + values.map { String(format: "%.4f", $0) }.joined(separator: ",") + String(format: ",%.1f\n", r.secondsMean)
         }
-        try csv.write(toFile: out + "/summary.csv", atomically: true, encoding: .utf8)
+        try write(csv, "summary.csv")
         func label(_ n: String) -> String { n.replacingOccurrences(of: "_", with: " ") + (n.hasPrefix("loss") ? "" : " (%)") }
         func cell(_ n: String, _ s: Stat?) -> String {
             guard let s else { return "-" }
@@ -405,9 +478,8 @@ public struct Sweep: Sendable {
             md += names.map { cell($0, r.metrics[$0]) + " | " }.joined() + String(format: "%.2f | %.0f |\n", 100 * r.valBestMean, r.secondsMean)
         }
         if !missing.isEmpty { md += "\nNot finished (\(missing.count)): " + missing.joined(separator: ", ") + "\n" }
-        try md.write(toFile: out + "/summary.md", atomically: true, encoding: .utf8)
-        let enc = JSONCoding.encoder()
-        try enc.encode(rows).write(to: URL(fileURLWithPath: out + "/summary.json"), options: .atomic)
+        try write(md, "summary.md")
+        try write(String(decoding: try JSONCoding.encoder().encode(rows), as: UTF8.self), "summary.json")
         return (rows, missing)
     }
 }

@@ -7,6 +7,7 @@ import Checkpoint
 import Datasets
 import Recipes
 import Training
+import Files
 
 @main
 struct QAT: ParsableCommand {
@@ -262,7 +263,7 @@ struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth", abstract: "Generate the synthetic fine-grained aircraft benchmark as COCO folders (images/*.png, annotations/{train,val,test}.json).")
 
-    @Option(help: "Output folder (must not exist or be empty).")
+    @Option(help: "Output folder (must not exist or be empty; filled under a temporary name beside it and renamed when complete).")
     var out: String
     @Option(help: "Number of images (70% train, 15% val, 15% test).")
     var images = 100
@@ -298,17 +299,22 @@ struct SynthCommand: ParsableCommand {
         c.minLength = minLength ?? 16 * Double(size) / 256
         c.maxLength = maxLength ?? 64 * Double(size) / 256
         do {
-            let s = try SyntheticAircraft.generate(c, to: out)
-            print(String(format: "qat data synth: %d images, %d aircraft (%d noisy train labels) in %@ in %.1f s (%.1f images/s)",
-                         s.images, s.objects, s.noisyLabels, out, s.seconds, Double(s.images) / max(s.seconds, 1e-9)))
-            if chips {
-                try FileManager.default.createDirectory(atPath: out + "/chips", withIntermediateDirectories: true)
-                for split in ["train", "val", "test"] {
-                    let n = try Chips.write(cocoRoot: out, split: split, size: chipSize, to: out + "/chips/\(split).h5")
-                    print("chips/\(split).h5: \(n) chips of \(chipSize)x\(chipSize)")
+            // Written under a temporary name and renamed when complete: an interrupted run leaves no
+            // half folder at --out, and the next run removes the temporary one (StagedFolder).
+            try StagedFolder.create(out) { tmp in
+                let s = try SyntheticAircraft.generate(c, to: tmp)
+                print(String(format: "qat data synth: %d images, %d aircraft (%d noisy train labels) in %@ in %.1f s (%.1f images/s)",
+                             s.images, s.objects, s.noisyLabels, out, s.seconds, Double(s.images) / max(s.seconds, 1e-9)))
+                if chips {
+                    try FileManager.default.createDirectory(atPath: tmp + "/chips", withIntermediateDirectories: true)
+                    for split in ["train", "val", "test"] {
+                        let n = try Chips.write(cocoRoot: tmp, split: split, size: chipSize, to: tmp + "/chips/\(split).h5")
+                        print("chips/\(split).h5: \(n) chips of \(chipSize)x\(chipSize)")
+                    }
                 }
             }
         } catch let e as DataError { throw ValidationError(e.description) }
+        catch let e as FileError { throw ValidationError(e.kind == .notEmpty ? "--out \(e)" : e.description) }
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import Kernels
 import Recipes
 import Training
+import Files
 
 /// Prints a user error (recipe, data, checkpoint, run directory) and exits with status 1.
 func userError(_ e: Error) -> ExitCode {
@@ -23,6 +24,8 @@ struct TrainCommand: ParsableCommand {
         discussion: """
         Writes recipe.resolved.yaml, metrics.jsonl, train.log, checkpoints/last.h5 and best.h5, and final.json when done.
         Ctrl-C (SIGINT) or SIGTERM saves checkpoints/last.h5 and exits; rerun with --resume to continue with identical results.
+        One process owns a run directory at a time (a lock on DIR/.lock): a second qat train into it is refused with the owner's pid.
+        --resume on a directory whose run stopped before its first checkpoint restarts it from step 0 (same recipe).
         """)
 
     @Argument(help: "Recipe file (YAML).")
@@ -66,7 +69,7 @@ struct EvalCommand: ParsableCommand {
     var sets: [String] = []
     @Option(help: "fp32: evaluate the float weights of a quantized checkpoint.")
     var quant: String?
-    @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32].metrics.json beside it).")
+    @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32].metrics.json beside it); never a checkpoint, recipe or metrics file.")
     var out: String?
 
     func run() throws {
@@ -75,19 +78,24 @@ struct EvalCommand: ParsableCommand {
         let fp32 = quant == "fp32"
         let base = checkpoint.hasSuffix(".h5") ? String(checkpoint.dropLast(3)) : checkpoint
         let prefix = "\(base).\(split)\(fp32 ? ".fp32" : "")"
+        let path = out ?? "\(prefix).metrics.json"
+        // Before the evaluation, so a refused --out costs nothing (and never replaces the checkpoint).
+        try guarded { try ProtectedFiles.check(output: path) }
         let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32, filesPrefix: prefix) }
         print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
         for f in r.files { print("wrote \(f)") }
-        let path = out ?? "\(prefix).metrics.json"
-        let enc = JSONCoding.encoder()
-        try enc.encode(r.metrics).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try guarded { try AtomicFile.write(try JSONCoding.encoder().encode(r.metrics), to: path) }
         print("metrics: \(path)")
     }
 }
 
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sweep", abstract: "Run an ablation sweep (grid or variants x seeds, or evolve); cells already done are skipped.")
+        commandName: "sweep", abstract: "Run an ablation sweep (grid or variants x seeds, or evolve); cells already done are skipped.",
+        discussion: """
+        A failed cell is recorded in its failed.json; a cell that needs it (init_from) fails too instead of waiting, and the command exits 1.
+        A cell another process is running (its lock) is skipped.
+        """)
 
     @Argument(help: "Sweep file (YAML).")
     var sweep: String
@@ -112,7 +120,7 @@ struct SweepCommand: ParsableCommand {
         let n = s.evolve != nil ? s.evolve!.generations : s.cells(shard: sh).count
         print("sweep \(s.name): \(n) \(s.evolve != nil ? "generations" : "cells")\(sh.map { " (shard \($0.0)/\($0.1))" } ?? "") -> \(s.out)")
         let r = try guarded { try s.run(shard: sh, quiet: !verbose) { print($0); fflush(nil) } }
-        print(String(format: "sweep %@: ran %d, skipped %d (done before) in %.1f s", s.name, r.ran, r.skipped, Date().timeIntervalSince(start)))
+        print(String(format: "sweep %@: ran %d, skipped %d (done before, or run by another process) in %.1f s", s.name, r.ran, r.skipped, Date().timeIntervalSince(start)))
         if r.interrupted {
             print("interrupted; rerun the same command to continue (finished cells are skipped, the interrupted one resumes)")
             throw ExitCode(130)
@@ -134,7 +142,7 @@ struct NotebookCommand: ParsableCommand {
 
     @Argument(help: "Run directory or sweep folder (after qat sweep --collect).")
     var dir: String
-    @Option(help: "Output notebook, e.g. notebooks-export/NAME.ipynb.")
+    @Option(help: "Output notebook, e.g. notebooks-export/NAME.ipynb (never a checkpoint, recipe or metrics file).")
     var out: String
     @Flag(help: "Also write a static HTML page with the same plots (NAME.html).")
     var html = false

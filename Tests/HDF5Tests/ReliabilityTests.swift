@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import CHDF5
 @testable import HDF5
+import Files
 
 /// Objects (files, groups, datasets, attributes) libhdf5 holds open in this process. A leaked file id
 /// is what crashed the process at exit (`H5_term_library`) after a failed save.

@@ -83,6 +83,18 @@ final class TrainCLITests: XCTestCase {
         let (c4, _, e4) = try runQAT(["eval", run + "/checkpoints/best.h5", "--set", "model.backbone=resnet18"])
         XCTAssertEqual(c4, 1); XCTAssertTrue(e4.contains("error:"), e4)
 
+        // Outputs never replace a checkpoint, recipe or metrics file (refused before any work).
+        let best = try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/best.h5"))
+        let (c6, _, e6) = try runQAT(["eval", run + "/checkpoints/best.h5", "--out", run + "/checkpoints/best.h5"])
+        XCTAssertEqual(c6, 1); XCTAssertTrue(e6.contains("\(run)/checkpoints/best.h5: is a checkpoint") && e6.contains("nothing was written"), e6)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/best.h5")), best)
+        let metrics = try Data(contentsOf: URL(fileURLWithPath: run + "/metrics.jsonl"))
+        for target in ["metrics.jsonl", "recipe.resolved.yaml", "final.json", "checkpoints/last.h5"] {
+            let (c7, _, e7) = try runQAT(["export", "notebook", run, "--out", run + "/" + target])
+            XCTAssertEqual(c7, 1); XCTAssertTrue(e7.contains("\(run)/\(target): is a") && e7.contains("an output never replaces"), e7)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/metrics.jsonl")), metrics)
+
         let (c5, o5, e5) = try runQAT(["export", "notebook", run, "--out", dir + "/nb/run.ipynb", "--html"])
         XCTAssertEqual(c5, 0, e5)
         XCTAssertTrue(o5.contains("run.ipynb") && o5.contains("run.html"), o5)
