@@ -44,7 +44,7 @@ let package = Package(
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
-        .target(name: "Evaluation", dependencies: ["Datasets"], swiftSettings: optimize),
+        .target(name: "Evaluation", dependencies: ["Datasets", "Files"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
                 swiftSettings: optimize),

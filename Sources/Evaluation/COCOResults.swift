@@ -1,4 +1,5 @@
 import Foundation
+import Files
 import Datasets
 
 /// COCO results files (`[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]`, what
@@ -48,10 +49,13 @@ public enum COCOResults {
         return try JSONEncoder().encode(results)
     }
 
-    /// Writes the results atomically (a temporary file renamed into place).
+    /// Writes the results atomically (`AtomicFile`: a temporary file renamed into place; a checkpoint,
+    /// recipe or metrics file at `path` is refused, never replaced).
     public static func write(_ results: [DetectionResult], to path: String) throws {
-        do { try encode(results).write(to: URL(fileURLWithPath: path), options: .atomic) } catch let e as DataError {
+        do { try AtomicFile.write(try encode(results), to: path) } catch let e as DataError {
             throw DataError(file: path, e.message)
+        } catch let e as FileError {
+            throw DataError(file: path, "cannot be written: \(e.message)")
         } catch {
             throw DataError(file: path, "cannot be written: \(error.localizedDescription)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Files
 import Kernels
 import Autodiff
 import NN
@@ -177,7 +178,7 @@ public final class DetectionTask: TrainingTask {
                 series.append(["name": classes[i], "x": c.recall, "y": c.precision.map { max($0, 0) }])
             }
             let o: [String: Any] = ["title": "Precision-recall at IoU 0.5 (\(split) split)", "xlabel": "recall", "ylabel": "precision", "series": series]
-            try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]).write(to: URL(fileURLWithPath: dir + "/curves.json"), options: .atomic)
+            try AtomicFile.write(JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), to: dir + "/curves.json", replacing: .anything)
         }
         let source = data.split(split), n = min(4, source.count)
         guard n > 0 else { return }
