@@ -64,13 +64,19 @@ public struct RetinaNetPostprocess: Sendable, Equatable {
                      "RetinaNetPostprocess: \(boxRegression.count) regression values for \(anchors.count) anchors")
         var boxes: [Float] = [], scores: [Float] = [], labels: [Int] = []
         var levelScores: [Float] = [], levelFlat: [Int] = []
+        // Logits below logit(threshold) - 0.01 cannot score above the threshold (sigmoid is monotone and
+        // the margin is far above its rounding): most logits skip the exp. The others are scored exactly.
+        let t = Double(scoreThreshold)
+        let cut: Float = t > 0 && t < 1 ? Float(Foundation.log(t / (1 - t))) - 0.01 : -.infinity
         for range in anchors.levelRanges {
             // Scores above the threshold, as 1 / (1 + exp(-x)) like torch's CPU sigmoid.
             levelScores.removeAll(keepingCapacity: true)
             levelFlat.removeAll(keepingCapacity: true)
             let base = range.lowerBound * c
             for f in 0..<(range.count * c) {
-                let s = 1 / (1 + Foundation.exp(-classLogits[base + f]))
+                let x = classLogits[base + f]
+                if x < cut { continue }
+                let s = 1 / (1 + Foundation.exp(-x))
                 if s > scoreThreshold { levelScores.append(s); levelFlat.append(f) }
             }
             let order = sortedByScore(levelScores, indices: Array(levelScores.indices))

@@ -144,6 +144,7 @@ public final class InvertedResidual: Module, AddQuantizable {
     }
 
     /// Without the residual the input only feeds `conv`, which may take it pre-activated.
+    public override var takesPreActivatedInput: Bool { !useResidual && conv.takesPreActivatedInput }
     public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
         useResidual ? nil : conv.forward(preActivated: a, act)
     }
@@ -229,6 +230,7 @@ public final class InvertedResidualV3: Module, AddQuantizable {
         return addQuantizer?(y) ?? y
     }
 
+    public override var takesPreActivatedInput: Bool { !useResidual && block.takesPreActivatedInput }
     public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
         useResidual ? nil : block.forward(preActivated: a, act)
     }

@@ -89,6 +89,11 @@ public final class Conv2d: Module, QuantizableLayer, BiasCorrectable {
         return y
     }
 
+    public override var takesPreActivatedInput: Bool {
+        guard let q = inputQuantizer as? FusableInputQuantizer else { return false }
+        return !q.needsMaterializedInput
+    }
+
     /// forward(act(a)) with the input quantizer applied to act(a) in one fused op; nil without a
     /// quantizer that can take it now.
     public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
@@ -256,7 +261,7 @@ public final class Sequential: Module {
                 if j < end, let a = layers[j] as? Activation, let kind = a.trailingActivation { act = kind; j += 1 }
                 if bn != nil || act != nil, let y = f.inferenceForward(h, batchNorm: bn, activation: act) { h = y; i = j; continue }
             }
-            if i + 1 < end, let act = layer.trailingActivation {
+            if i + 1 < end, let act = layer.trailingActivation, !inference || layers[i + 1].takesPreActivatedInput {
                 let a = layer.forwardWithoutTrailingActivation(h)
                 if let y = layers[i + 1].forward(preActivated: a, act) { h = y; i += 2; continue }
                 h = a.activated(act); i += 1; continue
@@ -270,6 +275,7 @@ public final class Sequential: Module {
     public override func forwardWithoutTrailingActivation(_ x: Tensor) -> Tensor {
         layers[layers.count - 1].forwardWithoutTrailingActivation(run(x, from: 0, upTo: layers.count - 1))
     }
+    public override var takesPreActivatedInput: Bool { layers.first?.takesPreActivatedInput ?? false }
     public override func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? {
         guard let first = layers.first, let y = first.forward(preActivated: a, act) else { return nil }
         return run(y, from: 1, upTo: layers.count)

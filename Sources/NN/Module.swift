@@ -95,6 +95,11 @@ open class Module {
     /// fuse the activation right now (the caller then applies it and calls `forward`).
     open func forward(preActivated a: Tensor, _ act: FakeQuant.PreActivation) -> Tensor? { nil }
 
+    /// Whether `forward(preActivated:)` can take a pre-activated input (an input quantizer that fuses the
+    /// activation). At inference `Sequential` splits a trailing activation off only for such a layer;
+    /// otherwise the layer that ends in the activation applies it (and can fuse it into its conv).
+    open var takesPreActivatedInput: Bool { false }
+
     /// Direct children in declaration order. Arrays of modules are numbered ("blocks.0", "blocks.1").
     open func namedChildren() -> [(String, Module)] {
         var out: [(String, Module)] = []
