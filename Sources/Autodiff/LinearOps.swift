@@ -44,30 +44,29 @@ extension Tensor {
     public func conv2dInference(_ weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
                                 dilation: (Int, Int), groups: Int, clamp: ClosedRange<Float>?) -> Tensor {
         precondition(!GradMode.isEnabled, "conv2dInference records no gradient: call it inside noGrad")
+        let (geo, out) = convForward(weight, bias, stride, padding, dilation, groups, clamp, op: "conv2dInference")
+        return Tensor(shape: geo.outputShape, storage: out)
+    }
+
+    /// The forward pass shared by `conv2d` and `conv2dInference`: geometry and bias checks, output buffer.
+    private func convForward(_ weight: Tensor, _ bias: Tensor?, _ stride: (Int, Int), _ padding: (Int, Int), _ dilation: (Int, Int),
+                             _ groups: Int, _ clamp: ClosedRange<Float>?, op: String) -> (ConvGeometry, FloatBuffer) {
         let geo: ConvGeometry
         do {
             geo = try ConvGeometry(input: shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
         } catch { preconditionFailure("\(error)") }
         if let bias {
-            precondition(bias.shape == [geo.outChannels], "conv2dInference: bias shape \(bias.shape) must be [\(geo.outChannels)] for weight \(weight.shape)")
+            precondition(bias.shape == [geo.outChannels], "\(op): bias shape \(bias.shape) must be [\(geo.outChannels)] for weight \(weight.shape)")
         }
         let out = FloatBuffer(count: Shape.count(geo.outputShape))
         Conv2D.forward(geo, x: pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) }, y: out.pointer, clamp: clamp)
-        return Tensor(shape: geo.outputShape, storage: out)
+        return (geo, out)
     }
 
     /// 2-D convolution (cross-correlation, as in PyTorch) of NCHW input with OIHW weights.
     public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
-        let geo: ConvGeometry
-        do {
-            geo = try ConvGeometry(input: shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-        } catch { preconditionFailure("\(error)") }
-        if let bias {
-            precondition(bias.shape == [geo.outChannels], "conv2d: bias shape \(bias.shape) must be [\(geo.outChannels)] for weight \(weight.shape)")
-        }
-        let out = FloatBuffer(count: Shape.count(geo.outputShape))
-        Conv2D.forward(geo, x: pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) }, y: out.pointer)
+        let (geo, out) = convForward(weight, bias, stride, padding, dilation, groups, nil, op: "conv2d")
         let x = self
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return Tensor.make(geo.outputShape, out, op: "conv2d", inputs: inputs) { g in
