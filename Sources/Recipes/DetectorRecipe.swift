@@ -118,15 +118,19 @@ extension Recipe {
 
         /// Post-processing (torchvision's RetinaNet `postprocess_detections`): per level keep scores
         /// above `score_threshold`, at most `topk`; class-wise NMS at `nms_iou`; keep `max_detections`.
+        /// `input_size`: the letterbox size at evaluation and prediction (mmdetection's test-pipeline
+        /// resize); nil: `data.input_size`, the training size.
         public struct Test: RecipeSection {
             public var scoreThreshold = 0.05
             public var topk = 1000
             public var nmsIoU = 0.5
             public var maxDetections = 100
+            public var inputSize: Int? = nil
             public init() {}
             public static var fields: [Field<Test>] {
                 [.double("score_threshold", \.scoreThreshold, min: 0, max: 1), .int("topk", \.topk, min: 1),
-                 .double("nms_iou", \.nmsIoU, min: 0, max: 1), .int("max_detections", \.maxDetections, min: 1)]
+                 .double("nms_iou", \.nmsIoU, min: 0, max: 1), .int("max_detections", \.maxDetections, min: 1),
+                 .optInt("input_size", \.inputSize, min: 32, max: 4096)]
             }
         }
     }

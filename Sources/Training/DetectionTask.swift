@@ -23,6 +23,9 @@ public final class DetectionTask: TrainingTask {
         guard recipe.data.inputSize % 32 == 0 else {
             throw TrainingError("data.input_size \(recipe.data.inputSize): a detector needs a multiple of 32 (the FPN adds levels 32 px apart), e.g. 256")
         }
+        if let t = recipe.detector.test.inputSize, t % 32 != 0 {
+            throw TrainingError("detector.test.input_size \(t): a detector needs a multiple of 32 (the FPN adds levels 32 px apart), e.g. 320")
+        }
         self.recipe = recipe
         data = try DetectionData.open(recipe.data, log: log)
         trainLoader = try Loader(data.train, config: loaderConfig(recipe, batch: recipe.train.batch, train: true))
@@ -78,13 +81,20 @@ public final class DetectionTask: TrainingTask {
 
     public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }
 
+    /// Evaluation batches: unaugmented, letterboxed to `detector.test.input_size` (else the training size).
+    func testLoaderConfig(batch: Int) -> Loader.Config {
+        var c = loaderConfig(recipe, batch: batch, train: false)
+        c.size = recipe.detector.test.inputSize ?? recipe.data.inputSize
+        return c
+    }
+
     /// Detections of a whole split in original image coordinates (COCO results entries).
     public func detect(model: Module, split: String) throws -> [DetectionResult] {
         let det = DetectionTask.detector(model), source = data.split(split), size = recipe.eval.batch
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let loader = try Loader(source, config: loaderConfig(recipe, batch: size, train: false))
+        let loader = try Loader(source, config: testLoaderConfig(batch: size))
         var out: [DetectionResult] = []
         var start = 0
         while start < source.count {
@@ -186,7 +196,7 @@ public final class DetectionTask: TrainingTask {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let b = try Loader(source, config: loaderConfig(recipe, batch: n, train: false)).makeBatch(epoch: 0, indices: Array(0..<n))
+        let b = try Loader(source, config: testLoaderConfig(batch: n)).makeBatch(epoch: 0, indices: Array(0..<n))
         let dets = DetectionTask.detector(model).detect(Tensor(shape: b.shape, storage: b.images))
         for i in 0..<n {
             let sample = try source.sample(i)

@@ -58,7 +58,7 @@ public enum Prediction {
         guard Set(outputs).count == outputs.count else { throw TrainingError("two inputs have the same file name; predict them into separate --out folders") }
         let source = ImageFiles(paths: files)
         var c = Loader.Config()
-        c.batchSize = max(1, min(recipe.eval.batch, 8)); c.size = recipe.data.inputSize; c.shuffle = false; c.policy = nil; c.prefetch = 1
+        c.batchSize = max(1, min(recipe.eval.batch, 8)); c.size = recipe.detector.test.inputSize ?? recipe.data.inputSize; c.shuffle = false; c.policy = nil; c.prefetch = 1
         let loader = try Loader(source, config: c)
         var results: [DetectionResult] = []
         var infos: [COCODataset.ImageInfo] = []

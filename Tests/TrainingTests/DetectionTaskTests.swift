@@ -117,6 +117,24 @@ final class DetectionTaskTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("multiple of 32"), "\(e)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/bad"))
+        XCTAssertThrowsError(try TrainingRun(recipe: try tinyDetectionRecipe(overrides: ["detector.test.input_size=80"]), runDir: root + "/bad2", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("detector.test.input_size 80") && "\(e)".contains("multiple of 32"), "\(e)")
+        }
+    }
+
+    /// Evaluation letterboxes to detector.test.input_size: other detections, still in original image
+    /// coordinates (inside the 64-px scenes).
+    func testEvaluationUsesTheTestInputSize() throws {
+        let task = try XCTUnwrap(try makeTask(try tinyDetectionRecipe(overrides: ["detector.test.input_size=96"])) as? DetectionTask)
+        XCTAssertEqual(task.testLoaderConfig(batch: 2).size, 96)
+        let plain = try XCTUnwrap(try makeTask(try tinyDetectionRecipe()) as? DetectionTask)
+        XCTAssertEqual(plain.testLoaderConfig(batch: 2).size, 64)
+        var rng = RNG(seed: 1)
+        let model = try DetectionTask.makeDetector(task.recipe, classes: task.classes.count, rng: &rng)
+        let big = try task.detect(model: model, split: "val"), small = try plain.detect(model: model, split: "val")
+        XCTAssertFalse(big.isEmpty)
+        XCTAssertNotEqual(big.map(\.score), small.map(\.score))
+        for d in big { XCTAssertLessThanOrEqual(d.box.x + d.box.width, 64.001); XCTAssertLessThanOrEqual(d.box.y + d.box.height, 64.001) }
     }
 
     /// A classifier checkpoint initialises the detector's backbone (its classifier left out).
