@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers (see docs/DESIGN.md): qat -> Training (recipes, runs, sweeps, export) / Bench -> Quant, NN, Optim ->
-// Autodiff -> Kernels -> CBLAS. Recipes (YAML through Yams) depends on nothing of ours.
+// Autodiff -> Kernels -> CBLAS. Recipes (YAML through Yams) depends only on UserPaths (reading the files users name).
 // CHDF5 is the HDF5 binding the Checkpoint layer builds on.
 // Release builds target Haswell-level x86 (AVX2 + FMA: every x86 server since 2013 and this project's machines);
 // without it Swift emits SSE2 code and the SIMD8 kernels run 4 lanes at a time. Debug builds (the
@@ -29,8 +29,10 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
+        // UserPaths: reading files the user names and explaining why a path cannot be read or written.
+        .target(name: "UserPaths"),
         // "Datasets", not the architecture sketch's "Data": a module named Data collides with Foundation.Data.
-        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Kernels"], swiftSettings: optimize),
+        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Kernels", "UserPaths"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
@@ -43,14 +45,15 @@ let package = Package(
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
         .target(name: "Evaluation", dependencies: ["Datasets"], swiftSettings: optimize),
-        .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
+        .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Recipes", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "UserPaths",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "UserPathsTests", dependencies: ["UserPaths"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5"]),

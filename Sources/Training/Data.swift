@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Autodiff
 import Datasets
@@ -67,7 +68,7 @@ public enum SyntheticBenchmark {
         let tmp = dir + ".partial-\(UUID().uuidString)"
         try? FileManager.default.removeItem(atPath: tmp)
         do { try FileManager.default.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
-        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(error.localizedDescription)") }
+        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(PathProblem.cause(of: error, path: spec.cache))") }
         var c = SyntheticAircraft.Config()
         c.images = s.images; c.size = s.size; c.seed = s.seed; c.imbalance = s.imbalance; c.labelNoise = s.labelNoise
         c.noiseMode = SyntheticAircraft.NoiseMode(rawValue: s.noiseMode) ?? .symmetric

@@ -25,11 +25,10 @@ struct Detect: ParsableCommand {
 
         func run() throws {
             let clock = ContinuousClock(), start = clock.now
-            let gt: COCODataset, detections: [DetectionResult]
-            do {
-                gt = try COCODataset.load(groundTruth)
-                detections = try COCOResults.load(results, groundTruth: gt)
-            } catch let e as DataError { throw ValidationError(e.description) }
+            let (gt, detections) = try guarded { () throws -> (COCODataset, [DetectionResult]) in
+                let gt = try COCODataset.load(groundTruth)
+                return (gt, try COCOResults.load(results, groundTruth: gt))
+            }
             let loaded = clock.now
             let r = try COCOEval.evaluate(gt, detections, classAgnostic: classAgnostic)
             let readSeconds = (loaded - start) / .seconds(1), evalSeconds = (clock.now - loaded) / .seconds(1)

@@ -76,6 +76,14 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(o2.contains("step 40/40 loss") && !o2.contains("\r"), o2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/final.json"))
 
+        // Resuming the finished run runs nothing and appends no second final record.
+        let metrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        let (c6, o6, e6) = try runQAT(["train", r, "--run-dir", run, "--resume"])
+        XCTAssertEqual(c6, 0, e6)
+        XCTAssertTrue(o6.contains("is already finished (final.json)") && o6.contains("nothing was run or written"), o6)
+        XCTAssertEqual(try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8), metrics)
+        XCTAssertEqual(metrics.components(separatedBy: "\"type\":\"final\"").count, 2)
+
         let (c3, o3, e3) = try runQAT(["eval", run + "/checkpoints/best.h5", "--split", "val"])
         XCTAssertEqual(c3, 0, e3)
         XCTAssertTrue(o3.contains("macro accuracy") && o3.contains("narrowbody-twin"), o3)
