@@ -84,15 +84,16 @@ public struct HDF5ClassificationSource: SampleSource {
     public static let maxSide = 8192
     public static let maxImageBytes = 1 << 32
 
-    public init(path: String) throws {
+    /// `maxImageBytes`: a tighter cap for callers that know their data is smaller (the fuzzer).
+    public init(path: String, maxImageBytes: Int = HDF5ClassificationSource.maxImageBytes) throws {
         let r = try H5Reader(opening: path)
         let root = try r.group("/")
         // The shape first, from the dataspace alone: only a plausible [N, H, W, C] gets a buffer.
-        let s = try r.shape(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes)
+        let s = try r.shape(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: maxImageBytes)
         guard s.count == 4, [1, 3, 4].contains(s[3]), (1...Self.maxSide).contains(s[1]), (1...Self.maxSide).contains(s[2]) else {
             throw DataError(file: path, "/images must be uint8 [N, H, W, C] with C in {1, 3, 4} and sides of 1...\(Self.maxSide) pixels, has shape \(s)")
         }
-        let (_, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes, expected: s)
+        let (_, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: maxImageBytes, expected: s)
         func ints(_ name: String) throws -> [Int] {
             let (_, b) = try r.array(root, name, type: qat_H5T_NATIVE_INT64(), where: "/" + name, expected: [s[0]])
             return b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }

@@ -57,6 +57,7 @@ public enum ImageCodec {
             throw DataError(file: file, "is neither PNG nor JPEG (unknown signature); convert it to PNG or JPEG")
         }
         if fmt == .jpeg && channels == 4 { throw DataError(file: file, "JPEG has no alpha channel; decode with 1 or 3 channels") }
+        if fmt == .png, let problem = PNGChunks.problem(data) { throw DataError(file: file, "cannot decode PNG: \(problem)") }
         var out: UnsafeMutablePointer<UInt8>? = nil
         var w: UInt32 = 0, h: UInt32 = 0
         var msg = [CChar](repeating: 0, count: 256)

@@ -59,7 +59,8 @@ public final class Reader {
     public func optInt(_ key: String, min: Int? = nil, max: Int? = nil, cap: Cap? = nil) throws -> Int? {
         guard let (s, v) = try scalar(key, "an integer") else { return nil }
         guard let i = Int(s) else {
-            let huge = !s.isEmpty && s.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy(\.isNumber)
+            let digits = s.drop(while: { $0 == "-" || $0 == "+" })
+            let huge = !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
             throw RecipeError(origin: v.origin, key: full(key), huge ? "\(s) does not fit a 64-bit integer\(cap.map { "; the cap is \($0.max) (\($0.what))" } ?? "")"
                                                                   : "expected an integer, got '\(s)'")
         }

@@ -60,6 +60,28 @@ final class SizeCapsTests: XCTestCase {
         XCTAssertTrue(message { try ImageCodec.decode(Data(bj), file: "big.jpg") }.contains("declares 65000x65000"))
     }
 
+    /// Found by fuzz/png: 106 bytes whose third chunk declares a 1.2 GB tEXt chunk; libpng allocated and
+    /// zeroed that much before noticing the data was missing (over 5 s under ASan). The chunk layout is
+    /// now checked against the file's length first.
+    func testAPNGChunkLongerThanTheFileIsRefusedBeforeLibpngAllocatesIt() throws {
+        let hex = "89504e470d0a1a0a0000000d4948445200000003000000070806000000cdb9f7a9000000017352474200aece1ce94948445274455874494441540899636650f5ca9fb27ccba4e1cb50347dcf43369dc0b2d9079e720100868c2a9c52e8a25b0000000049454e4452b982"
+        let bytes = Data(stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+            let s = hex.index(hex.startIndex, offsetBy: i)
+            return UInt8(hex[s..<hex.index(s, offsetBy: 2)], radix: 16)!
+        })
+        XCTAssertEqual(bytes.count, 106)
+        let start = Date()
+        XCTAssertEqual(message { try ImageCodec.decode(bytes, file: "t.png") },
+                       "t.png: cannot decode PNG: chunk 'tEXt' at byte 46 declares 1229472850 bytes of data but the file has 48 after it: truncated or corrupt")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
+        // A complete PNG passes the check; one cut inside a chunk is refused naming the chunk.
+        var img = Image(width: 5, height: 4, channels: 3)
+        for i in img.pixels.indices { img.pixels[i] = UInt8(i) }
+        let png = try ImageCodec.encodePNG(img)
+        XCTAssertNil(PNGChunks.problem(png))
+        XCTAssertNotNil(PNGChunks.problem(png.prefix(png.count - 20)))
+    }
+
     func testDataFilesThatAreDirectoriesOrLoopsAreNamedAsSuch() throws {
         let dir = NSTemporaryDirectory() + "datafiles-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/d.json", withIntermediateDirectories: true)
