@@ -29,7 +29,8 @@
 # Dictionaries (tokens libFuzzer splices into inputs): fuzz/<target>.dict where one exists.
 # Seeds: fuzz/corpus/<target>/. checkpoint, png, jpeg and hdf5_chips were written by their harness:
 #   QAT_FUZZ_SEEDS=fuzz/corpus/<target> ASAN_OPTIONS=detect_leaks=0 .build/fuzz/bin/<target>
-# coco and dota seeds are hand-written files.
+# png and jpeg also have seeds our encoders cannot make (16-bit, palette, interlaced PNGs; progressive
+# JPEGs): python3 fuzz/make_seeds.py. coco and dota seeds are hand-written files.
 set -euo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$0")/.."
