@@ -4,7 +4,8 @@ import PackageDescription
 // Layers (see docs/DESIGN.md): qat -> Training (recipes, runs, sweeps, export) / Bench -> Quant, NN, Optim ->
 // Autodiff -> Kernels -> CBLAS. Recipes (YAML through Yams) depends on nothing of ours.
 // CHDF5 is the HDF5 binding the Checkpoint layer builds on. Files (atomic writes, ownership locks, stale
-// temporaries, output protection) sits under everything that writes a file.
+// temporaries, output protection) sits under everything that writes a file; UserPaths reads the files
+// users name (recipes, sweeps, annotations, images) with clear messages.
 // Release builds target Haswell-level x86 (AVX2 + FMA: every x86 server since 2013 and this project's machines);
 // without it Swift emits SSE2 code and the SIMD8 kernels run 4 lanes at a time. Debug builds (the
 // tests) stay at the baseline ISA.
@@ -29,10 +30,12 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
-        .target(name: "Files", swiftSettings: optimize),
+        .target(name: "Files", dependencies: ["UserPaths"], swiftSettings: optimize),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimize),
+        // UserPaths: reading files the user names and explaining why a path cannot be read or written.
+        .target(name: "UserPaths"),
         // "Datasets", not the architecture sketch's "Data": a module named Data collides with Foundation.Data.
-        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Files", "Kernels"], swiftSettings: optimize),
+        .target(name: "Datasets", dependencies: ["CPNG", "CJPEG", "CHDF5", "HDF5", "Files", "Kernels", "UserPaths"], swiftSettings: optimize),
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
@@ -45,17 +48,18 @@ let package = Package(
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
         .target(name: "Evaluation", dependencies: ["Datasets", "Files"], swiftSettings: optimize),
-        .target(name: "Recipes", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation"],
+        .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Files",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         // A process that saves checkpoints in a loop, for the test that kills it mid-save (CheckpointTests).
         .executableTarget(name: "CheckpointWriter", dependencies: ["Checkpoint", "Files"], path: "Tests/CheckpointWriter"),
         .testTarget(name: "FilesTests", dependencies: ["Files"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "UserPathsTests", dependencies: ["UserPaths"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5", "Files"]),

@@ -18,8 +18,9 @@ static void qat_jpeg_error_exit(j_common_ptr c) {
 }
 static void qat_jpeg_silent(j_common_ptr c) { (void)c; }
 
-/* Decodes to 8-bit gray (channels 1) or RGB (channels 3). Returns 0 on success. */
-static inline int qat_jpeg_decode(const unsigned char *data, size_t size, int channels, unsigned char **out,
+/* Decodes to 8-bit gray (channels 1) or RGB (channels 3). Returns 0 on success. `max_pixels` caps
+   width x height from the header, before libjpeg allocates its buffers (up to 65500 x 65500). */
+static inline int qat_jpeg_decode(const unsigned char *data, size_t size, int channels, size_t max_pixels, unsigned char **out,
                                   unsigned *w, unsigned *h, char *msg, size_t msglen) {
     struct jpeg_decompress_struct cinfo;
     struct qat_jpeg_err jerr;
@@ -37,6 +38,11 @@ static inline int qat_jpeg_decode(const unsigned char *data, size_t size, int ch
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    if ((size_t)cinfo.image_width * cinfo.image_height > max_pixels) {
+        snprintf(jerr.msg, sizeof jerr.msg, "declares %ux%u = %zu pixels, above the cap of %zu pixels; downscale or tile it",
+                 (unsigned)cinfo.image_width, (unsigned)cinfo.image_height, (size_t)cinfo.image_width * cinfo.image_height, max_pixels);
+        longjmp(jerr.jb, 1);
+    }
     cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     size_t stride = (size_t)cinfo.output_width * cinfo.output_components;

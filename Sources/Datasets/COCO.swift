@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 
 /// A COCO-format detection dataset (the `instances_*.json` layout): images, annotations with `bbox`
 /// [x, y, w, h] in pixels, categories. Crowd (`iscrowd: 1`) and `ignore: 1` boxes are kept and flagged
@@ -53,6 +54,9 @@ public struct COCODataset: Sendable, Equatable {
     /// Annotations of each image id, in file order.
     public func annotations(forImage id: Int) -> [Annotation] { annotations.filter { $0.imageId == id } }
 
+    /// The largest annotation file read: 1 GiB (COCO 2017's train annotations are 448 MiB).
+    public static let maxFileBytes = 1 << 30
+
     /// Loads and validates a COCO annotation file. Errors name the file and, for malformed JSON, the
     /// line and column; for bad entries, the key path (`annotations[3].bbox`) and the fix.
     public static func load(_ path: String) throws -> COCODataset {
@@ -63,10 +67,10 @@ public struct COCODataset: Sendable, Equatable {
     /// unknown image or category id) are dropped instead of failing the load; `skipped` lists each with
     /// its reason. Structural problems (malformed JSON, missing keys, duplicate ids) always fail.
     public static func load(_ path: String, skipInvalid: Bool) throws -> (dataset: COCODataset, skipped: [String]) {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw DataError(file: path, "annotation file does not exist; expected a COCO JSON (annotations/{train,val,test}.json)")
+        let data: Data
+        do { data = try UserFile.read(path, maxBytes: maxFileBytes, what: "annotation file") } catch let e as PathError {
+            throw DataError(file: path, e.isNotFound ? "annotation file does not exist; expected a COCO JSON (annotations/{train,val,test}.json)" : e.cause)
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(file: path, "cannot be read (permissions?)") }
         return try parse(data, file: path, skipInvalid: skipInvalid)
     }
 

@@ -8,11 +8,37 @@ import Files
 /// resized to `size` x `size`, stored as HDF5: `images` uint8 [N, size, size, 3], `labels` int64 [N]
 /// (0-based category index, the possibly noisy label) and `clean_labels` int64 [N].
 public enum Chips {
+    /// The largest chip side (recipes' `Cap.chipSize`).
+    public static let maxSize = 256
+
+    /// Checks a chip size, and that the chips of `scenes` synthetic scenes (each with up to
+    /// `SyntheticAircraft.Config.maxAircraftPerScene` aircraft) fit what `HDF5ClassificationSource`
+    /// reads, before any scene is rendered. Errors name `qat data synth`'s flags.
+    public static func validate(size: Int, scenes: Int) throws {
+        guard (8...maxSize).contains(size) else {
+            throw DataError(file: "--chip-size", "must be 8...\(maxSize) px (the cap on the chip side), got \(size)")
+        }
+        let (perScene, o1) = (size * size * 3).multipliedReportingOverflow(by: SyntheticAircraft.Config.maxAircraftPerScene)
+        let (bound, o2) = perScene.multipliedReportingOverflow(by: max(scenes, 0))
+        guard !o1, !o2, bound <= HDF5ClassificationSource.maxImageBytes else {
+            throw DataError(file: "--chip-size", "\(scenes) scenes x up to \(SyntheticAircraft.Config.maxAircraftPerScene) aircraft x \(size)x\(size)x3 bytes can exceed the "
+                            + "\(HDF5ClassificationSource.maxImageBytes) bytes (4 GiB) a chips file may hold; use fewer --images or a smaller --chip-size")
+        }
+    }
+
     /// Writes the chips file atomically (temporary file + rename). Returns the number of chips.
     @discardableResult
     public static func write(cocoRoot: String, split: String, size: Int = 48, to path: String) throws -> Int {
+        guard (1...maxSize).contains(size) else { throw DataError(file: path, "chip size must be 1...\(maxSize) px, got \(size)") }
         let src = try COCOSource(root: cocoRoot, split: split)
+        // The pixels are gathered in memory before the file is written: count first, allocate after.
+        let boxes = src.dataset.annotations.filter { !$0.isIgnored }.count
+        guard boxes <= HDF5ClassificationSource.maxImageBytes / (size * size * 3) else {
+            throw DataError(file: cocoRoot + "/annotations/\(split).json", "\(boxes) boxes as \(size)x\(size) chips exceed the \(HDF5ClassificationSource.maxImageBytes) bytes "
+                            + "a chips file may hold; use a smaller chip size")
+        }
         var pixels: [UInt8] = [], labels: [Int64] = [], clean: [Int64] = []
+        pixels.reserveCapacity(boxes * size * size * 3)
         for (i, info) in src.dataset.images.enumerated() {
             let img = try src.sample(i).image
             for a in src.dataset.annotations(forImage: info.id) where !a.isIgnored {
@@ -60,15 +86,16 @@ public struct HDF5ClassificationSource: SampleSource {
     public static let maxSide = 8192
     public static let maxImageBytes = 1 << 32
 
-    public init(path: String) throws {
+    /// `maxImageBytes`: a tighter cap for callers that know their data is smaller (the fuzzer).
+    public init(path: String, maxImageBytes: Int = HDF5ClassificationSource.maxImageBytes) throws {
         let r = try H5Reader(opening: path)
         let root = try r.group("/")
         // The shape first, from the dataspace alone: only a plausible [N, H, W, C] gets a buffer.
-        let s = try r.shape(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes)
+        let s = try r.shape(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: maxImageBytes)
         guard s.count == 4, [1, 3, 4].contains(s[3]), (1...Self.maxSide).contains(s[1]), (1...Self.maxSide).contains(s[2]) else {
             throw DataError(file: path, "/images must be uint8 [N, H, W, C] with C in {1, 3, 4} and sides of 1...\(Self.maxSide) pixels, has shape \(s)")
         }
-        let (_, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: Self.maxImageBytes, expected: s)
+        let (_, px) = try r.array(root, "images", type: qat_H5T_NATIVE_UINT8(), where: "/images", maxElements: maxImageBytes, expected: s)
         func ints(_ name: String) throws -> [Int] {
             let (_, b) = try r.array(root, name, type: qat_H5T_NATIVE_INT64(), where: "/" + name, expected: [s[0]])
             return b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)).map(Int.init) }

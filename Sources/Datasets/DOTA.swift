@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 
 /// DOTA v1 labels (one text file per image): optional `imagesource:` / `gsd:` header lines, then one
 /// object per line: `x1 y1 x2 y2 x3 y3 x4 y4 category difficult`. Boxes are converted to axis-aligned
@@ -21,10 +22,12 @@ public struct DOTALabel: Sendable, Equatable {
     public var gsd: Double?
     public var objects: [Object]
 
+    /// The largest label file read (a DOTA label is a few KiB).
+    public static let maxFileBytes = 64 << 20
+
     public static func load(_ path: String) throws -> DOTALabel {
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw DataError(file: path, FileManager.default.fileExists(atPath: path) ? "cannot be read (permissions?)" : "label file does not exist")
-        }
+        let d: Data
+        do { d = try UserFile.read(path, maxBytes: maxFileBytes, what: "label file") } catch let e as PathError { throw DataError(file: path, e.cause) }
         return try parse(String(decoding: d, as: UTF8.self), file: path)
     }
 
@@ -57,6 +60,11 @@ public struct DOTALabel: Sendable, Equatable {
             }
             let o = Object(corners: nums.map { $0! }, category: String(f[8]), difficult: difficult, line: n + 1)
             let b = o.bbox
+            // Finite corners can still be so far apart that the width overflows to infinity (found by
+            // fuzz/dota: -1e308 and 1e308); such a box would poison every IoU and loss downstream.
+            guard b[2].isFinite, b[3].isFinite else {
+                throw DataError(file: file, "line \(n + 1): the corners are too far apart for a box (its width or height overflows): \(line)")
+            }
             guard b[2] > 0, b[3] > 0 else { throw DataError(file: file, "line \(n + 1): degenerate box (zero width or height): \(line)") }
             label.objects.append(o)
         }

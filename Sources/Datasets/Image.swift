@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import CPNG
 import CJPEG
 import Files
@@ -45,21 +46,27 @@ public enum ImageCodec {
         return nil
     }
 
+    /// The most pixels (width x height) a decoded image may have: 2^29, e.g. 23,170 x 23,170 (DOTA's
+    /// largest images are about 20,000 px square). Checked on the header, before any pixel buffer exists.
+    public static let maxPixels = 1 << 29
+
     /// Decodes to `channels` (1 gray or 3 RGB; 4 RGBA for PNG). 16-bit PNGs are reduced to 8 bits.
-    public static func decode(_ data: Data, channels: Int = 3, file: String = "(memory)") throws -> Image {
+    /// Images over `maxPixels` are refused from their header.
+    public static func decode(_ data: Data, channels: Int = 3, file: String = "(memory)", maxPixels: Int = ImageCodec.maxPixels) throws -> Image {
         guard [1, 3, 4].contains(channels) else { throw DataError(file: file, "channels must be 1, 3 or 4, got \(channels)") }
         guard let fmt = format(of: data) else {
             throw DataError(file: file, "is neither PNG nor JPEG (unknown signature); convert it to PNG or JPEG")
         }
         if fmt == .jpeg && channels == 4 { throw DataError(file: file, "JPEG has no alpha channel; decode with 1 or 3 channels") }
+        if fmt == .png, let problem = PNGChunks.problem(data) { throw DataError(file: file, "cannot decode PNG: \(problem)") }
         var out: UnsafeMutablePointer<UInt8>? = nil
         var w: UInt32 = 0, h: UInt32 = 0
         var msg = [CChar](repeating: 0, count: 256)
         let rc: Int32 = data.withUnsafeBytes { raw in
             let p = raw.bindMemory(to: UInt8.self).baseAddress!
             switch fmt {
-            case .png: return qat_png_decode(p, data.count, Int32(channels), &out, &w, &h, &msg, msg.count)
-            case .jpeg: return qat_jpeg_decode(p, data.count, Int32(channels), &out, &w, &h, &msg, msg.count)
+            case .png: return qat_png_decode(p, data.count, Int32(channels), max(maxPixels, 0), &out, &w, &h, &msg, msg.count)
+            case .jpeg: return qat_jpeg_decode(p, data.count, Int32(channels), max(maxPixels, 0), &out, &w, &h, &msg, msg.count)
             }
         }
         guard rc == 0, let out else {
@@ -71,9 +78,12 @@ public enum ImageCodec {
         return Image(width: Int(w), height: Int(h), channels: channels, pixels: Array(UnsafeBufferPointer(start: out, count: n)))
     }
 
+    /// The largest image file read.
+    public static let maxFileBytes = 1 << 30
+
     public static func decode(file path: String, channels: Int = 3) throws -> Image {
-        guard FileManager.default.fileExists(atPath: path) else { throw DataError(file: path, "image file does not exist") }
-        guard let d = FileManager.default.contents(atPath: path) else { throw DataError(file: path, "cannot be read (permissions?)") }
+        let d: Data
+        do { d = try UserFile.read(path, maxBytes: maxFileBytes, what: "image file") } catch let e as PathError { throw DataError(file: path, e.cause) }
         return try decode(d, channels: channels, file: path)
     }
 

@@ -102,8 +102,7 @@ public struct DOTASource: SampleSource {
                 throw DataError(file: labelDir + "/" + stem + ".txt", "\(why), which leaves \(labelDir); refused. Copy the label file into labelTxt/")
             }
             let label = try DOTALabel.load(labelDir + "/" + stem + ".txt")
-            guard let data = fm.contents(atPath: imagesDir + "/" + f) else { throw DataError(file: imagesDir + "/" + f, "cannot be read") }
-            let img = try ImageCodec.decode(data, channels: 3, file: imagesDir + "/" + f)
+            let img = try ImageCodec.decode(file: imagesDir + "/" + f, channels: 3)
             labels.append((f, label, img.width, img.height))
         }
         guard !labels.isEmpty else { throw DataError(file: imagesDir, "has no .png/.jpg images") }

@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Files
 
@@ -20,12 +21,26 @@ public enum SyntheticAircraft {
         public var minLength = 16.0, maxLength = 64.0
         public init() {}
 
+        /// Caps (docs/DATA.md): rendering a scene takes 28 bytes per pixel per thread and the scenes'
+        /// objects are held until the annotations are written. Recipes' `Cap.synthImages` and
+        /// `Cap.synthSize` are the same numbers.
+        public static let maxImages = 100_000
+        public static let maxSize = 2048
+        /// The most aircraft a scene holds (2-8).
+        public static let maxAircraftPerScene = 8
+
+        /// Checks every value before anything is created or allocated. Errors name the flag of `qat data
+        /// synth` (the recipe's `data.synth` keys are checked with their own names when read).
         public func validate() throws {
-            guard images >= 1 else { throw DataError(file: "--images", "must be at least 1, got \(images)") }
-            guard size >= 64 else { throw DataError(file: "--size", "must be at least 64 px, got \(size)") }
+            guard (1...Self.maxImages).contains(images) else {
+                throw DataError(file: "--images", "must be 1...\(Self.maxImages) (the cap on scenes per dataset), got \(images)")
+            }
+            guard (64...Self.maxSize).contains(size) else {
+                throw DataError(file: "--size", "must be 64...\(Self.maxSize) px (the cap on the scene side; a scene renders at 28 bytes per pixel), got \(size)")
+            }
             guard imbalance >= 1 else { throw DataError(file: "--imbalance", "is the head/tail frequency ratio and must be >= 1, got \(imbalance)") }
             guard labelNoise >= 0 && labelNoise <= 1 else { throw DataError(file: "--label-noise", "must be in [0, 1], got \(labelNoise)") }
-            guard minLength >= 4, maxLength >= minLength, maxLength <= Double(size) / 2 else {
+            guard minLength.isFinite, maxLength.isFinite, minLength >= 4, maxLength >= minLength, maxLength <= Double(size) / 2 else {
                 throw DataError(file: "--min-length/--max-length", "need 4 <= min <= max <= size/2 (\(size / 2)), got \(minLength)...\(maxLength)")
             }
         }
@@ -106,7 +121,7 @@ public enum SyntheticAircraft {
         let w = weights(c.imbalance)
         var objects: [Object] = []
         var boxes: [[Double]] = []
-        let count = 2 + rng.nextInt(below: 7)
+        let count = 2 + rng.nextInt(below: SyntheticAircraft.Config.maxAircraftPerScene - 1)
         let row = uniform(&rng) < 0.5
         let rowAngle = uniform(&rng) * 2 * .pi, rowDir = uniform(&rng) * .pi
         var rowPos = (uniform(&rng) * Double(n) * 0.5 + Double(n) * 0.25, uniform(&rng) * Double(n) * 0.5 + Double(n) * 0.25)
@@ -215,7 +230,7 @@ public enum SyntheticAircraft {
         do {
             try fm.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: dir + "/annotations", withIntermediateDirectories: true)
-        } catch { throw DataError(file: dir, "cannot create the output folders: \(error.localizedDescription)") }
+        } catch { throw DataError(file: dir, "cannot create the output folders: \(PathProblem.cause(of: error, path: dir))") }
         let t0 = Date()
         let failures = NSLock()
         var firstError: Error?

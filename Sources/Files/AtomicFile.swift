@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 
 /// A test hook that makes `AtomicFile.write` fail the way a full disk does.
 public struct WriteFaults: Sendable {
@@ -30,7 +31,7 @@ public enum AtomicFile {
         let dir = url.deletingLastPathComponent().path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw FileError(.io, path: path, "folder \(dir) does not exist; create it first")
+            throw FileError(.io, path: path, PathProblem.diagnose(path) ?? "folder \(dir) does not exist; create it first")
         }
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw FileError(.notAFile, path: path, "is a directory; give a file name inside it")

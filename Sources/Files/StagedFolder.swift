@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 
 /// A folder written as a whole: filled under a temporary name beside its destination
 /// (`.NAME.partial-HOST-PID-RANDOM`, see `Temporaries`) and renamed into place when complete. The
@@ -22,7 +23,7 @@ public enum StagedFolder {
         let url = URL(fileURLWithPath: dest)
         let parent = url.deletingLastPathComponent().path, name = url.lastPathComponent
         do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
-        catch { throw FileError(.io, path: dest, "cannot create its parent folder \(parent): \(describe(error))") }
+        catch { throw FileError(.io, path: dest, "cannot create its parent folder \(parent): \(PathProblem.diagnose(dest) ?? describe(error))") }
         Temporaries.removeStale(in: parent, for: name)
         try checkDestination(dest)
         let tmpName = Temporaries.begin(for: name, .folder)

@@ -17,13 +17,17 @@ public enum Parallel {
     /// Threads used by kernels and GEMM splits.
     public static var threads: Int { configured }
 
+    /// The most threads accepted from a flag, a recipe or `QAT_NUM_THREADS` (OpenBLAS takes an Int32,
+    /// and every thread gets its own scratch buffers).
+    public static let maxThreads = 1024
+
     /// Reads `QAT_NUM_THREADS`; a missing value means all cores. An unparsable value is reported
     /// on stderr once and ignored (the caller's process keeps working with all cores).
     static func threadsFromEnvironment() -> Int {
-        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let cores = min(max(1, ProcessInfo.processInfo.activeProcessorCount), maxThreads)
         guard let raw = ProcessInfo.processInfo.environment["QAT_NUM_THREADS"], !raw.isEmpty else { return cores }
-        guard let n = Int(raw.trimmingCharacters(in: .whitespaces)), n >= 1 else {
-            FileHandle.standardError.write(Data("qat: QAT_NUM_THREADS=\(raw) is not a positive integer; using \(cores) threads. Set it to e.g. 1 or 2.\n".utf8))
+        guard let n = Int(raw.trimmingCharacters(in: .whitespaces)), (1...maxThreads).contains(n) else {
+            FileHandle.standardError.write(Data("qat: QAT_NUM_THREADS=\(raw) is not an integer in 1...\(maxThreads); using \(cores) threads. Set it to e.g. 1 or 2.\n".utf8))
             return cores
         }
         return n
@@ -31,7 +35,7 @@ public enum Parallel {
 
     /// Sets the thread count for kernels (and the GEMM splits). Call it before starting work, not concurrently with kernels.
     public static func setThreads(_ n: Int) {
-        precondition(n >= 1, "Parallel.setThreads: thread count must be >= 1, got \(n)")
+        precondition((1...maxThreads).contains(n), "Parallel.setThreads: thread count must be 1...\(maxThreads), got \(n)")
         _ = configured
         configured = n
     }

@@ -30,7 +30,7 @@ extension Recipe {
             public var levels = [3, 4, 5, 6, 7]
             public init() {}
             public static var fields: [Field<FPN>] {
-                [.int("channels", \.channels, min: 1),
+                [.int("channels", \.channels, min: 1, cap: .fpnChannels),
                  .intList("levels", \.levels) { v in
                      // P3-P5 come from the backbone's strides 8-32 and P6, P7 from extra stride-2 convs, so the
                      // levels must run without gaps from 3 (RetinaNet stops at 7).

@@ -63,12 +63,13 @@ enum Resolved {
 }
 
 extension Field {
-    public static func int(_ key: String, _ p: WritableKeyPath<S, Int>, min: Int? = nil, max: Int? = nil) -> Field {
-        Field(key, read: { r, s, _ in s[keyPath: p] = try r.int(key, s[keyPath: p], min: min, max: max) }, write: { s, _ in Resolved.int(s[keyPath: p]) })
+    /// An integer in min...max; with `cap`, bounded by the cap (see `Cap`).
+    public static func int(_ key: String, _ p: WritableKeyPath<S, Int>, min: Int? = nil, max: Int? = nil, cap: Cap? = nil) -> Field {
+        Field(key, read: { r, s, _ in s[keyPath: p] = try r.int(key, s[keyPath: p], min: min, max: max, cap: cap) }, write: { s, _ in Resolved.int(s[keyPath: p]) })
     }
 
-    public static func optInt(_ key: String, _ p: WritableKeyPath<S, Int?>, min: Int? = nil, max: Int? = nil) -> Field {
-        Field(key, read: { r, s, _ in s[keyPath: p] = try r.optInt(key, min: min, max: max) ?? s[keyPath: p] },
+    public static func optInt(_ key: String, _ p: WritableKeyPath<S, Int?>, min: Int? = nil, max: Int? = nil, cap: Cap? = nil) -> Field {
+        Field(key, read: { r, s, _ in s[keyPath: p] = try r.optInt(key, min: min, max: max, cap: cap) ?? s[keyPath: p] },
               write: { s, _ in s[keyPath: p].map(Resolved.int) ?? Resolved.null })
     }
 

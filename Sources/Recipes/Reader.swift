@@ -54,15 +54,28 @@ public final class Reader {
         return s
     }
 
-    public func optInt(_ key: String, min: Int? = nil, max: Int? = nil) throws -> Int? {
+    /// An integer; `cap` is an upper bound on what the value sizes (it replaces `max`, and its
+    /// message names the cap and what it bounds).
+    public func optInt(_ key: String, min: Int? = nil, max: Int? = nil, cap: Cap? = nil) throws -> Int? {
         guard let (s, v) = try scalar(key, "an integer") else { return nil }
-        guard let i = Int(s) else { throw RecipeError(origin: v.origin, key: full(key), "expected an integer, got '\(s)'") }
+        guard let i = Int(s) else {
+            let digits = s.drop(while: { $0 == "-" || $0 == "+" })
+            let huge = !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+            throw RecipeError(origin: v.origin, key: full(key), huge ? "\(s) does not fit a 64-bit integer\(cap.map { "; the cap is \($0.max) (\($0.what))" } ?? "")"
+                                                                  : "expected an integer, got '\(s)'")
+        }
+        if let cap, i > cap.max {
+            throw RecipeError(origin: v.origin, key: full(key),
+                              "\(i) is above the cap of \(cap.max) (\(cap.what)); use at most \(cap.max) (caps: docs/RECIPES.md)")
+        }
         if let min, let max, !(min...max).contains(i) { throw RecipeError(origin: v.origin, key: full(key), "must be \(min)..\(max), got \(i)") }
         if let min, i < min { throw RecipeError(origin: v.origin, key: full(key), "must be at least \(min), got \(i)") }
         if let max, i > max { throw RecipeError(origin: v.origin, key: full(key), "must be at most \(max), got \(i)") }
         return i
     }
-    public func int(_ key: String, _ def: Int, min: Int? = nil, max: Int? = nil) throws -> Int { try optInt(key, min: min, max: max) ?? def }
+    public func int(_ key: String, _ def: Int, min: Int? = nil, max: Int? = nil, cap: Cap? = nil) throws -> Int {
+        try optInt(key, min: min, max: max, cap: cap) ?? def
+    }
 
     public func optDouble(_ key: String, min: Double? = nil, max: Double? = nil) throws -> Double? {
         guard let (s, v) = try scalar(key, "a number") else { return nil }

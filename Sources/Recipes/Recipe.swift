@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 
 /// A training recipe (`recipes/*.yaml`): every section with its defaults. `Recipe.load` reads a file
 /// with `base:` inheritance and `--set` overrides; `tree()` gives the fully resolved form that run
@@ -49,9 +50,19 @@ public struct Recipe: Sendable, Equatable {
         public var chipSize = 32
         public init() {}
         public static var fields: [Field<Synth>] {
-            [.int("images", \.images, min: 10), .int("size", \.size, min: 64), .seed("seed", \.seed), .double("imbalance", \.imbalance, min: 1),
-             .double("label_noise", \.labelNoise, min: 0, max: 1), .choice("noise_mode", \.noiseMode, ["symmetric", "similar"]),
-             .int("chip_size", \.chipSize, min: 8)]
+            [.int("images", \.images, min: 10, cap: .synthImages), .int("size", \.size, min: 64, cap: .synthSize), .seed("seed", \.seed),
+             .double("imbalance", \.imbalance, min: 1), .double("label_noise", \.labelNoise, min: 0, max: 1),
+             .choice("noise_mode", \.noiseMode, ["symmetric", "similar"]), .int("chip_size", \.chipSize, min: 8, cap: .chipSize)]
+        }
+        /// The chips of a split must fit what a chips file may hold, whatever the scenes contain.
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            let bound = images * Cap.synthAircraftPerScene * chipSize * chipSize * 3   // at most 1e5 * 8 * 256^2 * 3: no overflow
+            if bound > Cap.chipBytes {
+                let key = r.value("chip_size") != nil ? "chip_size" : "images"
+                throw RecipeError(origin: r.value(key)?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full(key),
+                                  "\(images) scenes x up to \(Cap.synthAircraftPerScene) aircraft x \(chipSize)x\(chipSize)x3 bytes = \(bound) bytes of chips, "
+                                  + "above the cap of \(Cap.chipBytes) bytes (4 GiB) a chips file may hold; lower data.synth.images or data.synth.chip_size")
+            }
         }
     }
 
@@ -78,7 +89,7 @@ public struct Recipe: Sendable, Equatable {
         public var tile = 1024
         public var gap = 200
         public init() {}
-        public static var fields: [Field<DOTATiles>] { [.int("tile", \.tile, min: 32), .int("gap", \.gap, min: 0)] }
+        public static var fields: [Field<DOTATiles>] { [.int("tile", \.tile, min: 32, cap: .dotaTile), .int("gap", \.gap, min: 0)] }
         public func check(_ r: Reader, _ context: RecipeContext) throws {
             if gap >= tile { throw RecipeError(origin: r.value("gap")?.origin ?? r.tree?.origin, key: r.full("gap"), "must be smaller than tile (\(tile)), got \(gap)") }
         }
@@ -109,7 +120,7 @@ public struct Recipe: Sendable, Equatable {
                 }
                 s.format = f
             }, write: { s, _ in Resolved.string(s.format) }),
-             .optString("path", \.path), .string("cache", \.cache), .section("synth", \.synth), .int("input_size", \.inputSize, min: 8),
+             .optString("path", \.path), .string("cache", \.cache), .section("synth", \.synth), .int("input_size", \.inputSize, min: 8, cap: .inputSize),
              .section("augment", \.augment), Field.section("dota", \.dota).addedWithDetection()]
         }
         /// The formats that read `data.path`, with what the folder holds.
@@ -172,7 +183,7 @@ public struct Recipe: Sendable, Equatable {
         public var maxNonFinite = 5
         public init() {}
         public static var fields: [Field<Train>] {
-            [.int("epochs", \.epochs, min: 0), .optInt("steps", \.steps, min: 0), .int("batch", \.batch, min: 2),
+            [.int("epochs", \.epochs, min: 0, cap: .epochs), .optInt("steps", \.steps, min: 0, cap: .steps), .int("batch", \.batch, min: 2, cap: .batch),
              .section("optimizer", \.optimizer), .section("schedule", \.schedule),
              .optDouble("clip_grad_norm", \.clipGradNorm, min: 0), .optDouble("ema", \.ema, min: 0, max: 0.999999),
              .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1)]
@@ -296,7 +307,7 @@ public struct Recipe: Sendable, Equatable {
                  }
                  s.metric = m
              }, write: { s, _ in Resolved.string(s.metric) }),
-             .int("batch", \.batch, min: 1), .choice("final_split", \.finalSplit, ["train", "val", "test", "none"])]
+             .int("batch", \.batch, min: 1, cap: .batch), .choice("final_split", \.finalSplit, ["train", "val", "test", "none"])]
         }
     }
 
@@ -327,6 +338,20 @@ public struct Recipe: Sendable, Equatable {
         // The task is read before the sections, which depend on it.
         for f in Recipe.fields { try f.read(root, &self, RecipeContext(task: task)) }
         try root.finish()
+        try checkBatchPixels(tree)
+    }
+
+    /// A batch of `train.batch` (or `eval.batch`) images at `data.input_size` must stay within
+    /// `Cap.batchPixels`; each key alone is within its cap, so the products cannot overflow.
+    func checkBatchPixels(_ tree: Tree) throws {
+        for (section, batch) in [("train", train.batch), ("eval", eval.batch)] {
+            let pixels = batch * data.inputSize * data.inputSize
+            guard pixels > Cap.batchPixels else { continue }
+            let origin = tree[section]?["batch"]?.origin ?? tree["data"]?["input_size"]?.origin ?? tree.origin
+            throw RecipeError(origin: origin, key: "\(section).batch",
+                              "\(batch) images of \(data.inputSize)x\(data.inputSize) px = \(pixels) pixels per batch, above the cap of \(Cap.batchPixels) "
+                              + "(memory grows with batch x input_size^2); lower \(section).batch to at most \(Cap.batchPixels / (data.inputSize * data.inputSize)) or data.input_size")
+        }
     }
 
     static var fields: [Field<Recipe>] {
@@ -339,7 +364,7 @@ public struct Recipe: Sendable, Equatable {
             }, write: { s, _ in Resolved.string(s.name) }),
             .choice("task", \.task, Recipe.tasks.map(\.name)),
             .seed("seed", \.seed),
-            .optInt("threads", \.threads, min: 1),
+            .optInt("threads", \.threads, min: 1, cap: .threads),
             .section("model", \.model),
             .section("data", \.data),
             .section("train", \.train),
@@ -386,13 +411,16 @@ public struct Recipe: Sendable, Equatable {
         if chain.contains(full) {
             throw RecipeError(origin: Origin(file: path), key: "base", "inheritance cycle: \((chain + [full]).joined(separator: " -> "))")
         }
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw RecipeError(origin: Origin(file: path), "recipe file not found" + (chain.isEmpty ? "" : " (named by 'base:' in \(chain.last!))"))
-        }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw RecipeError(origin: Origin(file: path), "cannot read the file as UTF-8 text")
+        let named = chain.isEmpty ? "" : " (named by 'base:' in \(chain.last!))"
+        let text: String
+        do { text = try UserFile.readText(path, maxBytes: YAMLLimits.standard.maxBytes, what: "recipe file") } catch let e as PathError {
+            throw RecipeError(origin: Origin(file: path), (e.isNotFound ? "recipe file not found" : e.cause) + named)
         }
         let tree = try Tree.parse(text, file: path)
+        if case .null = tree {
+            throw RecipeError(origin: Origin(file: path), "is empty (no keys)\(named); a recipe needs at least its sections, e.g. 'model: {backbone: resnet18}'. "
+                              + "To train with every default, write 'name: \(((path as NSString).lastPathComponent as NSString).deletingPathExtension)'")
+        }
         return try resolveBase(tree, file: path, chain: chain + [full])
     }
 
@@ -418,6 +446,11 @@ public struct Recipe: Sendable, Equatable {
             let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             guard !key.isEmpty, !parts.contains(where: \.isEmpty) else {
                 throw RecipeError(origin: Origin(file: "--set"), key: key, "the key path must be dotted names, e.g. quant.weight.bits")
+            }
+            // An empty value would parse as YAML null and silently mean the default.
+            guard !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw RecipeError(origin: Origin(file: "--set"), key: key,
+                                  "has no value (--set \(key)=); give one, e.g. --set \(key)=VALUE, or leave the --set out to keep the recipe's value (null resets an optional key)")
             }
             let value: Tree
             do { value = try Tree.parse(raw, file: "--set \(key)") } catch { value = .scalar(raw, quoted: true, Origin(file: "--set \(key)")) }

@@ -104,17 +104,19 @@ public indirect enum Tree: Sendable, Equatable {
         return m.first { $0.0 == key }?.1
     }
 
-    /// Sets `value` at a dotted path, creating maps on the way (a non-map in the way is replaced).
-    public func setting(_ path: [String], to value: Tree) -> Tree {
+    /// Sets `value` at a dotted path, creating maps on the way (a non-map in the way is replaced). Maps
+    /// created on the way get `origin` (where the override was written: `--set`, or a sweep file's line),
+    /// so an unknown key among them is blamed there.
+    public func setting(_ path: [String], to value: Tree, origin created: Origin = Origin(file: "--set")) -> Tree {
         guard let head = path.first else { return value }
         var entries: [(String, Tree)] = []
-        var origin = Origin(file: "--set")
+        var origin = created
         if case .map(let m, let o) = self { entries = m; origin = o }
         let rest = Array(path.dropFirst())
         if let i = entries.firstIndex(where: { $0.0 == head }) {
-            entries[i].1 = entries[i].1.setting(rest, to: value)
+            entries[i].1 = entries[i].1.setting(rest, to: value, origin: created)
         } else {
-            entries.append((head, Tree.null(Origin(file: "--set")).setting(rest, to: value)))
+            entries.append((head, Tree.null(created).setting(rest, to: value, origin: created)))
         }
         return .map(entries, origin)
     }

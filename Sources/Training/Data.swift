@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Autodiff
 import Datasets
@@ -70,7 +71,7 @@ public enum SyntheticBenchmark {
         let fm = FileManager.default
         func complete() -> Bool { fm.fileExists(atPath: dir + "/chips/test.h5") }
         do { try fm.createDirectory(atPath: spec.cache, withIntermediateDirectories: true) }
-        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \((error as NSError).localizedDescription)") }
+        catch { throw TrainingError("data.cache: cannot create \(spec.cache): \(PathProblem.cause(of: error, path: spec.cache))") }
         Temporaries.removeStale(in: spec.cache)
         if complete() { return dir }
         let lock: FileLock

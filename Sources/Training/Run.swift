@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Autodiff
 import NN
@@ -26,6 +27,8 @@ public enum RunOutcome: Equatable {
     case finished(FinalReport)
     /// Stopped by a signal (or `stopAfterSteps`) after saving last.h5 at `step`.
     case interrupted(step: Int, signal: Int32)
+    /// `--resume` of a run that had finished: nothing ran and nothing was written; its final.json.
+    case alreadyFinished(FinalReport)
 }
 
 /// `final.json`: written when a run completes (sweeps treat its presence as "done").
@@ -68,6 +71,8 @@ public final class TrainingRun {
     var elapsed = 0.0, elapsedAtStart = 0.0
     /// For tests: behave as if interrupted after this many steps (of this process).
     public var stopAfterSteps: Int?
+    /// Set when `--resume` found the run finished (its final.json): `run()` then does nothing.
+    public private(set) var alreadyFinished: FinalReport?
     let console: Console
 
     /// Creates (or, with `resume`, reopens) the run directory and holds its lock until `run()` returns
@@ -90,7 +95,7 @@ public final class TrainingRun {
         guard batchesPerEpoch > 0 else {
             throw TrainingError("train.batch \(recipe.train.batch) is larger than the train split (\(task.trainCount) samples in \(task.dataRoot)); lower train.batch")
         }
-        totalSteps = recipe.train.steps ?? recipe.train.epochs * batchesPerEpoch
+        totalSteps = try TrainingRun.totalSteps(recipe, batchesPerEpoch: batchesPerEpoch)
 
         let resumeFrom: Checkpoint? = resume && directory.hasCheckpoint ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
         let quantizedNow = resumeFrom.map(TrainingRun.isQuantized) ?? (recipe.quant.mode == "qat")
@@ -98,7 +103,11 @@ public final class TrainingRun {
         (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
         if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }
 
-        if let c = resumeFrom {
+        if let c = resumeFrom, let done = TrainingRun.finishedReport(dir), Int(c.step) >= totalSteps {
+            // Finished: nothing to restore, and nothing (metrics.jsonl included) may change.
+            alreadyFinished = done
+            step = Int(c.step)
+        } else if let c = resumeFrom {
             try restore(c)
             console.line("resumed \(dir) at step \(step) of \(totalSteps)")
         } else {
@@ -110,13 +119,25 @@ public final class TrainingRun {
             if let h = handle { calibrate(h) }
             // Everything checked: only now does the run directory get its files.
             do { try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true) }
-            catch { throw TrainingError("cannot create \(dir)/checkpoints: \((error as NSError).localizedDescription)") }
+            catch { throw TrainingError("cannot create run directory \(dir): \(PathProblem.cause(of: error, path: dir + "/checkpoints"))") }
             try TrainingRun.write(recipe.resolvedYAML(), to: dir + "/recipe.resolved.yaml")
             // Records of an attempt that died before its first checkpoint describe steps this run redoes.
             if FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") { try TrainingRun.write("", to: dir + "/metrics.jsonl") }
         }
         directory.commit()
         do { try console.open(logPath: dir + "/train.log") } catch { throw TrainingError("\(error)") }
+    }
+
+    /// `train.steps`, or `train.epochs` x batches per epoch, checked: the product can overflow (and in a
+    /// release build, wrap to a negative count that trains nothing) or exceed the step cap.
+    static func totalSteps(_ recipe: Recipe, batchesPerEpoch: Int) throws -> Int {
+        if let steps = recipe.train.steps { return steps }
+        let (product, overflow) = recipe.train.epochs.multipliedReportingOverflow(by: batchesPerEpoch)
+        guard !overflow, product <= Cap.steps.max else {
+            throw TrainingError("train.epochs \(recipe.train.epochs) x \(batchesPerEpoch) batches per epoch is more than the cap of \(Cap.steps.max) optimizer steps; "
+                                + "lower train.epochs (at most \(Cap.steps.max / batchesPerEpoch) here) or set train.steps")
+        }
+        return product
     }
 
     // MARK: directories and checkpoints
@@ -187,12 +208,13 @@ public final class TrainingRun {
         bestStep = (st["best_step"] as? Int) ?? -1
         nonFinite = (st["nonfinite_steps"] as? Int) ?? 0
         elapsed = (st["elapsed_seconds"] as? Double) ?? 0
-        // Metrics logged after the checkpoint was written are replayed by the resumed run.
+        // Metrics logged after the checkpoint was written are replayed by the resumed run, and so is the
+        // final record (a run killed between it and final.json writes it again when it finishes).
         let path = dir + "/metrics.jsonl"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             let kept = text.split(separator: "\n").filter { line in
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = o["step"] as? Int else { return false }
-                return s <= step
+                return s <= step && o["type"] as? String != "final"
             }
             try TrainingRun.write(kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n"), to: path)
         }
@@ -228,9 +250,17 @@ public final class TrainingRun {
 
     // MARK: the loop
 
+    /// A run directory's final.json, when it has a readable one.
+    static func finishedReport(_ dir: String) -> FinalReport? {
+        guard let d = FileManager.default.contents(atPath: dir + "/final.json") else { return nil }
+        return try? JSONCoding.decoder().decode(FinalReport.self, from: d)
+    }
+
     /// Trains to the end (or an interrupt), then releases the run directory.
     public func run() throws -> RunOutcome {
         defer { directory.release() }
+        // Nothing is logged either: the caller says that the run had finished.
+        if let done = alreadyFinished { return .alreadyFinished(done) }
         let start = Date()
         let stepsAtStart = step
         elapsedAtStart = elapsed
@@ -458,7 +488,9 @@ final class Console {
     }
 
     static func duration(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
+        guard s.isFinite, s >= 0 else { return "?" }
+        // Int(s) traps past Int.max; a year is as far as an ETA is worth printing.
+        guard s < 366 * 86_400 else { return ">1y" }
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
     }

@@ -2,6 +2,7 @@ import Foundation
 import Kernels
 import Recipes
 import Files
+import UserPaths
 
 /// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys) and/or a list of
 /// variants, repeated per seed. Every cell is a normal run directory `<out>/<variant><grid>/seed<k>`;
@@ -43,9 +44,12 @@ public struct Sweep: Sendable {
     }
 
     public static func load(_ path: String) throws -> Sweep {
-        guard FileManager.default.fileExists(atPath: path) else { throw RecipeError(origin: Origin(file: path), "sweep file not found") }
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let text: String
+        do { text = try UserFile.readText(path, maxBytes: YAMLLimits.standard.maxBytes, what: "sweep file") } catch let e as PathError {
+            throw RecipeError(origin: Origin(file: path), e.isNotFound ? "sweep file not found" : e.cause)
+        }
         let tree = try Tree.parse(text, file: path)
+        if case .null = tree { throw RecipeError(origin: Origin(file: path), "is empty; a sweep needs at least base: (the recipe every cell starts from)") }
         let r = try Reader(tree, path: "", origin: tree.origin)
         let defaultName = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try r.string("name", defaultName)
@@ -150,7 +154,7 @@ public struct Sweep: Sendable {
         let variant = variants.first { $0.name == cell.variant }!
         var t = variant.recipe ?? baseTree
         for (k, v) in set + cell.grid + variant.set + extra {
-            t = t.setting(k.split(separator: ".").map(String.init), to: substitute(v, cell))
+            t = t.setting(k.split(separator: ".").map(String.init), to: substitute(v, cell), origin: v.origin)
         }
         t = t.setting(["seed"], to: .scalar("\(cell.seed)", quoted: false, Origin(file: file)))
         t = t.setting(["name"], to: .scalar("\(name)-\(cell.variant)\(cell.gridSuffix)", quoted: true, Origin(file: file)))

@@ -36,12 +36,11 @@ struct Detect: ParsableCommand {
 
         func run() throws {
             let clock = ContinuousClock(), start = clock.now
-            let gt: COCODataset, detections: [DetectionResult]
-            do {
-                gt = try COCODataset.load(groundTruth)
+            let (gt, detections) = try guarded { () throws -> (COCODataset, [DetectionResult]) in
+                let gt = try COCODataset.load(groundTruth)
                 let loaded = try COCOResults.load(results, groundTruth: gt)
-                detections = mergeIoU.map { ClassAgnosticMerge.merge(loaded, iouThreshold: $0) } ?? loaded
-            } catch let e as DataError { throw ValidationError(e.description) }
+                return (gt, mergeIoU.map { ClassAgnosticMerge.merge(loaded, iouThreshold: $0) } ?? loaded)
+            }
             let loaded = clock.now
             let r = try COCOEval.evaluate(gt, detections, classAgnostic: classAgnostic)
             let readSeconds = (loaded - start) / .seconds(1), evalSeconds = (clock.now - loaded) / .seconds(1)

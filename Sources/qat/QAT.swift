@@ -8,6 +8,7 @@ import Datasets
 import Recipes
 import Training
 import Files
+import UserPaths
 
 @main
 struct QAT: ParsableCommand {
@@ -17,10 +18,19 @@ struct QAT: ParsableCommand {
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); GEMMs are split over them (OpenBLAS runs single-threaded inside).",
         subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self, PredictCommand.self])
 
-    /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the command.
+    /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the
+    /// command. Exit status: 0 done; 1 an error in an input (recipe, data, checkpoint, a path that
+    /// cannot be read or written) or in the run; 64 a bad flag (with the usage line); 130/143
+    /// interrupted by SIGINT/SIGTERM after saving. Foundation's file errors are printed with the path
+    /// and the cause (`PathError`).
     static func main() {
         BLASDispatch.reexecIfBetterKernelsExist()
-        main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+        } catch {
+            exit(withError: PathError.translating(error))
+        }
     }
 }
 
@@ -32,8 +42,8 @@ struct BenchCommand: ParsableCommand {
 
 /// `--reps` / `--threads` checks and report printing shared by the bench commands.
 func validateBench(reps: Int, threads: Int?) throws {
-    guard reps >= 1 else { throw ValidationError("--reps must be at least 1, got \(reps)") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    try FlagCheck.reps(reps)
+    try FlagCheck.threads(threads)
 }
 
 func printBench<R: Encodable>(_ report: R, json: Bool, text: (R) -> String) throws {
@@ -115,14 +125,14 @@ struct TrainStepCommand: ParsableCommand {
     func validate() throws {
         if let quant, TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
         guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
-        guard width > 0 else { throw ValidationError("--width must be positive, got \(width)") }
-        guard batch >= 1, reps >= 1 else { throw ValidationError("--batch and --reps must be at least 1") }
-        guard size >= 32 else { throw ValidationError("--size must be at least 32 (the backbones downsample 32x), got \(size)") }
+        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4] (the recipes' model.width range), got \(width)") }
+        try FlagCheck.reps(reps)
+        try FlagCheck.batch(batch, size: size, minSize: 32)
         let last = (size + 31) / 32
         guard batch * last * last >= 2 else {
             throw ValidationError("--batch \(batch) at --size \(size) leaves one value per channel at stride 32; BatchNorm needs two in training: use --batch 2 or --size 64")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        try FlagCheck.threads(threads)
     }
 
     func run() throws {
@@ -160,7 +170,9 @@ struct SummaryCommand: ParsableCommand {
         guard isRecipe || Backbones.names.contains(name) else {
             throw ValidationError("unknown model '\(name)'; choose one of \(Backbones.names.joined(separator: ", ")), or give a recipe file (.yaml)")
         }
-        guard width > 0, size >= 32, classes >= 0 else { throw ValidationError("--width must be > 0, --size >= 32, --classes >= 0") }
+        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4] (the recipes' model.width range), got \(width)") }
+        try FlagCheck.range("--size", size, 32...Cap.inputSize.max, Cap.inputSize.what)
+        try FlagCheck.range("--classes", classes, 0...100_000, "classifier outputs")
     }
 
     func run() throws {
@@ -204,8 +216,9 @@ struct QuantDemoCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard fp32Steps >= 1, qatSteps >= 0 else { throw ValidationError("--fp32-steps must be >= 1 and --qat-steps >= 0") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        try FlagCheck.range("--fp32-steps", fp32Steps, 1...1_000_000, "training steps")
+        try FlagCheck.range("--qat-steps", qatSteps, 0...1_000_000, "training steps")
+        try FlagCheck.threads(threads)
     }
 
     func run() throws {
@@ -228,11 +241,7 @@ struct QuantReportCommand: ParsableCommand {
     var checkpoint: String
 
     func run() throws {
-        do {
-            print(QuantReport(try Checkpoint.load(from: checkpoint)).format())
-        } catch let e as CheckpointError {
-            throw ValidationError(e.description)
-        }
+        try guarded { print(QuantReport(try Checkpoint.load(from: checkpoint)).format()) }
     }
 }
 
@@ -245,7 +254,11 @@ struct DataBenchCommand: ParsableCommand {
     var size = 256
 
     func validate() throws {
-        guard images >= 1, size >= 16 else { throw ValidationError("--images must be >= 1 and --size >= 16") }
+        try FlagCheck.range("--images", images, 1...10_000, "PNGs encoded and held in memory")
+        try FlagCheck.range("--size", size, 16...Cap.inputSize.max, Cap.inputSize.what)
+        guard images * size * size <= Cap.batchPixels else {
+            throw ValidationError("--images \(images) at --size \(size) is \(images * size * size) pixels, above the cap of \(Cap.batchPixels); use fewer --images or a smaller --size")
+        }
     }
 
     func run() throws {
@@ -288,17 +301,28 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Threads (overrides QAT_NUM_THREADS).")
     var threads: Int?
 
-    func run() throws {
-        if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }; Parallel.setThreads(threads) }
-        guard chipSize >= 8 else { throw ValidationError("--chip-size must be at least 8, got \(chipSize)") }
-        guard let mode = SyntheticAircraft.NoiseMode(rawValue: noiseMode) else {
-            throw ValidationError("--noise-mode must be symmetric or similar, got \(noiseMode)")
-        }
+    var config: SyntheticAircraft.Config {
         var c = SyntheticAircraft.Config()
-        c.images = images; c.size = size; c.seed = seed; c.imbalance = imbalance; c.labelNoise = labelNoise; c.noiseMode = mode
+        c.images = images; c.size = size; c.seed = seed; c.imbalance = imbalance; c.labelNoise = labelNoise
+        c.noiseMode = SyntheticAircraft.NoiseMode(rawValue: noiseMode) ?? .symmetric
         c.minLength = minLength ?? 16 * Double(size) / 256
         c.maxLength = maxLength ?? 64 * Double(size) / 256
-        do {
+        return c
+    }
+
+    /// Every flag, caps included, before the output folder exists.
+    func validate() throws {
+        try FlagCheck.threads(threads)
+        guard SyntheticAircraft.NoiseMode(rawValue: noiseMode) != nil else {
+            throw ValidationError("--noise-mode must be symmetric or similar, got \(noiseMode)")
+        }
+        try FlagCheck.synth(config, chipSize: chips ? chipSize : nil)
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreads(threads) }
+        let c = config
+        try guarded {
             // Written under a temporary name and renamed when complete: an interrupted run leaves no
             // half folder at --out, and the next run removes the temporary one (StagedFolder).
             try StagedFolder.create(out) { tmp in
@@ -313,8 +337,7 @@ struct SynthCommand: ParsableCommand {
                     }
                 }
             }
-        } catch let e as DataError { throw ValidationError(e.description) }
-        catch let e as FileError { throw ValidationError(e.kind == .notEmpty ? "--out \(e)" : e.description) }
+        }
     }
 }
 
@@ -325,7 +348,7 @@ struct StatsCommand: ParsableCommand {
     @Flag(help: "Skip invalid annotations (boxes outside images, unknown ids) and report them instead of failing.")
     var skipInvalid = false
     func run() throws {
-        do { print(try SyntheticAircraft.stats(dir, skipInvalid: skipInvalid)) } catch let e as DataError { throw ValidationError(e.description) }
+        try guarded { print(try SyntheticAircraft.stats(dir, skipInvalid: skipInvalid)) }
     }
 }
 
@@ -334,7 +357,7 @@ struct SheetCommand: ParsableCommand {
     @Option(help: "Output PNG.")
     var out = "docs/images/aircraft-types.png"
     func run() throws {
-        do { try ImageCodec.writePNG(SyntheticAircraft.sampleSheet(), to: out) } catch let e as DataError { throw ValidationError(e.description) }
+        try guarded { try ImageCodec.writePNG(SyntheticAircraft.sampleSheet(), to: out) }
         print("wrote \(out)")
     }
 }
@@ -351,8 +374,7 @@ struct ShowCommand: ParsableCommand {
     var scale = 2
     func run() throws {
         guard (1...8).contains(scale) else { throw ValidationError("--scale must be 1...8, got \(scale)") }
-        do { try ImageCodec.writePNG(try Draw.show(dir: dir, imageId: image, scale: scale), to: out) }
-        catch let e as DataError { throw ValidationError(e.description) }
+        try guarded { try ImageCodec.writePNG(try Draw.show(dir: dir, imageId: image, scale: scale), to: out) }
         print("wrote \(out)")
     }
 }

@@ -4,10 +4,12 @@ import Kernels
 import Recipes
 import Training
 import Files
+import UserPaths
 
-/// Prints a user error (recipe, data, checkpoint, run directory) and exits with status 1.
+/// Prints a user error (recipe, data, checkpoint, run directory, a path that cannot be read or
+/// written) and exits with status 1.
 func userError(_ e: Error) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(PathError.translating(e))\n".utf8))
     return ExitCode(1)
 }
 
@@ -51,6 +53,9 @@ struct TrainCommand: ParsableCommand {
             let setArgs = sets.map { " --set '\($0)'" }.joined()
             print("stopped at step \(step) (signal \(sig)); checkpoint saved. Resume with:\n  qat train \(recipe)\(setArgs) --run-dir \(runObj.dir) --resume")
             throw ExitCode(sig == SIGTERM ? 143 : 130)
+        case .alreadyFinished(let f):
+            print(String(format: "%@ is already finished (final.json): best %@ %.2f%% at step %d; nothing was run or written. "
+                         + "Start a new run without --resume, or evaluate it with: qat eval %@/checkpoints/best.h5", runObj.dir, f.metric, 100 * f.best, f.bestStep, runObj.dir))
         }
     }
 }

@@ -28,6 +28,9 @@ final class DOTATests: XCTestCase {
         XCTAssertTrue(e("\n1 2 3 4 5 6 7 x plane 0").contains("line 2: the first 8 fields must be numbers"))
         XCTAssertTrue(e("1 1 1 1 1 1 1 1 plane 0").contains("degenerate"))
         XCTAssertTrue(e("0 0 1 0 1 1 0 1 plane 7").contains("difficult must be 0, 1 or 2"))
+        // Found by fuzz/dota: finite corners whose box width overflows to infinity.
+        XCTAssertTrue(e("-1e308 0 1e308 0 1e308 10 -1e308 10 plane 0").contains("line 1: the corners are too far apart"))
+        XCTAssertTrue(e("0 -1e308 10 -1e308 10 1e308 0 1e308 plane").contains("too far apart"))
         XCTAssertThrowsError(try DOTALabel.load("/nonexistent/P1.txt")) { XCTAssertTrue("\($0)".contains("does not exist")) }
     }
 

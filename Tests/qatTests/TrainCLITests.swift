@@ -76,6 +76,14 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(o2.contains("step 40/40 loss") && !o2.contains("\r"), o2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/final.json"))
 
+        // Resuming the finished run runs nothing and appends no second final record.
+        let finishedMetrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        let (c8, o8, e8) = try runQAT(["train", r, "--run-dir", run, "--resume"])
+        XCTAssertEqual(c8, 0, e8)
+        XCTAssertTrue(o8.contains("is already finished (final.json)") && o8.contains("nothing was run or written"), o8)
+        XCTAssertEqual(try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8), finishedMetrics)
+        XCTAssertEqual(finishedMetrics.components(separatedBy: "\"type\":\"final\"").count, 2)
+
         let (c3, o3, e3) = try runQAT(["eval", run + "/checkpoints/best.h5", "--split", "val"])
         XCTAssertEqual(c3, 0, e3)
         XCTAssertTrue(o3.contains("macro accuracy") && o3.contains("narrowbody-twin"), o3)
