@@ -130,7 +130,7 @@ extension Recipe {
             public static var fields: [Field<Test>] {
                 [.double("score_threshold", \.scoreThreshold, min: 0, max: 1), .int("topk", \.topk, min: 1),
                  .double("nms_iou", \.nmsIoU, min: 0, max: 1), .int("max_detections", \.maxDetections, min: 1),
-                 .optInt("input_size", \.inputSize, min: 32, max: 4096)]
+                 .optInt("input_size", \.inputSize, min: 32, cap: .inputSize)]
             }
         }
     }
