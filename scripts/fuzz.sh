@@ -186,12 +186,21 @@ in_libhdf5() {
          on && /^ *#[0-9]+ / && /libhdf5/ {print "libhdf5"; exit}
          on && /^ *#[0-9]+ / && /\/Sources\/|\/fuzz\/|checkouts\/Yams|libswift/ {print "ours"; exit}' "$1" | grep -q libhdf5
 }
+# Runs a harness (arguments: the command), then removes its scratch folder (the HDF5 harnesses'
+# qat-fuzz-<target>-<pid>), which a crashed process leaves behind; returns the harness's status.
+run_harness() {
+    local pid status=0
+    QAT_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$@" &
+    pid=$!
+    wait $pid || status=$?
+    rm -rf /dev/shm/qat-fuzz-*-"$pid" "${TMPDIR:-/tmp}"/qat-fuzz-*-"$pid"
+    return $status
+}
 # Whether an input that timed out runs within the timeout in one of three reruns on its own.
 reproduces_quickly() {
     local k
     for k in 1 2 3; do
-        QAT_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
-            "$OUT/bin/$1" -timeout=5 "$2" > /dev/null 2>&1 && return 0
+        ASAN_OPTIONS=detect_leaks=0 run_harness "$OUT/bin/$1" -timeout=5 "$2" > /dev/null 2>&1 && return 0
     done
     return 1
 }
@@ -219,8 +228,8 @@ for t in "${TARGETS[@]}"; do
         # full malloc stacks for the suppressions (libhdf5 has no frame pointers).
         asan=detect_leaks=1
         case $t in checkpoint|hdf5_chips) asan=$asan:fast_unwind_on_malloc=0 ;; esac
-        QAT_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=$asan LSAN_OPTIONS=suppressions=fuzz/lsan.supp \
-            "$OUT/bin/$t" "${limit[@]}" -max_len="$(maxlen "$t")" -timeout=5 -detect_leaks=1 -print_final_stats=1 \
+        ASAN_OPTIONS=$asan LSAN_OPTIONS=suppressions=fuzz/lsan.supp \
+            run_harness "$OUT/bin/$t" "${limit[@]}" -max_len="$(maxlen "$t")" -timeout=5 -detect_leaks=1 -print_final_stats=1 \
             -artifact_prefix="$OUT/$t-" "${dict[@]}" "$OUT/corpus/$t" "fuzz/corpus/$t" > "$OUT/$t.run.log" 2>&1 || true
         cat "$OUT/$t.run.log" >> "$OUT/$t.log"
         n=$(awk '/stat::number_of_executed_units/ {print $2}' "$OUT/$t.run.log" | tail -1)
