@@ -60,8 +60,8 @@ public struct DOTALabel: Sendable, Equatable {
             }
             let o = Object(corners: nums.map { $0! }, category: String(f[8]), difficult: difficult, line: n + 1)
             let b = o.bbox
-            // Finite corners can still be so far apart that the width overflows to infinity (found by
-            // fuzz/dota: -1e308 and 1e308); such a box would poison every IoU and loss downstream.
+            // Finite corners can still be so far apart that the width overflows to infinity (-1e308 and
+            // 1e308; fuzz/dota checks it); such a box would poison every IoU and loss downstream.
             guard b[2].isFinite, b[3].isFinite else {
                 throw DataError(file: file, "line \(n + 1): the corners are too far apart for a box (its width or height overflows): \(line)")
             }
