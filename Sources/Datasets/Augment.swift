@@ -90,16 +90,16 @@ public enum Augment {
         let t = Tiling.Tile(x: x, y: y, width: width, height: height, objects: [])
         var out = s
         out.image = Tiling.crop(s.image, t)
-        out.boxes = []; out.labels = []; out.ignoreBoxes = []
+        out.boxes = []; out.labels = []; out.ignoreBoxes = []; out.cleanLabels = s.cleanLabels == nil ? nil : []
         let X = Double(x), Y = Double(y), X1 = Double(x + width), Y1 = Double(y + height)
         func clipped(_ b: [Double]) -> [Double]? {
             let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)
             return x1 > x0 && y1 > y0 ? [x0 - X, y0 - Y, x1 - x0, y1 - y0] : nil
         }
-        for (b, l) in zip(s.boxes, s.labels) {
+        for (k, (b, l)) in zip(s.boxes, s.labels).enumerated() {
             guard let c = clipped(b) else { continue }
             if c[2] >= 1, c[3] >= 1, c[2] * c[3] >= minVisible * b[2] * b[3] {
-                out.boxes.append(c); out.labels.append(l)
+                out.boxes.append(c); out.labels.append(l); out.cleanLabels?.append(s.cleanLabels![k])
             } else {
                 out.ignoreBoxes.append(c)
             }
@@ -114,13 +114,15 @@ public enum Augment {
     /// are dropped, uncounted, only when nothing of them is left inside.
     public static func clip(_ s: Sample, x: Int, y: Int, width: Int, height: Int, minSize: Double = 1) -> (sample: Sample, dropped: Int) {
         var out = s
-        out.boxes = []; out.labels = []; out.ignoreBoxes = []
+        out.boxes = []; out.labels = []; out.ignoreBoxes = []; out.cleanLabels = s.cleanLabels == nil ? nil : []
         out.boxes.reserveCapacity(s.boxes.count); out.labels.reserveCapacity(s.labels.count)
         let X = Double(x), Y = Double(y), X1 = Double(x + width), Y1 = Double(y + height)
         var dropped = 0
-        for (b, l) in zip(s.boxes, s.labels) {
+        for (k, (b, l)) in zip(s.boxes, s.labels).enumerated() {
             let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)
-            if x1 - x0 >= minSize, y1 - y0 >= minSize { out.boxes.append([x0, y0, x1 - x0, y1 - y0]); out.labels.append(l) } else { dropped += 1 }
+            if x1 - x0 >= minSize, y1 - y0 >= minSize {
+                out.boxes.append([x0, y0, x1 - x0, y1 - y0]); out.labels.append(l); out.cleanLabels?.append(s.cleanLabels![k])
+            } else { dropped += 1 }
         }
         for b in s.ignoreBoxes {
             let x0 = max(b[0], X), y0 = max(b[1], Y), x1 = min(b[0] + b[2], X1), y1 = min(b[1] + b[3], Y1)

@@ -17,6 +17,8 @@ public struct Batch: @unchecked Sendable {
     public var boxes: [[[Double]]]
     /// Per image: one 0-based category index per box.
     public var labels: [[Int]]
+    /// Per image: the true label of each box when the source knows it (`Sample.cleanLabels`), else nil.
+    public var cleanLabels: [[Int]?] = []
     /// Per image: ignore regions [x, y, w, h] in input pixels (see `Sample.ignoreBoxes`).
     public var ignoreBoxes: [[[Double]]]
     /// Per image: the source's image id (COCO image id, DOTA patch index; the sample index when the
@@ -79,7 +81,7 @@ public final class Loader: @unchecked Sendable {
     public func makeBatch(epoch: Int, indices: [Int]) throws -> Batch {
         let c = config.channels, s = config.size
         let buf = FloatBuffer(count: indices.count * c * s * s)
-        var boxes: [[[Double]]] = [], labels: [[Int]] = [], ignore: [[[Double]]] = []
+        var boxes: [[[Double]]] = [], labels: [[Int]] = [], ignore: [[[Double]]] = [], clean: [[Int]?] = []
         var ids: [Int] = [], maps: [Letterbox] = [], dropped = 0
         for (b, idx) in indices.enumerated() {
             var sample = try source.sample(idx)
@@ -98,10 +100,10 @@ public final class Loader: @unchecked Sendable {
                 let dst = buf.pointer + (b * c + k) * s * s
                 for i in 0..<(s * s) { dst[i] = (Float(px[i * c + k]) - m) * inv }
             }
-            boxes.append(lb.boxes); labels.append(lb.labels); ignore.append(lb.ignoreBoxes)
+            boxes.append(lb.boxes); labels.append(lb.labels); ignore.append(lb.ignoreBoxes); clean.append(lb.cleanLabels)
             ids.append(lb.imageId ?? idx); maps.append(m); dropped += lost
         }
-        return Batch(images: buf, shape: [indices.count, c, s, s], boxes: boxes, labels: labels, ignoreBoxes: ignore,
+        return Batch(images: buf, shape: [indices.count, c, s, s], boxes: boxes, labels: labels, cleanLabels: clean, ignoreBoxes: ignore,
                      imageIds: ids, letterboxes: maps, droppedBoxes: dropped, indices: indices)
     }
 

@@ -12,6 +12,10 @@ public struct Sample: Sendable, Equatable {
     /// The source's id for the image (COCO image id, DOTA patch index), so predictions can be written
     /// against it; nil when the source has none (the loader then uses the sample index).
     public var imageId: Int?
+    /// The true label of each box when the source knows it (the synthetic benchmark's
+    /// `clean_category_id` under injected label noise), else nil. Never used for training: it scores
+    /// how well a noise-robust detector flags the wrong labels.
+    public var cleanLabels: [Int]?
 
     public init(image: Image, boxes: [[Double]] = [], labels: [Int] = [], ignoreBoxes: [[Double]] = [], imageId: Int? = nil) {
         precondition(boxes.count == labels.count, "Sample: \(boxes.count) boxes but \(labels.count) labels")

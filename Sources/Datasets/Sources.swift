@@ -51,10 +51,17 @@ public struct COCOSource: SampleSource {
             throw DataError(file: root + "/images/" + info.fileName, "is \(img.width)x\(img.height) but the annotations say \(info.width)x\(info.height)")
         }
         var s = Sample(image: img, imageId: info.id)
+        var clean: [Int] = [], knowsClean = false
         for k in annotationsOfImage[i] {
             let a = dataset.annotations[k]
-            if a.isIgnored { s.ignoreBoxes.append(a.bbox) } else { s.boxes.append(a.bbox); s.labels.append(categoryIndex[a.categoryId]!) }
+            if a.isIgnored { s.ignoreBoxes.append(a.bbox) } else {
+                s.boxes.append(a.bbox); s.labels.append(categoryIndex[a.categoryId]!)
+                // COCODataset validated clean_category_id against the categories.
+                clean.append(categoryIndex[a.cleanCategoryId ?? a.categoryId]!)
+                knowsClean = knowsClean || a.cleanCategoryId != nil
+            }
         }
+        if knowsClean { s.cleanLabels = clean }
         return s
     }
 }

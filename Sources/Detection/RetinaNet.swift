@@ -56,7 +56,8 @@ public struct DetectionTarget: Sendable, Equatable {
 /// classification and regression heads over every level; anchors matched by IoU; sigmoid focal loss
 /// summed over non-ignored anchors and L1 (or smooth-L1 / GIoU) over foreground anchors, each divided by
 /// the image's foreground count and averaged over the batch (torchvision's `compute_loss`).
-public final class RetinaNet: Module {
+public final class RetinaNet: Module, Detector {
+    public static let topLevelModules = ["backbone", "fpn", "classificationHead", "regressionHead"]
     public let backbone: any Backbone
     public let fpn: FPN
     public let classificationHead: RetinaHeadBranch
@@ -123,53 +124,18 @@ public final class RetinaNet: Module {
             precondition(t.labels.allSatisfy { $0 >= 0 && $0 < k }, "RetinaNet.losses: a label outside 0..<\(k)")
         }
         let matches = targets.map { matcher.match(anchors: anchors.boxes, gtBoxes: $0.boxes, ignoreRegions: $0.ignoreRegions) }
-        // Per-anchor weights carry torchvision's normalisation: sum over the image's valid anchors,
-        // divided by max(1, its foreground count), averaged over the images.
-        let classTargets = Tensor.zeros([n, a, k]), anchorWeights = Tensor.zeros([n, a, 1])
-        var fgRows: [Int] = [], fgBoxes: [Float] = [], fgAnchors: [Float] = [], rowWeights: [Float] = []
-        for (i, m) in matches.enumerated() {
-            let foreground = m.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
-            let w = 1 / (Float(max(1, foreground)) * Float(n))
-            let ct = classTargets.pointer + i * a * k, aw = anchorWeights.pointer + i * a
-            for j in 0..<a {
-                let g = m[j]
-                if g != Matcher.betweenThresholds { aw[j] = w }
-                guard g >= 0 else { continue }
-                ct[j * k + targets[i].labels[g]] = 1
-                fgRows.append(i * a + j)
-                fgBoxes += targets[i].boxes.coords[(4 * g)..<(4 * g + 4)]
-                fgAnchors += anchors.boxes.coords[(4 * j)..<(4 * j + 4)]
-                rowWeights.append(w * config.regressionWeight)
-            }
-        }
+        let t = AnchorTargets(matches: matches, anchors: anchors, targets: targets)
+        let classTargets = Tensor.zeros([n, a, k])
+        for (r, (i, g)) in zip(t.rows, zip(t.image, t.gt)) { classTargets.pointer[r * k + targets[i].labels[g]] = 1 }
         let focal = sigmoidFocalLoss(logits, targets: classTargets, alpha: config.focalAlpha, gamma: config.focalGamma)
-        let classification = (focal * anchorWeights).sum()
-        let boxLoss: Tensor
-        if fgRows.isEmpty {
-            boxLoss = (regression * 0).sum()
-        } else {
-            let f = fgRows.count
-            let pred = regression.reshaped([n * a, 4]).indexSelect(axis: 0, indices: fgRows)
-            let weights = Tensor(shape: [f, 1], scalars: rowWeights)
-            let gt = XYXYBoxes(coords: fgBoxes), anchorBoxes = XYXYBoxes(coords: fgAnchors)
-            switch config.regression {
-            case .l1:
-                let target = Tensor(shape: [f, 4], scalars: boxCoder.encode(gt, anchors: anchorBoxes))
-                boxLoss = ((pred - target).abs() * weights).sum()
-            case .smoothL1:
-                let target = Tensor(shape: [f, 4], scalars: boxCoder.encode(gt, anchors: anchorBoxes))
-                boxLoss = (Loss.smoothL1(pred, target, beta: config.smoothL1Beta, reduction: .none) * weights).sum()
-            case .giou:
-                let decoded = boxCoder.decode(pred, anchors: anchorBoxes)
-                let giou = generalizedIoULoss(decoded, Tensor(shape: [f, 4], scalars: fgBoxes))
-                boxLoss = (giou * weights.reshaped([f])).sum()
-            }
-        }
+        let classification = (focal * Tensor(shape: [n, a, 1], scalars: t.anchorWeights)).sum()
+        let boxLoss = t.regressionLoss(regression, kind: config.regression, boxCoder: boxCoder, smoothL1Beta: config.smoothL1Beta,
+                                       weight: config.regressionWeight)
         return ["classification": classification, "bbox_regression": boxLoss]
     }
 
     /// Detections per image (boxes in input pixels, clipped to `imageSizes` or the input size), outside the tape.
-    public func detect(_ images: Tensor, imageSizes: [(height: Int, width: Int)]? = nil) -> [Detections] {
+    public func detect(_ images: Tensor, imageSizes: [(height: Int, width: Int)]?) -> [Detections] {
         let sizes = imageSizes ?? Array(repeating: (height: images.shape[2], width: images.shape[3]), count: images.shape[0])
         return noGrad {
             let h = headOutputs(images)

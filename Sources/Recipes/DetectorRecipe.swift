@@ -10,12 +10,42 @@ extension Recipe {
         public var matcher = Matcher()
         public var loss = Loss()
         public var test = Test()
+        /// `retinanet`: one sigmoid per type at every anchor (the baseline); `decoupled`: the thesis'
+        /// design, a class-agnostic foreground head plus a fine-grained type module on RoI features.
+        public var design = "retinanet"
+        public var objectness = Objectness()
+        public var assigner = Assigner()
+        public var fineGrained = FineGrained()
+        public var typeLoss = TypeLoss()
+        public var support = Support()
+        public var labelNoise = LabelNoise()
         public init() {}
         public static var fields: [Field<Detector>] {
             [.section("fpn", \.fpn), .section("head", \.head), .section("anchors", \.anchors), .section("matcher", \.matcher),
-             .section("loss", \.loss), .section("test", \.test)]
+             .section("loss", \.loss), .section("test", \.test), .choice("design", \.design, ["retinanet", "decoupled"]),
+             .section("objectness", \.objectness), .section("assigner", \.assigner), .section("fine_grained", \.fineGrained),
+             .section("type_loss", \.typeLoss), .section("support", \.support), .section("label_noise", \.labelNoise)]
         }
         public func check(_ r: Reader, _ context: RecipeContext) throws {
+            // The thesis' components act on the decoupled design's heads; a baseline recipe that sets one
+            // would silently train without it.
+            if design == "retinanet" {
+                let thesisOnly: [(String, String, Bool)] = [
+                    ("objectness", "loss", objectness.loss != "focal"), ("assigner", "name", assigner.name != "iou"),
+                    ("type_loss", "name", typeLoss.name != "ce"), ("support", "weight", support.weight != 0),
+                    ("label_noise", "method", labelNoise.method != "none")]
+                for (section, key, set) in thesisOnly where set {
+                    let node = try r.sub(section).value(key)
+                    throw RecipeError(origin: node?.origin ?? r.tree?.origin, key: r.full(section + "." + key),
+                                      "acts on the decoupled design's heads; set detector.design: decoupled, or remove it for the RetinaNet baseline")
+                }
+            }
+            // Soft bootstrapping mixes the softmax prediction into a cross-entropy target.
+            if labelNoise.method == "bootstrap" && typeLoss.name != "ce" {
+                let node = try r.sub("label_noise").value("method")
+                throw RecipeError(origin: node?.origin ?? r.tree?.origin, key: r.full("label_noise.method"),
+                                  "bootstrap rewrites the cross-entropy target and works with type_loss.name: ce only (got \(typeLoss.name)); use small_loss with the other type losses")
+            }
             // One anchor size per pyramid level (torchvision's AnchorGenerator asserts the same).
             if anchors.sizes.count != fpn.levels.count {
                 let node = try r.sub("anchors").value("sizes")
@@ -131,6 +161,117 @@ extension Recipe {
                 [.double("score_threshold", \.scoreThreshold, min: 0, max: 1), .int("topk", \.topk, min: 1),
                  .double("nms_iou", \.nmsIoU, min: 0, max: 1), .int("max_detections", \.maxDetections, min: 1),
                  .optInt("input_size", \.inputSize, min: 32, cap: .inputSize)]
+            }
+        }
+        /// The decoupled design's foreground/background loss on every anchor: `focal` (RetinaNet),
+        /// `qfl` (Quality Focal Loss, GFL: the target is the IoU of the predicted box), `vfl`
+        /// (Varifocal, VFNet), or the hard-example baselines `ohem` (BCE on the positives and the
+        /// hardest negatives at `ohem_ratio`:1) and `ghmc` (gradient-harmonized BCE).
+        public struct Objectness: RecipeSection {
+            public var loss = "focal"
+            public var qflBeta = 2.0
+            public var vflAlpha = 0.75, vflGamma = 2.0
+            public var ohemRatio = 3.0
+            public var ghmBins = 10, ghmMomentum = 0.75
+            public init() {}
+            public static var fields: [Field<Objectness>] {
+                [.choice("loss", \.loss, ["focal", "qfl", "vfl", "ohem", "ghmc"]), .double("qfl_beta", \.qflBeta, min: 0),
+                 .double("vfl_alpha", \.vflAlpha, min: 0), .double("vfl_gamma", \.vflGamma, min: 0), .double("ohem_ratio", \.ohemRatio, min: 0),
+                 .int("ghm_bins", \.ghmBins, min: 1, max: 1000), .double("ghm_momentum", \.ghmMomentum, min: 0, max: 1)]
+            }
+        }
+
+        /// Which anchors are foreground (decoupled design): `iou` (the `matcher` section's thresholds)
+        /// or `atss` (Zhang et al. 2020: the `atss_topk` anchors per level nearest each box's centre,
+        /// IoU threshold mean + std of theirs). Never uses the type label.
+        public struct Assigner: RecipeSection {
+            public var name = "iou"
+            public var atssTopk = 9
+            public init() {}
+            public static var fields: [Field<Assigner>] {
+                [.choice("name", \.name, ["iou", "atss"]), .int("atss_topk", \.atssTopk, min: 1, max: 1000)]
+            }
+        }
+
+        /// The fine-grained type module (decoupled design): RoIAlign (`pool` x `pool`, `sampling_ratio`)
+        /// from the FPN level a box's size selects (level = floor(canonical_level + log2(sqrt(wh) /
+        /// canonical_size)), clamped to the levels up to P5), `convs` 3x3 conv + ReLU, a `hidden`-wide
+        /// ReLU layer and a linear type classifier. Trained on each ground-truth box and the predicted
+        /// boxes of up to `rois_per_box` of its foreground anchors; at test time run on the kept boxes,
+        /// each giving its `types_per_box` best types scored p(foreground) x p(type).
+        public struct FineGrained: RecipeSection {
+            public var pool = 7
+            public var samplingRatio = 2
+            public var convs = 1
+            public var hidden = 128
+            public var canonicalSize = 64.0
+            public var canonicalLevel = 4
+            public var roisPerBox = 4
+            public var typesPerBox = 3
+            public var lossWeight = 1.0
+            public init() {}
+            public static var fields: [Field<FineGrained>] {
+                [.int("pool", \.pool, min: 1, max: 32), .int("sampling_ratio", \.samplingRatio, min: 0, max: 16),
+                 .int("convs", \.convs, min: 0, max: 8), .int("hidden", \.hidden, min: 1, cap: .fpnChannels),
+                 .double("canonical_size", \.canonicalSize, min: 1), .int("canonical_level", \.canonicalLevel, min: 1, max: 8),
+                 .int("rois_per_box", \.roisPerBox, min: 0, max: 64), .int("types_per_box", \.typesPerBox, min: 1, max: 1000),
+                 .double("loss_weight", \.lossWeight, min: 0)]
+            }
+        }
+
+        /// The fine-grained module's type loss, for the long tail: `ce` (softmax cross-entropy),
+        /// `class_weighted` (cross-entropy weighted by the effective number of samples, Cui et al. 2019,
+        /// `beta`), `eql` (softmax equalization loss: types rarer than `eql_lambda` (share of training
+        /// boxes) leave the softmax of other types' samples with probability `eql_gamma`, so those
+        /// negative gradients are stopped), `eqlv2` (gradient-balanced, `eqlv2_gamma`, `eqlv2_mu`,
+        /// `eqlv2_alpha`), `seesaw` (`seesaw_p`, `seesaw_q`). Frequencies come from the training annotations.
+        public struct TypeLoss: RecipeSection {
+            public var name = "ce"
+            public var beta = 0.999
+            public var eqlLambda = 0.05, eqlGamma = 0.9
+            public var eqlv2Gamma = 12.0, eqlv2Mu = 0.8, eqlv2Alpha = 4.0
+            public var seesawP = 0.8, seesawQ = 2.0
+            public init() {}
+            public static var fields: [Field<TypeLoss>] {
+                [.choice("name", \.name, ["ce", "class_weighted", "eql", "eqlv2", "seesaw"]), .double("beta", \.beta, min: 0, max: 1),
+                 .double("eql_lambda", \.eqlLambda, min: 0, max: 1), .double("eql_gamma", \.eqlGamma, min: 0, max: 1), .double("eqlv2_gamma", \.eqlv2Gamma, min: 0),
+                 .double("eqlv2_mu", \.eqlv2Mu, min: 0, max: 1), .double("eqlv2_alpha", \.eqlv2Alpha, min: 0),
+                 .double("seesaw_p", \.seesawP, min: 0), .double("seesaw_q", \.seesawQ, min: 0)]
+            }
+        }
+
+        /// Hard-sample focusing with support samples (the thesis, after SVM theory: only samples inside
+        /// the margin shape the boundary): every step, the samples whose logit margin is below `margin`
+        /// (type: true-type logit minus the strongest other; foreground: y * logit) get an extra hinge
+        /// loss `weight * mean(margin - their margin)`. Off when `weight` is 0.
+        public struct Support: RecipeSection {
+            public var weight = 0.0
+            public var margin = 1.0
+            public init() {}
+            public static var fields: [Field<Support>] {
+                [.double("weight", \.weight, min: 0), .double("margin", \.margin, min: 0)]
+            }
+        }
+
+        /// Robustness of the type targets to wrong labels (decoupled design; the foreground head never
+        /// sees a type label): `none`, `bootstrap` (soft bootstrapping, Reed et al. 2015: target =
+        /// `bootstrap_beta` * label + (1 - beta) * the module's own prediction) or `small_loss` (the
+        /// `small_loss_rate` share of ground-truth boxes with the largest type loss in a batch is left
+        /// out, ramped in over `warmup_steps`, co-teaching's selection). A training label is flagged as
+        /// wrong when the module's most probable type on the box differs from it by at least
+        /// `flag_margin` in probability (reported as noise_flag_precision / recall where the data knows
+        /// the true labels).
+        public struct LabelNoise: RecipeSection {
+            public var method = "none"
+            public var bootstrapBeta = 0.8
+            public var smallLossRate = 0.2
+            public var warmupSteps = 500
+            public var flagMargin = 0.0
+            public init() {}
+            public static var fields: [Field<LabelNoise>] {
+                [.choice("method", \.method, ["none", "bootstrap", "small_loss"]), .double("bootstrap_beta", \.bootstrapBeta, min: 0, max: 1),
+                 .double("small_loss_rate", \.smallLossRate, min: 0, max: 0.95), .int("warmup_steps", \.warmupSteps, min: 0),
+                 .double("flag_margin", \.flagMargin, min: 0, max: 1)]
             }
         }
     }

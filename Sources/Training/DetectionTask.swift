@@ -35,8 +35,10 @@ public final class DetectionTask: TrainingTask {
     public var trainCount: Int { data.train.count }
     public var dataRoot: String { data.root }
 
-    /// The detector a recipe describes, for `classes` classes.
-    public static func makeDetector(_ r: Recipe, classes: Int, rng: inout RNG) throws -> RetinaNet {
+    /// The detector a recipe describes, for `classes` classes: `detector.design` retinanet (the
+    /// baseline) or decoupled (the thesis' design). `typeCounts` (training boxes per class) feed the
+    /// decoupled design's long-tail type losses; evaluation and prediction need none.
+    public static func makeDetector(_ r: Recipe, classes: Int, typeCounts: [Int] = [], rng: inout RNG) throws -> any Detector {
         let d = r.detector
         var c = RetinaNetConfig(numClasses: classes)
         c.fpnChannels = d.fpn.channels; c.levels = d.fpn.levels
@@ -55,16 +57,53 @@ public final class DetectionTask: TrainingTask {
         c.maxDetections = d.test.maxDetections
         do {
             let backbone = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: nil, rng: &rng)
-            return try RetinaNet(backbone: backbone, config: c, rng: &rng)
-        } catch { throw TrainingError("detector: \(error)") }
+            guard d.design == "decoupled" else { return try RetinaNet(backbone: backbone, config: c, rng: &rng) }
+            return try DecoupledRetinaNet(backbone: backbone, config: try decoupledConfig(d, base: c, typeCounts: typeCounts), rng: &rng)
+        } catch let e as TrainingError { throw e } catch { throw TrainingError("detector: \(error)") }
     }
 
-    public func makeModel(rng: inout RNG) throws -> Module { try DetectionTask.makeDetector(recipe, classes: classes.count, rng: &rng) }
+    /// The recipe's thesis switches (`detector.objectness`, `assigner`, `fine_grained`, `type_loss`,
+    /// `support`, `label_noise`); the recipe reader has already checked every value's range and choice.
+    static func decoupledConfig(_ d: Recipe.Detector, base: RetinaNetConfig, typeCounts: [Int]) throws -> DecoupledConfig {
+        func choice<T: RawRepresentable>(_ key: String, _ v: String) throws -> T where T.RawValue == String {
+            guard let x = T(rawValue: v) else { throw TrainingError("detector.\(key): '\(v)' is not supported") }
+            return x
+        }
+        var c = DecoupledConfig(base: base)
+        c.objectness = try choice("objectness.loss", d.objectness.loss)
+        c.qflBeta = Float(d.objectness.qflBeta); c.vflAlpha = Float(d.objectness.vflAlpha); c.vflGamma = Float(d.objectness.vflGamma)
+        c.ohemRatio = Float(d.objectness.ohemRatio); c.ghmBins = d.objectness.ghmBins; c.ghmMomentum = Float(d.objectness.ghmMomentum)
+        c.assigner = try choice("assigner.name", d.assigner.name); c.atssTopk = d.assigner.atssTopk
+        let f = d.fineGrained
+        c.pool = f.pool; c.samplingRatio = f.samplingRatio; c.fineConvs = f.convs; c.fineHidden = f.hidden
+        c.canonicalSize = f.canonicalSize; c.canonicalLevel = f.canonicalLevel
+        c.roisPerBox = f.roisPerBox; c.typesPerBox = f.typesPerBox; c.typeLossWeight = Float(f.lossWeight)
+        let t = d.typeLoss
+        c.typeLoss = try choice("type_loss.name", t.name); c.classWeightBeta = Float(t.beta); c.eqlLambda = Float(t.eqlLambda); c.eqlGamma = Float(t.eqlGamma)
+        c.eqlv2Gamma = Float(t.eqlv2Gamma); c.eqlv2Mu = Float(t.eqlv2Mu); c.eqlv2Alpha = Float(t.eqlv2Alpha)
+        c.seesawP = Float(t.seesawP); c.seesawQ = Float(t.seesawQ)
+        c.typeCounts = typeCounts
+        c.supportWeight = Float(d.support.weight); c.supportMargin = Float(d.support.margin)
+        let n = d.labelNoise
+        c.labelNoise = try choice("label_noise.method", n.method); c.bootstrapBeta = Float(n.bootstrapBeta)
+        c.smallLossRate = Float(n.smallLossRate); c.noiseWarmupSteps = n.warmupSteps
+        return c
+    }
+
+    /// Training boxes per class (crowd and ignore regions left out), in label order.
+    var trainTypeCounts: [Int] {
+        let gt = data.groundTruth("train")
+        var count: [Int: Int] = [:]
+        for a in gt.annotations where (a.iscrowd ?? 0) == 0 && (a.ignore ?? 0) == 0 { count[a.categoryId, default: 0] += 1 }
+        return data.categoryIds.map { count[$0] ?? 0 }
+    }
+
+    public func makeModel(rng: inout RNG) throws -> Module { try DetectionTask.makeDetector(recipe, classes: classes.count, typeCounts: trainTypeCounts, rng: &rng) }
 
     public func trainOrder(epoch: Int) -> [Int] { trainLoader.order(epoch: epoch) }
 
-    static func detector(_ model: Module) -> RetinaNet {
-        guard let d = model as? RetinaNet else { preconditionFailure("DetectionTask: the model is a \(type(of: model)), not a detector") }
+    static func detector(_ model: Module) -> any Detector {
+        guard let d = model as? any Detector else { preconditionFailure("DetectionTask: the model is a \(type(of: model)), not a detector") }
         return d
     }
 
@@ -131,6 +170,16 @@ public final class DetectionTask: TrainingTask {
         for (name, v) in zip(DetectionTask.statNames, coco.stats) { values[name] = v }
         values["agnostic_map50"] = agnostic.stats[1]
         values["agnostic_map"] = agnostic.stats[0]
+        if let m = model as? any TypeClassifier {
+            var c = loaderConfig(recipe, batch: recipe.eval.batch, train: false)
+            c.size = recipe.data.inputSize
+            if let audit = try LabelAudit.run(m, source: data.train, config: c, margin: Float(recipe.detector.labelNoise.flagMargin)) {
+                values["noise_flag_precision"] = audit.precision
+                values["noise_flag_recall"] = audit.recall
+                values["noise_wrong_labels"] = Double(audit.wrong)
+                values["noise_flagged"] = Double(audit.flagged)
+            }
+        }
         let byId = Dictionary(uniqueKeysWithValues: coco.perClass.map { ($0.categoryId, $0) })
         let count = data.categoryIds.map { id in gt.annotations.filter { $0.categoryId == id && ($0.iscrowd ?? 0) == 0 }.count }
         return TaskMetrics(split: split, samples: gt.images.count, values: values,
@@ -210,7 +259,7 @@ public final class DetectionTask: TrainingTask {
     /// A classifier checkpoint initialises the backbone (its classifier is left out); a detector
     /// checkpoint loads as it is.
     public func initPath(forCheckpointPath path: String) -> String? {
-        if ["backbone.", "fpn.", "classificationHead.", "regressionHead."].contains(where: path.hasPrefix) { return path }
+        if (RetinaNet.topLevelModules + DecoupledRetinaNet.topLevelModules).contains(where: { path.hasPrefix($0 + ".") }) { return path }
         if path.hasPrefix("classifier") || path.hasPrefix("fc.") { return nil }
         return "backbone." + path
     }

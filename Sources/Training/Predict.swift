@@ -108,7 +108,7 @@ public enum Prediction {
     }
 
     /// The detector of a checkpoint written by `qat train` on a detection recipe (quantized if it was).
-    static func loadDetector(_ path: String) throws -> (RetinaNet, Recipe, [String]) {
+    static func loadDetector(_ path: String) throws -> (any Detector, Recipe, [String]) {
         let c = try TrainingRun.loadCheckpoint(path)   // missing files and folders are named there
         let recipe: Recipe
         do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(error)") }

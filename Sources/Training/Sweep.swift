@@ -4,14 +4,19 @@ import Recipes
 import Files
 import UserPaths
 
-/// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys) and/or a list of
+/// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys; a variant may give
+/// its own `grid:` instead, e.g. a baseline at one point only) and/or a list of
 /// variants, repeated per seed. Every cell is a normal run directory `<out>/<variant><grid>/seed<k>`;
 /// cells with a `final.json` are skipped, so rerunning a sweep continues it. Values in `set` maps may
 /// use `{seed}`, `{out}` (the sweep folder) and `{grid}` (the cell's grid suffix), e.g. to start a QAT
 /// cell from the FP32 cell of the same seed. Or, with `evolve:`, a genetic hyperparameter search.
 public struct Sweep: Sendable {
     /// A variant: overrides, and optionally its own recipe file replacing the sweep's base.
-    public struct Variant: Sendable { public var name: String; public var set: [(String, Tree)]; public var recipe: Tree? = nil }
+    public struct Variant: Sendable {
+        public var name: String; public var set: [(String, Tree)]; public var recipe: Tree? = nil
+        /// The variant's own grid, replacing the sweep's (a baseline run at one point only); nil: the sweep's.
+        public var grid: [(key: String, values: [Tree])]? = nil
+    }
     public struct Evolve: Sendable {
         public var generations: Int
         public var metric: String
@@ -68,11 +73,15 @@ public struct Sweep: Sendable {
             return m
         }
         let set = try pairs(r.value("set"), key: "set")
-        var grid: [(String, [Tree])] = []
-        for (k, v) in try pairs(r.value("grid"), key: "grid") {
-            guard case .seq(let items, _) = v, !items.isEmpty else { throw RecipeError(origin: v.origin, key: "grid.\(k)", "expected a non-empty list of values") }
-            grid.append((k, items))
+        func gridPairs(_ t: Tree?, key: String) throws -> [(String, [Tree])] {
+            var grid: [(String, [Tree])] = []
+            for (k, v) in try pairs(t, key: key) {
+                guard case .seq(let items, _) = v, !items.isEmpty else { throw RecipeError(origin: v.origin, key: "\(key).\(k)", "expected a non-empty list of values") }
+                grid.append((k, items))
+            }
+            return grid
         }
+        let grid = try gridPairs(r.value("grid"), key: "grid")
         var variants: [Variant] = []
         for (i, item) in (try r.list("variants") ?? []).enumerated() {
             let vr = try Reader(item, path: "variants[\(i)]", origin: item.origin)
@@ -84,7 +93,9 @@ public struct Sweep: Sendable {
             if let rel = try vr.optString("recipe") {
                 own = try Recipe.loadTree(path: rel.hasPrefix("/") ? rel : (dir.isEmpty ? rel : dir + "/" + rel))
             }
-            variants.append(Variant(name: vname, set: try pairs(vr.value("set"), key: "variants[\(i)].set"), recipe: own))
+            let ownGrid = vr.value("grid") == nil ? nil : try gridPairs(vr.value("grid"), key: "variants[\(i)].grid")
+            variants.append(Variant(name: vname, set: try pairs(vr.value("set"), key: "variants[\(i)].set"), recipe: own,
+                                    grid: ownGrid.map { $0.map { (key: $0.0, values: $0.1) } }))
             try vr.finish()
         }
         var evolve: Evolve? = nil
@@ -118,10 +129,10 @@ public struct Sweep: Sendable {
     /// Cells in run order: variant, then grid combination, then seed. Variants listed first run first,
     /// so a later variant may start from an earlier one's checkpoints (with shards, it waits for them).
     public func cells() -> [Cell] {
-        var combos: [[(String, Tree)]] = [[]]
-        for (k, values) in grid { combos = combos.flatMap { c in values.map { c + [(k, $0)] } } }
         var out: [Cell] = []
         for v in variants {
+            var combos: [[(String, Tree)]] = [[]]
+            for (k, values) in v.grid ?? grid { combos = combos.flatMap { c in values.map { c + [(k, $0)] } } }
             for combo in combos {
                 let suffix = combo.map { "-\($0.0.split(separator: ".").last!)=\(Sweep.scalarText($0.1))" }.joined()
                 for seed in seeds {

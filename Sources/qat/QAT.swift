@@ -183,7 +183,7 @@ struct SummaryCommand: ParsableCommand {
             let synthetic = r.data.format == "synth_chips" || r.data.format == "synth_coco"
             let classes = try guarded { synthetic ? AircraftType.catalog.count : try makeTask(r).classes.count }
             let m: Module = try guarded {
-                r.task == "detection" ? try DetectionTask.makeDetector(r, classes: classes, rng: &rng)
+                r.task == "detection" ? try DetectionTask.makeDetector(r, classes: classes, rng: &rng) as Module
                                       : try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, rng: &rng)
             }
             print("\(name): \(r.model.backbone) x\(r.model.width), \(classes) classes, input \(r.data.inputSize) px")

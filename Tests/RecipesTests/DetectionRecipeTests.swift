@@ -61,6 +61,27 @@ final class DetectionRecipeTests: XCTestCase {
         XCTAssertEqual(try Recipe.parse(custom.resolvedYAML()), custom)
     }
 
+    /// The thesis' switches act on the decoupled design only; a baseline recipe setting one, or
+    /// bootstrapping with a long-tail type loss, is refused at the key.
+    func testThesisSwitchesNeedTheDecoupledDesign() throws {
+        for (text, key) in [("detector: {assigner: {name: atss}}", "detector.assigner.name"),
+                            ("detector: {objectness: {loss: qfl}}", "detector.objectness.loss"),
+                            ("detector: {type_loss: {name: eql}}", "detector.type_loss.name"),
+                            ("detector: {support: {weight: 0.5}}", "detector.support.weight"),
+                            ("detector: {label_noise: {method: small_loss}}", "detector.label_noise.method"),
+                            ("detector: {design: decoupled, type_loss: {name: seesaw}, label_noise: {method: bootstrap}}", "detector.label_noise.method")] {
+            XCTAssertThrowsError(try Recipe.parse("task: detection\n" + text + "\n")) { e in
+                XCTAssertTrue("\(e)".contains(key), "\(text): \(e)")
+            }
+        }
+        let r = try Recipe.parse("task: detection\ndetector: {design: decoupled, assigner: {name: atss}, objectness: {loss: vfl}, type_loss: {name: eqlv2}, support: {weight: 0.5}, label_noise: {method: small_loss}}\n")
+        XCTAssertEqual(r.detector.assigner.name, "atss"); XCTAssertEqual(r.detector.objectness.loss, "vfl")
+        XCTAssertEqual(try Recipe.parse(r.resolvedYAML()), r)
+        XCTAssertThrowsError(try Recipe.parse("task: detection\ndetector: {design: decoupled, objectness: {loss: focall}}\n")) { e in
+            XCTAssertTrue("\(e)".contains("focal"), "\(e)")
+        }
+    }
+
     /// Keys added with detection stay out of a classification recipe's resolved form at their defaults
     /// (so stored run directories still resume) and appear once set.
     func testClassificationWritesKeysAddedWithDetectionOnlyWhenSet() throws {

@@ -101,6 +101,45 @@ final class DetectionTaskTests: XCTestCase {
         XCTAssertThrowsError(try Prediction.run(checkpoint: root + "/a/checkpoints", inputs: files, out: root + "/p2", score: 0.3, log: { _ in }))
     }
 
+    /// The thesis' design through the run loop: its loss names are logged, the stateful losses resume
+    /// bit-identically, evaluation audits the noisy training labels against the benchmark's true ones,
+    /// and eval / predict rebuild it from the checkpoint's recipe.
+    func testDecoupledDesignTrainsResumesAndAuditsNoisyLabels() throws {
+        let root = tempDir("det-decoupled")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try tinyDetectionRecipe(overrides: [
+            "data.synth.label_noise=0.4", "detector.design=decoupled", "detector.assigner.name=atss", "detector.objectness.loss=ghmc",
+            "detector.type_loss.name=eqlv2", "detector.support.weight=0.5", "detector.label_noise.method=small_loss",
+            "detector.label_noise.warmup_steps=2", "detector.fine_grained.hidden=16"])
+        let a = try TrainingRun(recipe: r, runDir: root + "/a", resume: false, quiet: true)
+        guard case .finished(let fa) = try a.run() else { return XCTFail() }
+        let final = try XCTUnwrap(fa.final)
+        for name in ["map50", "agnostic_map50", "noise_flag_precision", "noise_flag_recall", "noise_wrong_labels"] {
+            XCTAssertNotNil(final.values[name], name)
+        }
+        XCTAssertGreaterThan(final.values["noise_wrong_labels"]!, 0)
+        let lines = try String(contentsOfFile: root + "/a/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let train = try XCTUnwrap(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["type"] as? String == "train" })
+        for k in ["loss_objectness", "loss_bbox_regression", "loss_type", "loss_support"] { XCTAssertNotNil(train[k], k) }
+
+        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
+        b.stopAfterSteps = 3
+        guard case .interrupted = try b.run() else { return XCTFail("expected an interruption") }
+        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
+        guard case .finished(let fb) = try b2.run() else { return XCTFail() }
+        XCTAssertEqual(fa.final, fb.final)
+        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
+        XCTAssertEqual(ca.params, cb.params)
+        XCTAssertEqual(ca.buffers, cb.buffers)
+
+        let ckpt = root + "/a/checkpoints/best.h5"
+        let e = try CheckpointEvaluation.run(checkpoint: ckpt, data: nil, split: "test", overrides: [], fp32: false, filesPrefix: root + "/eval")
+        XCTAssertEqual(e.metrics, final)
+        let images = (try makeTask(r) as! DetectionTask).data.root + "/images"
+        let files = try FileManager.default.contentsOfDirectory(atPath: images).sorted().prefix(1).map { images + "/" + $0 }
+        XCTAssertEqual(try Prediction.run(checkpoint: ckpt, inputs: files, out: root + "/pred", score: 0.0, log: { _ in }).images.count, 1)
+    }
+
     func testQuantizedDetectorTrainsFromFP32AndBadSettingsAreNamed() throws {
         let root = tempDir("detq")
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -184,6 +184,32 @@ func writeSweep(_ root: String, _ body: String) throws -> String {
 
 final class SweepTests: XCTestCase {
 
+    /// A variant's own grid replaces the sweep's: a baseline at one point only, or none with {}.
+    func testVariantGridReplacesTheSweepGrid() throws {
+        let root = tempDir("sweep-vgrid")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: vgrid
+        base: base.yaml
+        out: \(root)/out
+        seeds: [0]
+        grid: {train.optimizer.lr: [0.01, 0.05]}
+        variants:
+          - {name: all}
+          - {name: one, grid: {train.optimizer.lr: [0.2]}}
+          - {name: none, grid: {}}
+        """)
+        let s = try Sweep.load(path)
+        XCTAssertEqual(s.cells().map(\.label), ["all-lr=0.01/seed0", "all-lr=0.05/seed0", "one-lr=0.2/seed0", "none/seed0"])
+        XCTAssertEqual(try s.recipe(for: s.cells()[2]).train.optimizer.lr, 0.2)
+        let bad = try writeSweep(root, """
+        base: base.yaml
+        variants:
+          - {name: x, grid: {train.optimizer.lr: []}}
+        """)
+        XCTAssertThrowsError(try Sweep.load(bad)) { XCTAssertTrue("\($0)".contains("variants[0].grid.train.optimizer.lr"), "\($0)") }
+    }
+
     func testGridVariantsSeedsShardsSkipAndCollect() throws {
         let root = tempDir("sweep")
         defer { try? FileManager.default.removeItem(atPath: root) }
