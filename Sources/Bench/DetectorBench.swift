@@ -25,6 +25,21 @@ public enum DetectorBench {
         public var anchors: Int
         /// Peak resident set size of the process after the training steps (getrusage), MiB.
         public var peakRSSMiB: Double
+        /// The decoupled design with every component on (`makeDecoupled`): training step, inference,
+        /// and its fine-grained type module alone on 100 boxes per image (ms per image, eval, no tape).
+        public var decoupledTrainMsPerStep: Double
+        public var decoupledInferMsPerBatch: Double
+        public var typeModuleMsPerImage100: Double
+    }
+
+    /// The thesis' design on the same backbone, FPN and anchors: ATSS, QFL, the RoIAlign type module,
+    /// softmax EQL (equal type counts), support focusing and small-loss type targets.
+    public static func makeDecoupled(width: Double = 0.5, classes: Int = 12, rng: inout RNG) throws -> DecoupledRetinaNet {
+        let backbone = try Backbones.make("mobilenet_v2", width: width, numClasses: nil, rng: &rng)
+        var c = DecoupledConfig(base: RetinaNetConfig(numClasses: classes))
+        c.assigner = .atss; c.objectness = .qfl; c.typeLoss = .eql; c.supportWeight = 0.5; c.labelNoise = .smallLoss
+        c.typeCounts = [Int](repeating: 100, count: classes)
+        return try DecoupledRetinaNet(backbone: backbone, config: c, rng: &rng)
     }
 
     public static func makeModel(width: Double = 0.5, classes: Int = 12, rng: inout RNG) throws -> RetinaNet {
@@ -65,8 +80,31 @@ public enum DetectorBench {
         let anchors = noGrad { model.headOutputs(images).anchors.count }
         let infer = timeMedian(reps: reps) { _ = model.detect(images) }
         let rows = Dictionary(uniqueKeysWithValues: DetectionBench.run(reps: reps).map { ($0.name, $0.ms) })
+
+        let dec = try makeDecoupled(rng: &rng)
+        let decOpt = SGD(dec.namedParameters(), lr: 0.01, momentum: 0.9)
+        dec.train()
+        let decTrain = timeMedian(reps: reps) {
+            decOpt.zeroGrad()
+            let l = dec.losses(images: images, targets: targets)
+            l.keys.sorted().dropFirst().reduce(l[l.keys.sorted()[0]]!) { $0 + l[$1]! }.backward()
+            decOpt.step()
+        }
+        dec.eval()
+        let decInfer = timeMedian(reps: reps) { _ = dec.detect(images) }
+        let levels = noGrad { dec.fpn.pyramid(dec.backbone.featureMaps(images)) }
+        let boxes = (0..<8).map { _ -> XYXYBoxes in
+            var u = [Float](repeating: 0, count: 400)
+            rng.fillUniform(&u, count: 400, low: 0, high: 1)
+            return XYXYBoxes((0..<100).map { i in
+                let x = u[4 * i] * 190, y = u[4 * i + 1] * 190
+                return [x, y, x + u[4 * i + 2] * 48 + 16, y + u[4 * i + 3] * 48 + 16]
+            })
+        }
+        let module = timeMedian(reps: reps) { noGrad { _ = dec.fineGrained.logits(levels: levels, boxes: boxes, imageSize: (256, 256)) } } / 8
         return Report(threads: Parallel.threads, blas: BLASDispatch.coreName, reps: reps, trainMsPerStep: train, inferMsPerBatch: infer, rows: rows,
-                      parameters: model.parameterCount, anchors: anchors, peakRSSMiB: peak)
+                      parameters: model.parameterCount, anchors: anchors, peakRSSMiB: peak, decoupledTrainMsPerStep: decTrain,
+                      decoupledInferMsPerBatch: decInfer, typeModuleMsPerImage100: module)
     }
 
     public static func format(_ r: Report) -> String {
@@ -76,6 +114,7 @@ public enum DetectorBench {
         retinanet_infer: \(String(format: "%.1f", r.inferMsPerBatch)) ms/batch (forward, decode, NMS)
         nms10k: \(String(format: "%.2f", r.rows["nms10k"] ?? .nan)) ms; boxIoU 100 x 20k: \(String(format: "%.2f", r.rows["iou"] ?? .nan)) ms; matching (IoU included): \(String(format: "%.2f", r.rows["match"] ?? .nan)) ms
         peak RSS after training steps \(String(format: "%.0f", r.peakRSSMiB)) MiB
+        decoupled design (ATSS, QFL, RoIAlign type module, softmax EQL, support focusing, small-loss): train \(String(format: "%.1f", r.decoupledTrainMsPerStep)) ms/step (\(String(format: "%.2f", r.decoupledTrainMsPerStep / r.trainMsPerStep))x RetinaNet's), inference \(String(format: "%.1f", r.decoupledInferMsPerBatch)) ms/batch; type module on 100 boxes: \(String(format: "%.2f", r.typeModuleMsPerImage100)) ms/image
         """
     }
 }
