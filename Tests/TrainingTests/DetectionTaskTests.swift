@@ -38,6 +38,22 @@ func tinyDetectionRecipe(_ extra: String = "", overrides: [String] = []) throws 
 }
 
 final class DetectionTaskTests: XCTestCase {
+    /// Runs `r` into `root/b`, stopped after 3 steps and resumed: the final metrics, parameters, buffers
+    /// (BN statistics, loss state) and optimizer state equal the uninterrupted run's in `root/a`.
+    func assertInterruptedRunResumesBitIdentically(_ r: Recipe, root: String, uninterrupted fa: FinalReport,
+                                                   file: StaticString = #filePath, line: UInt = #line) throws {
+        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
+        b.stopAfterSteps = 3
+        guard case .interrupted = try b.run() else { return XCTFail("expected an interruption", file: file, line: line) }
+        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
+        guard case .finished(let fb) = try b2.run() else { return XCTFail("the resumed run did not finish", file: file, line: line) }
+        XCTAssertEqual(fa.final, fb.final, file: file, line: line)
+        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
+        XCTAssertEqual(ca.params, cb.params, file: file, line: line)
+        XCTAssertEqual(ca.buffers, cb.buffers, file: file, line: line)
+        XCTAssertEqual(ca.optimizer, cb.optimizer, file: file, line: line)
+    }
+
     func testRunLogsLossTermsEvaluatesCOCOAndResumesBitIdentically() throws {
         let root = tempDir("det")
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -61,15 +77,7 @@ final class DetectionTaskTests: XCTestCase {
         XCTAssertTrue((nb.contains("image/png") || nb.contains("image\\/png")) && nb.contains("Precision-recall"), "notebook lacks the run figures")
         XCTAssertTrue(try String(contentsOfFile: written[1], encoding: .utf8).contains("data:image/png;base64,"))
 
-        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
-        b.stopAfterSteps = 3
-        guard case .interrupted = try b.run() else { return XCTFail("expected an interruption") }
-        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
-        guard case .finished(let fb) = try b2.run() else { return XCTFail() }
-        XCTAssertEqual(fa.final, fb.final)
-        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
-        XCTAssertEqual(ca.params, cb.params)
-        XCTAssertEqual(ca.optimizer, cb.optimizer)
+        try assertInterruptedRunResumesBitIdentically(r, root: root, uninterrupted: fa)
 
         // qat eval: the task's report, and a COCO results file any COCO tool can score.
         let ckpt = root + "/a/checkpoints/best.h5"
@@ -122,15 +130,7 @@ final class DetectionTaskTests: XCTestCase {
         let train = try XCTUnwrap(lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first { $0["type"] as? String == "train" })
         for k in ["loss_objectness", "loss_bbox_regression", "loss_type", "loss_support"] { XCTAssertNotNil(train[k], k) }
 
-        let b = try TrainingRun(recipe: r, runDir: root + "/b", resume: false, quiet: true)
-        b.stopAfterSteps = 3
-        guard case .interrupted = try b.run() else { return XCTFail("expected an interruption") }
-        let b2 = try TrainingRun(recipe: r, runDir: root + "/b", resume: true, quiet: true)
-        guard case .finished(let fb) = try b2.run() else { return XCTFail() }
-        XCTAssertEqual(fa.final, fb.final)
-        let ca = try Checkpoint.load(from: root + "/a/checkpoints/last.h5"), cb = try Checkpoint.load(from: root + "/b/checkpoints/last.h5")
-        XCTAssertEqual(ca.params, cb.params)
-        XCTAssertEqual(ca.buffers, cb.buffers)
+        try assertInterruptedRunResumesBitIdentically(r, root: root, uninterrupted: fa)
 
         let ckpt = root + "/a/checkpoints/best.h5"
         let e = try CheckpointEvaluation.run(checkpoint: ckpt, data: nil, split: "test", overrides: [], fp32: false, filesPrefix: root + "/eval")
