@@ -114,6 +114,7 @@ public struct MultiScaleRoIAlign: Sendable {
                 pieces.append(pool(level, r))
             }
         }
+        precondition(order.count == total, "MultiScaleRoIAlign: level indices \(Set(levelOf)) outside the \(features.count) levels")
         let stacked = pieces.count == 1 ? pieces[0] : Tensor.concat(pieces, axis: 0)
         var position = [Int](repeating: 0, count: total)
         for (p, box) in order.enumerated() { position[box] = p }

@@ -7,8 +7,9 @@ import Foundation
 /// exactly `canonicalScale * 2^j` lands on level `canonicalLevel + j` even when log2 rounds a hair low.
 ///
 /// A box of `canonicalScale` pixels (square root of its area) goes to `canonicalLevel`; each doubling
-/// moves one level coarser. torchvision's 224 / 4 suit ImageNet-sized objects: for aircraft of 16-64 px
-/// on P3-P5, something like 32 / 3 keeps small boxes on the finest level and still spreads them.
+/// moves one level coarser. torchvision's 224 / 4 suit ImageNet-sized objects and send every box under
+/// 224 px to P3 at best; for aircraft of 16-64 px on P3-P5, 16 / 3 gives 16-31 px boxes P3, 32-63 px P4
+/// and 64 px P5, while 32 / 3 keeps everything under 64 px on P3.
 public struct RoILevelMapper: Sendable, Equatable {
     /// Returned for a box with negative area (x2 < x1 or y2 < y1 but not both): torchvision's level is
     /// NaN there and the box matches no level, so `MultiScaleRoIAlign` leaves its row zero.

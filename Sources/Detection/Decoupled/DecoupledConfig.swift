@@ -26,8 +26,8 @@ public struct DecoupledConfig: Sendable, Equatable {
     public var pool = 7, samplingRatio = 2
     public var fineConvs = 1, fineHidden = 128
     /// RoI level mapping: level = floor(canonicalLevel + log2(sqrt(wh) / canonicalSize)). 64 px at P4
-    /// puts the 16-45 px aircraft of the benchmark on P3 and the larger on P4 (torchvision's 224 at P4
-    /// is for ImageNet-sized objects and would send every aircraft to the finest level).
+    /// keeps the benchmark's aircraft under 64 px on P3 (stride 8: a 16 px aircraft still covers 2 x 2
+    /// cells; on P4 a 32 px one would cover 2 x 2) and moves larger ones to P4.
     public var canonicalSize: Double = 64, canonicalLevel = 4
     public var roisPerBox = 4, typesPerBox = 3
     public var typeLossWeight: Float = 1
