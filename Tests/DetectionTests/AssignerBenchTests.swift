@@ -3,8 +3,8 @@ import Foundation
 @testable import Detection
 
 /// Release timings (per image, RetinaNet default anchors at 256 px = 12,276, 10 and 100 ground truths):
-///   swift build -c release --build-tests
-///   QAT_ASSIGNER_BENCH=1 nice .build/release/QATPackageTests.xctest DetectionTests.AssignerBenchTests
+///   QAT_ASSIGNER_BENCH=1 nice swift test -c release --disable-swift-testing --filter AssignerBenchTests
+/// (`swift test` builds release with testable imports; `swift build -c release --build-tests` does not).
 /// Without QAT_ASSIGNER_BENCH the published sizes are skipped and only the small smoke test runs.
 final class AssignerBenchTests: XCTestCase {
     func testBenchRunsEveryAssignerAtSmallSizes() throws {

@@ -25,7 +25,7 @@ gt corners multiples of 1/1024 px, exact in float32 and in the JSON): the Retina
 256 px (sizes 16..256, 9 anchors per location, P3-P7: 12,276 anchors) with 29 gts + 1 duplicate and
 with 10 gts; 16 random pyramids over images of 48-320 px with 1-5 levels of different sizes, 1, 3 or
 9 anchors per location, topk 9 (some 3), 1-30 gts with log-uniform sides of 4-200 px (some touching
-the image border, some overlapping: jittered copies of earlier gts; every fifth case an exact
+the image border, some overlapping: jittered copies of earlier gts; every fifth random case an exact
 duplicate, whose equal IoUs must go to the first gt); a pyramid whose top level has 6 (< 9) anchors;
 topk 3 and topk 1 pyramids; jittered (off-grid) priors; one case where each gt has a single candidate
 (torch.std of one value is NaN, so no positives); one without gts (all negative).
