@@ -275,7 +275,7 @@ def main():
     # The RetinaNet bench pyramid: 256 px, P3-P7 grids 32..2, 9 anchors per location (12,276).
     bench_sizes = [(x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in [16, 32, 64, 128, 256]]
     bench_shapes = [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
-    cases.append(draw(rng, "bench_256_30gt", (256, 256), bench_shapes, bench_sizes, [r3] * 5, 29, 9, duplicate=True))
+    cases.append(draw(rng, "bench_256_30gt", (256, 256), bench_shapes, bench_sizes, [r3] * 5, 30, 9, duplicate=True))
     cases.append(draw(rng, "bench_256_10gt", (256, 256), bench_shapes, bench_sizes, [r3] * 5, 10, 9))
     # Random pyramids: 1-5 levels, image sides not multiples of the stride, 1/3/9 anchors per location.
     for i in range(16):
