@@ -79,7 +79,8 @@ public enum DetectorBench {
         model.eval()
         let anchors = noGrad { model.headOutputs(images).anchors.count }
         let infer = timeMedian(reps: reps) { _ = model.detect(images) }
-        let rows = Dictionary(uniqueKeysWithValues: DetectionBench.run(reps: reps).map { ($0.name, $0.ms) })
+        var rows = Dictionary(uniqueKeysWithValues: (DetectionBench.run(reps: reps) + (try AssignerBench.run(reps: reps))).map { ($0.name, $0.ms) })
+        rows["roialign"] = try roiAlignForwardBackward(reps: reps, rng: &rng)
 
         let dec = try makeDecoupled(rng: &rng)
         let decOpt = SGD(dec.namedParameters(), lr: 0.01, momentum: 0.9)
@@ -107,6 +108,30 @@ public enum DetectorBench {
                       decoupledInferMsPerBatch: decInfer, typeModuleMsPerImage100: module)
     }
 
+    /// The fine-grained module's pooling in training: forward + backward of MultiScaleRoIAlign (7x7,
+    /// sampling ratio 2, aligned, the decoupled detector's level mapping 64 px at P4) for 100 boxes of
+    /// 16-64 px spread over 8 images at 256 px, on 64-channel P3-P5 maps.
+    static func roiAlignForwardBackward(reps: Int, rng: inout RNG) throws -> Double {
+        let features = [32, 16, 8].map { Tensor.randn([8, 64, $0, $0], rng: &rng, requiresGrad: true) }
+        var boxes = [XYXYBoxes](repeating: XYXYBoxes(), count: 8)
+        var u = [Float](repeating: 0, count: 400)
+        rng.fillUniform(&u, count: 400, low: 0, high: 1)
+        for i in 0..<100 {
+            let w = 16 + u[4 * i + 2] * 48, h = 16 + u[4 * i + 3] * 48
+            let x = u[4 * i] * (256 - w), y = u[4 * i + 1] * (256 - h)
+            boxes[i % 8].coords += [x, y, x + w, y + h]
+        }
+        let upstream = Tensor.randn([100, 64, 7, 7], rng: &rng)
+        let pooler = try MultiScaleRoIAlign(outputSize: (7, 7), samplingRatio: 2, canonicalScale: 64, canonicalLevel: 4, aligned: true)
+        var failure: Error?
+        let ms = timeMedian(reps: reps) {
+            for f in features { f.grad = nil }
+            do { try pooler(features, boxes: boxes, imageSize: (256, 256)).backward(upstream) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return ms
+    }
+
     public static func format(_ r: Report) -> String {
         """
         qat bench detector: RetinaNet MobileNetV2 x0.5 + FPN(64, P3-P7) + heads, 12 classes, \(r.anchors) anchors, \(r.parameters) parameters; batch 8 x 3 x 256 x 256; \(r.threads) thread(s), OpenBLAS \(r.blas) kernels, median of \(r.reps) after 3 warm-up
@@ -114,6 +139,7 @@ public enum DetectorBench {
         retinanet_infer: \(String(format: "%.1f", r.inferMsPerBatch)) ms/batch (forward, decode, NMS)
         nms10k: \(String(format: "%.2f", r.rows["nms10k"] ?? .nan)) ms; boxIoU 100 x 20k: \(String(format: "%.2f", r.rows["iou"] ?? .nan)) ms; matching (IoU included): \(String(format: "%.2f", r.rows["match"] ?? .nan)) ms
         peak RSS after training steps \(String(format: "%.0f", r.peakRSSMiB)) MiB
+        assignment per image, 12,276 anchors: IoU matcher \(String(format: "%.2f", r.rows["matcher_10"] ?? .nan)) / \(String(format: "%.2f", r.rows["matcher_100"] ?? .nan)) ms, ATSS \(String(format: "%.2f", r.rows["atss_10"] ?? .nan)) / \(String(format: "%.2f", r.rows["atss_100"] ?? .nan)) ms (10 / 100 boxes); RoIAlign P3-P5 forward + backward, 100 boxes: \(String(format: "%.2f", r.rows["roialign"] ?? .nan)) ms
         decoupled design (ATSS, QFL, RoIAlign type module, softmax EQL, support focusing, small-loss): train \(String(format: "%.1f", r.decoupledTrainMsPerStep)) ms/step (\(String(format: "%.2f", r.decoupledTrainMsPerStep / r.trainMsPerStep))x RetinaNet's), inference \(String(format: "%.1f", r.decoupledInferMsPerBatch)) ms/batch; type module on 100 boxes: \(String(format: "%.2f", r.typeModuleMsPerImage100)) ms/image
         """
     }

@@ -206,44 +206,4 @@ final class RoIAlignTests: XCTestCase {
         XCTAssertEqual(runs[0].0, runs[2].0); XCTAssertEqual(runs[0].1, runs[2].1)
         XCTAssertEqual(runs[1].0, runs[3].0); XCTAssertEqual(runs[1].1, runs[3].1)
     }
-
-    /// The speed workload of the fine-grained module: forward + backward of MultiScaleRoIAlign for 100
-    /// boxes of 16-64 px on 8 images at 256 px, 64-channel P3-P5 maps, 7x7 output, sampling ratio 2.
-    /// Runs only with QAT_BENCH_ROIALIGN=<repetitions> (a timing, not a check; run it in a release build,
-    /// see docs/DESIGN.md).
-    func testSpeedOfMultiScaleForwardBackward() throws {
-        guard let raw = ProcessInfo.processInfo.environment["QAT_BENCH_ROIALIGN"], let reps = Int(raw), reps > 0 else {
-            throw XCTSkip("set QAT_BENCH_ROIALIGN=<repetitions> to time RoIAlign")
-        }
-        var rng = RNG(seed: 1)
-        let features = [32, 16, 8].map { Tensor.randn([8, 64, $0, $0], rng: &rng, requiresGrad: true) }
-        var boxes = [XYXYBoxes](repeating: XYXYBoxes(), count: 8)
-        for i in 0..<100 {
-            var u = [Float](repeating: 0, count: 4)
-            rng.fillUniform(&u, count: 4)
-            let w = 16 + u[2] * 48, h = 16 + u[3] * 48
-            let x1 = u[0] * (256 - w), y1 = u[1] * (256 - h)
-            boxes[i % 8].coords += [x1, y1, x1 + w, y1 + h]
-        }
-        let g = Tensor.randn([100, 64, 7, 7], rng: &rng)
-        func median(_ v: [Double]) -> Double { let s = v.dropFirst(2).sorted(); return s[s.count / 2] }
-        // torchvision's canonical 224 / 4 puts every 16-64 px box on P3; 16 / 3 spreads them over P3-P5.
-        for (scale, level) in [(Float(224), 4), (16, 3)] {
-            let pooler = try MultiScaleRoIAlign(outputSize: (7, 7), samplingRatio: 2, canonicalScale: scale, canonicalLevel: level)
-            let mapper = try pooler.levels(featureHeights: [32, 16, 8], imageHeight: 256).mapper
-            let perLevel = (0..<3).map { l in boxes.reduce(0) { $0 + mapper.levelIndices($1).filter { $0 == l }.count } }
-            var fwd: [Double] = [], both: [Double] = []
-            for _ in 0..<(reps + 2) {
-                for f in features { f.grad = nil }
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let y = try pooler(features, boxes: boxes, imageSize: (256, 256))
-                let t1 = DispatchTime.now().uptimeNanoseconds
-                y.backward(g)
-                let t2 = DispatchTime.now().uptimeNanoseconds
-                fwd.append(Double(t1 - t0) / 1e6); both.append(Double(t2 - t0) / 1e6)
-            }
-            print(String(format: "RoIAlign bench, canonical %g/%d, boxes on P3/P4/P5 %d/%d/%d, %d threads, median of %d: forward %.3f ms, forward+backward %.3f ms",
-                         Double(scale), level, perLevel[0], perLevel[1], perLevel[2], Parallel.threads, reps, median(fwd), median(both)))
-        }
-    }
 }
