@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import NN
 import Checkpoint
 
@@ -13,7 +14,7 @@ enum InitFrom {
     @discardableResult
     static func load(_ path: String, key: String, into model: Module, task: TrainingTask, complete: Bool, log: (String) -> Void) throws -> LoadReport {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError("\(key): \(path) does not exist (train the run that writes it first, or fix the path)")
+            throw TrainingError("\(key): \(path)" + (PathProblem.brokenLink(path).map { ": " + $0 } ?? " does not exist (train the run that writes it first, or fix the path)"))
         }
         var c: Checkpoint
         do { c = try Checkpoint.load(from: path) } catch { throw TrainingError("\(key): \(error)") }

@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Autodiff
 import NN
@@ -31,7 +32,9 @@ public enum Prediction {
         var out: [String] = []
         for p in inputs {
             var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw TrainingError("\(p) does not exist") }
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else {
+                throw TrainingError("\(p)" + (PathProblem.brokenLink(p).map { ": " + $0 } ?? " does not exist"))
+            }
             if isDir.boolValue {
                 let files = ((try? FileManager.default.contentsOfDirectory(atPath: p)) ?? []).sorted()
                     .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }

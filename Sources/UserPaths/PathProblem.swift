@@ -45,6 +45,15 @@ public enum PathProblem {
         }
     }
 
+    /// Why `path` cannot be opened when `FileManager.fileExists` says it is not there: a symbolic link
+    /// that loops or dangles (named as such), or nil when nothing at all is there (callers then say
+    /// "does not exist" in their own words).
+    public static func brokenLink(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return nil }
+        return diagnose(path, writing: false)
+    }
+
     /// What in the file system stops an operation on `path`: walks up to the nearest existing
     /// ancestor and reports it when it is not a folder, is on a read-only or full file system, or
     /// (writing) is a folder without write permission. nil when nothing is wrong there.

@@ -162,7 +162,16 @@ final class TaskRunTests: XCTestCase {
         XCTAssertThrowsError(try TrainingRun(recipe: missing, runDir: root + "/e", resume: false, quiet: true)) { e in
             XCTAssertTrue("\(e)".contains("model.init_from: \(root)/none.h5 does not exist"), "\(e)")
         }
+        try FileManager.default.createSymbolicLink(atPath: root + "/loop.h5", withDestinationPath: root + "/loop.h5")
+        let loop = try tinyRecipe(overrides: ["model.init_from=\(root)/loop.h5"])
+        XCTAssertThrowsError(try TrainingRun(recipe: loop, runDir: root + "/f", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("model.init_from: \(root)/loop.h5: symlink loop"), "\(e)")
+        }
+        XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: root + "/loop.h5", data: nil, split: "test", overrides: [], fp32: false)) { e in
+            XCTAssertTrue("\(e)".contains("checkpoint \(root)/loop.h5: symlink loop"), "\(e)")
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/d"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/e"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/f"))
     }
 }

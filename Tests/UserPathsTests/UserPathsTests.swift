@@ -32,6 +32,17 @@ final class UserPathsTests: XCTestCase {
         XCTAssertTrue(cause { _ = try UserFile.readText(dir + "/bin.yaml", maxBytes: 100) }.contains("is not UTF-8 text"))
     }
 
+    /// What a "file exists?" check cannot tell apart: nothing there (nil, the caller's "does not
+    /// exist"), a symlink loop, a dangling link.
+    func testBrokenLinksAreNamedAndMissingFilesLeftToTheCaller() throws {
+        XCTAssertNil(PathProblem.brokenLink(dir + "/none.h5"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/loop1", withDestinationPath: dir + "/loop2")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/loop2", withDestinationPath: dir + "/loop1")
+        XCTAssertEqual(PathProblem.brokenLink(dir + "/loop1"), "symlink loop (a symbolic link that leads back to itself); fix or remove the link")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling", withDestinationPath: dir + "/gone.h5")
+        XCTAssertEqual(PathProblem.brokenLink(dir + "/dangling"), "is a symbolic link to \(dir)/gone.h5, which does not exist")
+    }
+
     func testWriteFailuresNameThePathAndTheCause() throws {
         try Data().write(to: URL(fileURLWithPath: dir + "/afile"))
         // Foundation on Linux reports ENOTDIR as "unknown write error" (Code=512) without an errno: the
