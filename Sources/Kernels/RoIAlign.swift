@@ -135,8 +135,19 @@ public enum RoIAlign {
         }
     }
 
+    /// Channels that share one pass over a RoI's samples: each sample's offsets and weights serve the
+    /// whole group. The backward's group is smaller because it writes its planes, which for 32x32 maps
+    /// lie 4 KB apart and so compete for the same L1 sets. Measured on the bench workload (100 RoIs,
+    /// 64 channels, P3 32x32, 7x7, sampling 2, one thread): forward 2.9 / 2.4 / 2.4 ms at groups 8 /
+    /// 16 / 64; backward 3.8 / 3.0 / 6.7 ms at groups 4 / 8 / 16.
+    static let forwardGroup = 16
+    static let backwardGroup = 8
+
     /// `y[r, c, :, :]` for every RoI r and channel c. Parallel over contiguous blocks of (RoI, channel)
-    /// pairs; a block fills a RoI's sample tables once and runs them over its channels.
+    /// pairs. A block fills a RoI's sample tables once, then passes over the samples once per group of
+    /// `forwardGroup` channels (the innermost loop runs over the group's planes, one accumulator per
+    /// channel): the reuse across channels the reference's `pre_calc` is for. Each output still sums
+    /// its samples in the reference's order.
     public static func forward(_ plan: RoIAlignPlan, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let c = plan.channels, hw = plan.height * plan.width
         let ph = plan.pooledHeight, pw = plan.pooledWidth, ohw = ph * pw
@@ -146,7 +157,8 @@ public enum RoIAlign {
         let grain = Swift.max(1, 16_384 / (ohw * 4))
         parallelChunks(pairs, grain: grain) { range in
             let rows = SampleAxis(capacity: plan.maxRows), cols = SampleAxis(capacity: plan.maxCols)
-            defer { rows.deallocate(); cols.deallocate() }
+            let acc = UnsafeMutablePointer<Float>.allocate(capacity: forwardGroup)
+            defer { rows.deallocate(); cols.deallocate(); acc.deallocate() }
             var r = range.lowerBound / c
             while r * c < range.upperBound {
                 let c0 = Swift.max(range.lowerBound - r * c, 0), c1 = Swift.min(range.upperBound - r * c, c)
@@ -156,75 +168,130 @@ public enum RoIAlign {
                     rows.fill(start: plan.startY[r], bin: plan.binH[r], grid: gh, pooled: ph, size: plan.height, stride: plan.width)
                     cols.fill(start: plan.startX[r], bin: plan.binW[r], grid: gw, pooled: pw, size: plan.width, stride: 1)
                 }
-                for ch in c0..<c1 {
-                    let plane = x + (plan.image[r] * c + ch) * hw
-                    let out = y + (r * c + ch) * ohw
-                    for py in 0..<ph {
-                        for px in 0..<pw {
-                            var sum: Float = 0
-                            for iy in py * gh..<(py + 1) * gh {
-                                let yl = rows.low[iy]
-                                if yl < 0 { continue }
-                                let yh = rows.high[iy], ly = rows.frac[iy], hy = rows.rest[iy]
-                                for ix in px * gw..<(px + 1) * gw {
-                                    let xl = cols.low[ix]
-                                    if xl < 0 { continue }
-                                    let xh = cols.high[ix], lx = cols.frac[ix], hx = cols.rest[ix]
-                                    let w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx
-                                    sum += w1 * plane[yl + xl] + w2 * plane[yl + xh] + w3 * plane[yh + xl] + w4 * plane[yh + xh]
-                                }
-                            }
-                            out[py * pw + px] = sum / count
-                        }
-                    }
+                for g0 in stride(from: c0, to: c1, by: forwardGroup) {
+                    gather(plan, r, rows, cols, x, y, g0..<Swift.min(g0 + forwardGroup, c1), acc, count: count)
                 }
                 r += 1
             }
         }
     }
 
+    /// RoI `r`'s output for `channels` (tables already filled): one pass over the samples, each
+    /// sample's offsets and weights applied to every channel of the group.
+    @inline(__always)
+    static func gather(_ plan: RoIAlignPlan, _ r: Int, _ rows: SampleAxis, _ cols: SampleAxis,
+                       _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ channels: Range<Int>,
+                       _ acc: UnsafeMutablePointer<Float>, count: Float) {
+        let c = plan.channels, hw = plan.height * plan.width, n = channels.count
+        let ph = plan.pooledHeight, pw = plan.pooledWidth, ohw = ph * pw
+        let gh = plan.gridH[r], gw = plan.gridW[r]
+        let planes = x + (plan.image[r] * c + channels.lowerBound) * hw
+        let out = y + (r * c + channels.lowerBound) * ohw
+        for py in 0..<ph {
+            for px in 0..<pw {
+                acc.update(repeating: 0, count: n)
+                for iy in py * gh..<(py + 1) * gh {
+                    let yl = rows.low[iy]
+                    if yl < 0 { continue }
+                    let yh = rows.high[iy], ly = rows.frac[iy], hy = rows.rest[iy]
+                    for ix in px * gw..<(px + 1) * gw {
+                        let xl = cols.low[ix]
+                        if xl < 0 { continue }
+                        let xh = cols.high[ix], lx = cols.frac[ix], hx = cols.rest[ix]
+                        let w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx
+                        let o1 = yl + xl, o2 = yl + xh, o3 = yh + xl, o4 = yh + xh
+                        for j in 0..<n {
+                            let p = planes + j * hw
+                            acc[j] += w1 * p[o1] + w2 * p[o2] + w3 * p[o3] + w4 * p[o4]
+                        }
+                    }
+                }
+                let bin = py * pw + px
+                for j in 0..<n { out[j * ohw + bin] = acc[j] / count }
+            }
+        }
+    }
+
     /// `dx` (overwritten, [N, C, H, W]) from `dy` ([R, C, oh, ow]): the reference's bilinear scatter,
     /// `dy * w / count` to each of a sample's four pixels. Parallel over channels, so each thread owns
-    /// whole planes (no atomics); within a plane, contributions arrive in the reference's order (RoI,
-    /// bin row, bin column, sample row, sample column), so the sums are bit-identical to it for any
+    /// whole planes (no atomics); a sample's offsets and weights serve a group of `backwardGroup`
+    /// channels. Within a plane, contributions arrive in the reference's order (RoI, bin row,
+    /// bin column, sample row, sample column, corner), so the sums are bit-identical to it for any
     /// thread count.
     public static func backward(_ plan: RoIAlignPlan, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let c = plan.channels, hw = plan.height * plan.width
-        let ph = plan.pooledHeight, pw = plan.pooledWidth, ohw = ph * pw
         guard c > 0 else { return }
-        let perChannel = plan.batch * hw + plan.roiCount * ohw * 4
+        let perChannel = plan.batch * hw + plan.roiCount * plan.pooledHeight * plan.pooledWidth * 4
         parallelChunks(c, grain: Swift.max(1, 65_536 / Swift.max(1, perChannel))) { range in
             for ch in range {
                 for b in 0..<plan.batch { (dx + (b * c + ch) * hw).initialize(repeating: 0, count: hw) }
             }
             let rows = SampleAxis(capacity: plan.maxRows), cols = SampleAxis(capacity: plan.maxCols)
-            defer { rows.deallocate(); cols.deallocate() }
+            let gv = UnsafeMutablePointer<Float>.allocate(capacity: backwardGroup)
+            defer { rows.deallocate(); cols.deallocate(); gv.deallocate() }
             for r in 0..<plan.roiCount {
                 let gh = plan.gridH[r], gw = plan.gridW[r]
                 if gh == 0 { continue }
-                let count = Float(gh * gw)
-                rows.fill(start: plan.startY[r], bin: plan.binH[r], grid: gh, pooled: ph, size: plan.height, stride: plan.width)
-                cols.fill(start: plan.startX[r], bin: plan.binW[r], grid: gw, pooled: pw, size: plan.width, stride: 1)
-                for ch in range {
-                    let plane = dx + (plan.image[r] * c + ch) * hw
-                    let g = dy + (r * c + ch) * ohw
-                    for py in 0..<ph {
-                        for px in 0..<pw {
-                            let gv = g[py * pw + px]
-                            for iy in py * gh..<(py + 1) * gh {
-                                let yl = rows.low[iy]
-                                if yl < 0 { continue }
-                                let yh = rows.high[iy], ly = rows.frac[iy], hy = rows.rest[iy]
-                                for ix in px * gw..<(px + 1) * gw {
-                                    let xl = cols.low[ix]
-                                    if xl < 0 { continue }
-                                    let xh = cols.high[ix], lx = cols.frac[ix], hx = cols.rest[ix]
-                                    plane[yl + xl] += gv * (hy * hx) / count
-                                    plane[yl + xh] += gv * (hy * lx) / count
-                                    plane[yh + xl] += gv * (ly * hx) / count
-                                    plane[yh + xh] += gv * (ly * lx) / count
-                                }
-                            }
+                rows.fill(start: plan.startY[r], bin: plan.binH[r], grid: gh, pooled: plan.pooledHeight, size: plan.height, stride: plan.width)
+                cols.fill(start: plan.startX[r], bin: plan.binW[r], grid: gw, pooled: plan.pooledWidth, size: plan.width, stride: 1)
+                // The scatter divides every contribution by the sample count (the reference's
+                // `g * w / count`); for a power of two (sampling ratio 1 or 2, the usual ones) multiplying
+                // by the reciprocal gives the same bits without a division.
+                let n = gh * gw
+                for g0 in stride(from: range.lowerBound, to: range.upperBound, by: backwardGroup) {
+                    let group = g0..<Swift.min(g0 + backwardGroup, range.upperBound)
+                    if n & (n - 1) == 0 {
+                        scatter(plan, r, rows, cols, dy, dx, group, gv, ExactReciprocal(inverse: 1 / Float(n)))
+                    } else {
+                        scatter(plan, r, rows, cols, dy, dx, group, gv, Division(divisor: Float(n)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// `x / count` for a bin's sample count: a division, or a multiplication where that is exact.
+    protocol SampleMean { func callAsFunction(_ x: Float) -> Float }
+    struct Division: SampleMean {
+        let divisor: Float
+        @inline(__always) func callAsFunction(_ x: Float) -> Float { x / divisor }
+    }
+    struct ExactReciprocal: SampleMean {
+        let inverse: Float
+        @inline(__always) func callAsFunction(_ x: Float) -> Float { x * inverse }
+    }
+
+    /// RoI `r`'s gradient into the planes of `channels` (tables already filled): one pass over the
+    /// samples, each sample's offsets and weights applied to every channel of the group.
+    @inline(__always)
+    static func scatter<M: SampleMean>(_ plan: RoIAlignPlan, _ r: Int, _ rows: SampleAxis, _ cols: SampleAxis,
+                                       _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                       _ channels: Range<Int>, _ gv: UnsafeMutablePointer<Float>, _ mean: M) {
+        let c = plan.channels, hw = plan.height * plan.width, n = channels.count
+        let ph = plan.pooledHeight, pw = plan.pooledWidth, ohw = ph * pw
+        let gh = plan.gridH[r], gw = plan.gridW[r]
+        let planes = dx + (plan.image[r] * c + channels.lowerBound) * hw
+        let g = dy + (r * c + channels.lowerBound) * ohw
+        for py in 0..<ph {
+            for px in 0..<pw {
+                let bin = py * pw + px
+                for j in 0..<n { gv[j] = g[j * ohw + bin] }
+                for iy in py * gh..<(py + 1) * gh {
+                    let yl = rows.low[iy]
+                    if yl < 0 { continue }
+                    let yh = rows.high[iy], ly = rows.frac[iy], hy = rows.rest[iy]
+                    for ix in px * gw..<(px + 1) * gw {
+                        let xl = cols.low[ix]
+                        if xl < 0 { continue }
+                        let xh = cols.high[ix], lx = cols.frac[ix], hx = cols.rest[ix]
+                        let w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx
+                        let o1 = yl + xl, o2 = yl + xh, o3 = yh + xl, o4 = yh + xh
+                        for j in 0..<n {
+                            let p = planes + j * hw, v = gv[j]
+                            p[o1] += mean(v * w1)
+                            p[o2] += mean(v * w2)
+                            p[o3] += mean(v * w3)
+                            p[o4] += mean(v * w4)
                         }
                     }
                 }
