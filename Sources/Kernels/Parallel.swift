@@ -46,7 +46,11 @@ public enum Parallel {
 public enum ParallelRegion {
     private static let key: pthread_key_t = {
         var k = pthread_key_t()
-        precondition(pthread_key_create(&k, nil) == 0, "ParallelRegion: pthread_key_create failed")
+        // Called outside the precondition: release builds use -Ounchecked, where a precondition's
+        // condition is never evaluated, so the key was never created and key 0 (another library's) was
+        // read and written instead.
+        let rc = pthread_key_create(&k, nil)
+        precondition(rc == 0, "ParallelRegion: pthread_key_create failed")
         return k
     }()
 
