@@ -20,6 +20,14 @@ extension Tensor {
 public enum Reduction: Sendable { case mean, sum, none }
 
 public enum Loss {
+    /// The total of a loss dictionary, summed in name order so its bits do not depend on dictionary
+    /// order (the training loop's objective). `terms` must not be empty.
+    public static func total(_ terms: [String: Tensor]) -> Tensor {
+        precondition(!terms.isEmpty, "Loss.total: no loss terms")
+        let names = terms.keys.sorted()
+        return names.dropFirst().reduce(terms[names[0]]!) { $0 + terms[$1]! }
+    }
+
     /// Cross-entropy of logits [N, C] against class indices (PyTorch's `cross_entropy`, mean by default).
     public static func crossEntropy(_ logits: Tensor, targets: [Int], reduction: Reduction = .mean) -> Tensor {
         precondition(logits.rank == 2, "cross_entropy: logits must be [N, C], got shape \(logits.shape)")

@@ -87,8 +87,7 @@ public enum DetectorBench {
         dec.train()
         let decTrain = timeMedian(reps: reps) {
             decOpt.zeroGrad()
-            let l = dec.losses(images: images, targets: targets)
-            l.keys.sorted().dropFirst().reduce(l[l.keys.sorted()[0]]!) { $0 + l[$1]! }.backward()
+            Loss.total(dec.losses(images: images, targets: targets)).backward()
             decOpt.step()
         }
         dec.eval()

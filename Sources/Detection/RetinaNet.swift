@@ -36,6 +36,17 @@ public struct RetinaNetConfig: Sendable, Equatable {
     public var maxDetections = 100
 
     public init(numClasses: Int) { self.numClasses = numClasses }
+
+    /// The settings a model cannot be built from (shared by every detector on this config).
+    func validate() throws {
+        guard numClasses >= 1 else { throw DetectionConfigError(key: "num_classes", "must be at least 1, got \(numClasses)") }
+        guard anchorSizes.count == levels.count else {
+            throw DetectionConfigError(key: "anchors.sizes", "\(anchorSizes.count) base sizes for \(levels.count) pyramid levels \(levels); give one per level")
+        }
+        guard priorProbability > 0 && priorProbability < 1 else {
+            throw DetectionConfigError(key: "head.prior_prob", "\(priorProbability) must be in (0, 1)")
+        }
+    }
 }
 
 /// Ground truth of one image for the loss, in the input tensor's pixel coordinates.
@@ -70,13 +81,7 @@ public final class RetinaNet: Module, Detector {
 
     /// Throws `DetectionConfigError` / `ShapeError` for settings that cannot build a model.
     public init(backbone: any Backbone, config c: RetinaNetConfig, rng: inout RNG) throws {
-        guard c.numClasses >= 1 else { throw DetectionConfigError(key: "num_classes", "must be at least 1, got \(c.numClasses)") }
-        guard c.anchorSizes.count == c.levels.count else {
-            throw DetectionConfigError(key: "anchors.sizes", "\(c.anchorSizes.count) base sizes for \(c.levels.count) pyramid levels \(c.levels); give one per level")
-        }
-        guard c.priorProbability > 0 && c.priorProbability < 1 else {
-            throw DetectionConfigError(key: "head.prior_prob", "\(c.priorProbability) must be in (0, 1)")
-        }
+        try c.validate()
         self.backbone = backbone
         self.config = c
         fpn = try FPN(inChannels: backbone.featureChannels, channels: c.fpnChannels, levels: c.levels, rng: &rng)

@@ -279,9 +279,8 @@ public final class TrainingRun {
             opt.zeroGrad()
             let terms = try task.losses(model: model, epoch: epoch, indices: Array(order[(b * recipe.train.batch)..<((b + 1) * recipe.train.batch)]))
             precondition(!terms.isEmpty, "a training task returned no loss terms")
-            // Summed in name order, so the total's bits do not depend on dictionary order.
             let names = terms.keys.sorted()
-            let loss = names.dropFirst().reduce(terms[names[0]]!) { $0 + terms[$1]! }
+            let loss = Loss.total(terms)
             let l = loss.item
             let parts = names.map { ($0, Double(terms[$0]!.item)) }
             var gradNorm: Float = 0

@@ -81,4 +81,15 @@ final class GradcheckSelfTests: XCTestCase {
         XCTAssertFalse(r.passed, "\(r)")
         XCTAssertEqual(r.checked, 3)
     }
+
+    /// A loss dictionary's total is the sum in name order whatever the dictionary's order, with a
+    /// gradient of 1 into every term.
+    func testLossTotalSumsInNameOrder() {
+        let a = Tensor(shape: [], scalars: [1e8], requiresGrad: true), b = Tensor(shape: [], scalars: [1], requiresGrad: true)
+        let c = Tensor(shape: [], scalars: [-1e8], requiresGrad: true)
+        let t = Loss.total(["b": b, "a": a, "c": c])
+        XCTAssertEqual(t.item, ((a + b) + c).item)          // a, b, c: 1e8 + 1 rounds to 1e8, then 0
+        t.backward()
+        XCTAssertEqual([a.grad!.item, b.grad!.item, c.grad!.item], [1, 1, 1])
+    }
 }

@@ -23,8 +23,6 @@ final class DecoupledRetinaNetTests: XCTestCase {
                                    ignoreRegions: XYXYBoxes([[0, 40, 20, 64]])),
                    DetectionTarget(boxes: XYXYBoxes([[10, 10, 40, 30]]), labels: [1])]
 
-    func sumOfLosses(_ l: [String: Tensor]) -> Tensor { l.keys.sorted().dropFirst().reduce(l[l.keys.sorted()[0]]!) { $0 + l[$1]! } }
-
     func input(_ seed: UInt64 = 1) -> Tensor {
         var rng = RNG(seed: seed)
         return Tensor.randn([2, 3, 64, 64], rng: &rng)
@@ -58,7 +56,7 @@ final class DecoupledRetinaNetTests: XCTestCase {
         for (name, configure) in variants {
             let m = try tinyModel(configure)
             let l = m.losses(images: input(), targets: targets)
-            let total = sumOfLosses(l)
+            let total = Loss.total(l)
             XCTAssertTrue(total.item.isFinite, name)
             if name == "support" { XCTAssertNotNil(l["support"], name) }
             total.backward()
@@ -167,7 +165,7 @@ final class DecoupledRetinaNetTests: XCTestCase {
         for s in 0..<60 {
             opt.zeroGrad()
             let l = m.losses(images: x, targets: target)
-            let total = sumOfLosses(l)
+            let total = Loss.total(l)
             if s == 0 { first = total.item }
             last = total.item
             total.backward()

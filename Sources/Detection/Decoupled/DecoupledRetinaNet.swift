@@ -33,13 +33,7 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
 
     public init(backbone: any Backbone, config c: DecoupledConfig, rng: inout RNG) throws {
         let b = c.base
-        guard b.numClasses >= 1 else { throw DetectionConfigError(key: "num_classes", "must be at least 1, got \(b.numClasses)") }
-        guard b.anchorSizes.count == b.levels.count else {
-            throw DetectionConfigError(key: "anchors.sizes", "\(b.anchorSizes.count) base sizes for \(b.levels.count) pyramid levels \(b.levels); give one per level")
-        }
-        guard b.priorProbability > 0 && b.priorProbability < 1 else {
-            throw DetectionConfigError(key: "head.prior_prob", "\(b.priorProbability) must be in (0, 1)")
-        }
+        try b.validate()
         guard c.typeCounts.isEmpty || c.typeCounts.count == b.numClasses else {
             throw DetectionConfigError(key: "type_counts", "\(c.typeCounts.count) counts for \(b.numClasses) types")
         }
@@ -188,14 +182,12 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
     }
 }
 
-/// IoU of box i of `a` with box i of `b` (no gradient): the localisation quality of a prediction.
+/// IoU of box i of `a` with box i of `b` (no gradient): the localisation quality of a prediction, by
+/// the same measure as `boxIoU` (ground-truth boxes have positive area, so the union is never 0).
 func pairedIoU(_ a: XYXYBoxes, _ b: XYXYBoxes) -> [Float] {
     precondition(a.count == b.count, "pairedIoU: \(a.count) and \(b.count) boxes")
     return (0..<a.count).map { i in
         let p = a[i], q = b[i]
-        let iw = max(0, min(p.x2, q.x2) - max(p.x1, q.x1)), ih = max(0, min(p.y2, q.y2) - max(p.y1, q.y1))
-        let inter = iw * ih
-        let union = (p.x2 - p.x1) * (p.y2 - p.y1) + (q.x2 - q.x1) * (q.y2 - q.y1) - inter
-        return union > 0 ? inter / union : 0
+        return IoUMeasure.value(p.x1, p.y1, p.x2, p.y2, (p.x2 - p.x1) * (p.y2 - p.y1), q.x1, q.y1, q.x2, q.y2, (q.x2 - q.x1) * (q.y2 - q.y1))
     }
 }
