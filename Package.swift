@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         // A process that saves checkpoints in a loop, for the test that kills it mid-save (CheckpointTests).
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
-        .testTarget(name: "qatTests", dependencies: ["qat", "Files"]),
+        .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -88,6 +88,8 @@ public struct HDF5ClassificationSource: SampleSource {
 
     /// `maxImageBytes`: a tighter cap for callers that know their data is smaller (the fuzzer).
     public init(path: String, maxImageBytes: Int = HDF5ClassificationSource.maxImageBytes) throws {
+        // In the qat command, a child process reads the file first (libhdf5 crashes on crafted files).
+        try H5Sandbox.vet(path, kind: "hdf5_chips", arguments: ["\(maxImageBytes)"])
         let r = try H5Reader(opening: path)
         let root = try r.group("/")
         // The shape first, from the dataspace alone: only a plausible [N, H, W, C] gets a buffer.

@@ -9,6 +9,7 @@ import Recipes
 import Training
 import Files
 import UserPaths
+import HDF5
 
 @main
 struct QAT: ParsableCommand {
@@ -24,7 +25,11 @@ struct QAT: ParsableCommand {
     /// interrupted by SIGINT/SIGTERM after saving. Foundation's file errors are printed with the path
     /// and the cause (`PathError`).
     static func main() {
+        let argv = CommandLine.arguments
+        if argv.count > 1 && argv[1] == H5Sandbox.command { Foundation.exit(ReadHDF5.run(Array(argv.dropFirst(2)))) }
         BLASDispatch.reexecIfBetterKernelsExist()
+        // Every HDF5 file (checkpoints, hdf5_chips data) is read by a child process first (H5Sandbox).
+        H5Sandbox.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? argv[0]
         do {
             var command = try parseAsRoot(nil)
             try command.run()

@@ -116,6 +116,25 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertEqual(c2, 1, "shard 2 waited for a cell that had failed (killed after 120 s): \(o2)")
         XCTAssertTrue(o2.contains("FAILED dependent/seed0: needs bad/seed0") && o2.contains("error: 1 cell(s) failed: dependent/seed0"), o2)
     }
+
+    /// A crafted `hdf5_chips` file on which libhdf5 1.10.8 crashes (SIGSEGV, found by scripts/fuzz.sh):
+    /// read directly it kills the reading process; `qat train` on it exits 1 with a message naming the
+    /// file and the crash, and creates no run directory (the child process that reads it first died).
+    func testAFileThatCrashesLibHDF5IsRefusedWithoutCrashing() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/libhdf5-segv-chips.h5").path
+        let data = dir + "/chips"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        for split in ["train", "val", "test"] { try FileManager.default.copyItem(atPath: fixture, toPath: "\(data)/\(split).h5") }
+        // The fixture really crashes libhdf5 (else this test proves nothing).
+        let (direct, _) = try runQAT(["_read-hdf5", "hdf5_chips", data + "/train.h5", "\(1 << 32)"], timeout: 60)
+        XCTAssertNotNil(direct)
+        XCTAssertFalse(direct == 0 || direct == 1, "libhdf5 no longer crashes on the fixture (status \(direct ?? -1)): replace it with one that does")
+        let (code, out) = try runQAT(["train", try recipe(steps: 1), "--set", "data.format=hdf5_chips", "--set", "data.path=" + data,
+                                      "--run-dir", dir + "/run"], timeout: 120)
+        XCTAssertEqual(code, 1, out)
+        XCTAssertTrue(out.contains(data + "/train.h5: libhdf5 crashed reading it (SIGSEGV") && out.contains("nothing was loaded"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
+    }
 }
 
 func contents(_ dir: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) }
