@@ -57,6 +57,20 @@ public final class FileLock: @unchecked Sendable {
         }
     }
 
+    /// Whether some open file description holds the lock on `lockFile` now (nil: no such file). Probes
+    /// with a read-only descriptor and leaves the file's owner record alone.
+    public static func isLocked(_ lockFile: String) -> Bool? {
+        let fd = open(lockFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno == ENOENT ? nil : true }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            return true
+        }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
     /// Releases the lock (also on deinit). The lock file stays.
     public func release() {
         mutex.lock(); defer { mutex.unlock() }

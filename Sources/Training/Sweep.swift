@@ -37,6 +37,11 @@ public struct Sweep: Sendable {
     public var evolve: Evolve?
     /// Seconds between checks while a cell waits for another shard's checkpoint.
     public var waitInterval = 5.0
+    /// Seconds a waiting cell tolerates that the shard which runs its producer cell has started once (its
+    /// lock file exists) but is not running now (its lock is free: it was killed, even by SIGKILL, or it
+    /// ended) before it fails instead of waiting forever. A shard that never started (no lock file, e.g. a
+    /// job array task still queued) is waited for.
+    public var orphanGrace = 60.0
 
     public struct Cell: Sendable {
         public var index: Int
@@ -190,6 +195,24 @@ public struct Sweep: Sendable {
         try? AtomicFile.write(d, to: cell.dir + "/failed.json", replacing: .anything)
     }
 
+    /// The lock file a running shard I of N holds.
+    static func shardLockFile(_ out: String, _ i: Int, _ n: Int) -> String { out + "/.shard-\(i)-of-\(n).lock" }
+
+    /// Why no process will finish `producer`, or nil while one may: its shard (of `n`) has started once
+    /// (its lock file exists) and does not hold its lock now, and no live process on this host is the
+    /// last owner of the cell's own lock (a run of the sweep without --shard, or with another N).
+    static func deadShard(out: String, of producer: Cell, shards n: Int) -> String? {
+        let i = producer.index % n + 1
+        let file = shardLockFile(out, i, n)
+        guard FileLock.isLocked(file) == false else { return nil }   // running, or never started (no file)
+        if let owner = FileLock.holder(FileLock.file(ofDirectory: producer.dir)), owner.host == Temporaries.host,
+           owner.pid != getpid(), kill(owner.pid, 0) == 0 || errno == EPERM {
+            return nil
+        }
+        let last = FileLock.holder(file).map { " (last run by \($0))" } ?? ""
+        return "shard \(i)/\(n) is not running\(last): it was killed or ended"
+    }
+
     /// Takes a cell's lock (creating its directory): a cell is run by one process at a time.
     static func lockCell(_ cell: Cell) throws -> FileLock {
         do { try FileManager.default.createDirectory(atPath: cell.dir, withIntermediateDirectories: true) }
@@ -226,6 +249,18 @@ public struct Sweep: Sendable {
         if evolve != nil { let r = try runEvolve(quiet: quiet, log: log); return (r.ran, r.skipped, r.interrupted, []) }
         var ran = 0, skipped = 0, failed: [String] = []
         let mine = cells(shard: shard)
+        // While it runs, a shard holds out/.shard-I-of-N.lock: a shard waiting for one of its cells can
+        // tell a shard that died (its lock free) from one still at work. Another process running the
+        // same shard keeps it; this one then goes on without it (its cells' locks keep them apart).
+        var shardLock: FileLock? = nil
+        if let (i, n) = shard {
+            do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            catch { throw TrainingError("cannot create sweep folder \(out): \((error as NSError).localizedDescription)") }
+            var waited = 0.0
+            shardLock = try? FileLock.acquire(Sweep.shardLockFile(out, i, n), guarding: "sweep shard \(i)/\(n)", interval: 0.05,
+                                               waiting: { _ in }, cancelled: { waited += 0.05; return waited > 2 })
+        }
+        defer { shardLock?.release() }
         // This shard retries its failed cells now: their old failure records must not stop a shard that
         // waits for them.
         for cell in mine where !Sweep.isDone(cell.dir) && Sweep.failure(cell.dir) != nil {
@@ -248,9 +283,20 @@ public struct Sweep: Sendable {
                 if !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
                     log("wait \(cell.label): needs \(producer.label) (another shard)")
                 }
+                var orphanedSince: Date? = nil, orphan: String? = nil
                 while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
                     if StopSignal.requested != 0 { return (ran, skipped, true, failed) }
-                    Thread.sleep(forTimeInterval: waitInterval)
+                    if let (_, n) = shard, let dead = Sweep.deadShard(out: out, of: producer, shards: n) {
+                        orphanedSince = orphanedSince ?? Date()
+                        if Date().timeIntervalSince(orphanedSince!) >= orphanGrace { orphan = dead; break }
+                    } else {
+                        orphanedSince = nil
+                    }
+                    Thread.sleep(forTimeInterval: min(waitInterval, max(orphanGrace / 4, 0.01)))
+                }
+                if let dead = orphan {
+                    dependencyFailure = "needs \(producer.label) (\(dep)), which is unfinished and no process is running it: \(dead); rerun that shard (its cells resume), then this one"
+                    break
                 }
                 if !Sweep.isDone(producer.dir) {
                     let why = Sweep.failure(producer.dir).map { ": \($0)" } ?? " (above)"
@@ -449,7 +495,12 @@ public struct Sweep: Sendable {
         }
         let rows: [SummaryRow] = groups.map { variant, grid, items in
             let r = items[0].2
-            let finals = items.map { $0.1.final }
+            // Detection cells from before ap50_head/ap50_tail existed get them from their per-class AP50.
+            let finals = items.map { item -> TaskMetrics? in
+                guard var f = item.1.final else { return nil }
+                if r.task == "detection" { HeadTail.add(to: &f, perClass: ["ap50"]) }
+                return f
+            }
             let names = Set(finals.flatMap { $0?.values.keys.map { $0 } ?? [] })
             var metrics: [String: Stat] = [:]
             for n in names { metrics[n] = stats(finals.map { $0?[n] ?? .nan }) }

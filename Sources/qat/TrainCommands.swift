@@ -99,6 +99,7 @@ struct SweepCommand: ParsableCommand {
         commandName: "sweep", abstract: "Run an ablation sweep (grid or variants x seeds, or evolve); cells already done are skipped.",
         discussion: """
         A failed cell is recorded in its failed.json; a cell that needs it (init_from) fails too instead of waiting, and the command exits 1.
+        So does a cell waiting for a shard that ran once but is no longer running (killed; its lock OUT/.shard-I-of-N.lock free for 60 s).
         A cell another process is running (its lock) is skipped.
         """)
 

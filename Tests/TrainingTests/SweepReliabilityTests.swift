@@ -65,6 +65,73 @@ final class SweepReliabilityTests: XCTestCase {
         XCTAssertNotEqual(before, after)
     }
 
+    /// Shard 2 waits for a cell of shard 1, whose process is killed with SIGKILL (so it writes no
+    /// failure record): while shard 1's lock is held, shard 2 waits; once the kernel drops it, shard 2
+    /// reports that shard 1 is not running and moves on. A shard that never started is waited for.
+    func testAShardWaitingForAKilledShardReportsItAndMovesOn() throws {
+        let root = tempDir("sweepkilled")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: killed
+        base: base.yaml
+        out: \(root)/out
+        variants:
+          - {name: producer, set: {train.steps: 1}}
+          - {name: dependent, set: {train.steps: 1, quant.mode: qat, quant.init_from: "{out}/producer/seed0/checkpoints/best.h5"}}
+        """)
+        var s = try Sweep.load(path)
+        s.waitInterval = 0.05; s.orphanGrace = 0.3
+        let sweep = s
+        try FileManager.default.createDirectory(atPath: root + "/out", withIntermediateDirectories: true)
+        // "Shard 1": a real process holding shard 1's lock (flock(1) takes the same kind of lock), in a
+        // process group of its own so that SIGKILL reaches it and its command together; no Foundation
+        // Process (it waits for every descendant's copy of its pipe to close).
+        var pid: pid_t = 0
+        var attr = posix_spawnattr_t(); posix_spawnattr_init(&attr); defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP)); posix_spawnattr_setpgroup(&attr, 0)
+        var io = posix_spawn_file_actions_t(); posix_spawn_file_actions_init(&io); defer { posix_spawn_file_actions_destroy(&io) }
+        for fd in Int32(0)...2 { posix_spawn_file_actions_addopen(&io, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        let words: [String] = ["flock", "-x", Sweep.shardLockFile(root + "/out", 1, 2), "sleep", "120"]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        XCTAssertEqual(posix_spawn(&pid, "/usr/bin/flock", &io, &attr, argv, environ), 0)
+        var killed = false
+        func killShard1() { if !killed { kill(-pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0); killed = true } }
+        defer { killShard1() }
+        let deadline = Date().addingTimeInterval(20)
+        while FileLock.isLocked(Sweep.shardLockFile(root + "/out", 1, 2)) != true && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(FileLock.isLocked(Sweep.shardLockFile(root + "/out", 1, 2)), true)
+
+        let log = NSLock()
+        nonisolated(unsafe) var lines: [String] = []
+        nonisolated(unsafe) var r2: (ran: Int, skipped: Int, interrupted: Bool, failed: [String])? = nil
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            r2 = try? sweep.run(shard: (2, 2)) { l in log.lock(); lines.append(l); log.unlock() }
+            done.signal()
+        }
+        // Shard 1 is alive: shard 2 keeps waiting well past the grace period.
+        XCTAssertEqual(done.wait(timeout: .now() + 1.5), .timedOut, "shard 2 gave up on a shard that is running")
+        killShard1()
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "shard 2 waits forever for a killed shard")
+        XCTAssertEqual(r2?.failed, ["dependent/seed0"]); XCTAssertEqual(r2?.ran, 0)
+        log.lock()
+        XCTAssertTrue(lines.contains { $0.contains("FAILED dependent/seed0: needs producer/seed0") && $0.contains("shard 1/2 is not running") && $0.contains("rerun that shard") }, "\(lines)")
+        log.unlock()
+        XCTAssertTrue(Sweep.failure(root + "/out/dependent/seed0")?.contains("shard 1/2 is not running") ?? false)
+
+        // A shard that never started (no lock file): shard 2 waits until shard 1 runs, then runs its cell.
+        try FileManager.default.removeItem(atPath: Sweep.shardLockFile(root + "/out", 1, 2))
+        let done2 = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var r2b: (ran: Int, skipped: Int, interrupted: Bool, failed: [String])? = nil
+        Thread.detachNewThread { r2b = try? sweep.run(shard: (2, 2)) { _ in }; done2.signal() }
+        XCTAssertEqual(done2.wait(timeout: .now() + 1.0), .timedOut, "shard 2 gave up on a shard that has not started")
+        let r1 = try sweep.run(shard: (1, 2)) { _ in }
+        XCTAssertEqual(r1.ran, 1)
+        XCTAssertEqual(done2.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(r2b?.ran, 1); XCTAssertEqual(r2b?.failed, [])
+    }
+
     /// A cell another process owns (its lock is held) is skipped with the owner's pid, not run twice.
     func testACellInUseIsSkipped() throws {
         let root = tempDir("sweepbusy")
