@@ -182,9 +182,11 @@ public final class DetectionTask: TrainingTask {
         }
         let byId = Dictionary(uniqueKeysWithValues: coco.perClass.map { ($0.categoryId, $0) })
         let count = data.categoryIds.map { id in gt.annotations.filter { $0.categoryId == id && ($0.iscrowd ?? 0) == 0 }.count }
-        return TaskMetrics(split: split, samples: gt.images.count, values: values,
-                           perClass: ["ap": data.categoryIds.map { byId[$0]?.ap ?? -1 }, "ap50": data.categoryIds.map { byId[$0]?.ap50 ?? -1 }],
-                           perClassCount: count)
+        var m = TaskMetrics(split: split, samples: gt.images.count, values: values,
+                            perClass: ["ap": data.categoryIds.map { byId[$0]?.ap ?? -1 }, "ap50": data.categoryIds.map { byId[$0]?.ap50 ?? -1 }],
+                            perClassCount: count)
+        HeadTail.add(to: &m, perClass: ["ap50"])
+        return m
     }
 
     static let statNames = ["map", "map50", "map75", "map_small", "map_medium", "map_large",
