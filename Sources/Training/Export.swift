@@ -3,14 +3,19 @@ import Recipes
 import Files
 
 /// `qat export notebook DIR --out NAME.ipynb [--html]`: an nbformat-4 notebook for a run directory or a
-/// collected sweep: the recipe, the metrics as data, plots already rendered as SVG outputs (it reads
-/// without running), and Python cells that redraw each plot with matplotlib from the embedded data.
+/// collected sweep: the summary first, then the metrics as data, plots already rendered as SVG outputs
+/// (it reads without running) with Python cells that redraw each plot with matplotlib from the embedded
+/// data, and last the long sweep file and resolved recipes, folded (a markdown cell with its source
+/// hidden in Jupyter; a closed `<details>` in the HTML page).
 public enum NotebookExport {
     struct Plot { var title: String; var svg: String; var python: String }
     struct Document {
         var title: String; var intro: [String]; var data: [String: Any]; var plots: [Plot]; var tables: [String]
         /// PNG figures a task wrote into the run directory (title, base64).
         var images: [(String, String)] = []
+        /// Long reference sections (sweep file, resolved recipes), each starting with a "## " heading:
+        /// after everything else, folded.
+        var appendix: [String] = []
     }
 
     /// Writes the notebook (and with `html` a static page beside it); returns the written paths. Neither
@@ -48,7 +53,11 @@ public enum NotebookExport {
 
     static func notebook(_ doc: Document) -> [String: Any] {
         var cells: [[String: Any]] = []
-        func markdown(_ s: String) { cells.append(["cell_type": "markdown", "id": "cell-\(cells.count)", "metadata": [String: Any](), "source": lines(s)]) }
+        func markdown(_ s: String, folded: Bool = false) {
+            // JupyterLab and Notebook 7 honour jupyter.source_hidden: the cell shows as a fold marker.
+            let meta: [String: Any] = folded ? ["jupyter": ["source_hidden": true]] : [:]
+            cells.append(["cell_type": "markdown", "id": "cell-\(cells.count)", "metadata": meta, "source": lines(s)])
+        }
         func code(_ s: String, outputs: [[String: Any]] = []) {
             cells.append(["cell_type": "code", "id": "cell-\(cells.count)", "metadata": [String: Any](), "source": lines(s),
                           "execution_count": NSNull(), "outputs": outputs])
@@ -67,6 +76,7 @@ public enum NotebookExport {
             code("# figures/\(title).png of the run directory, embedded as this cell's output.",
                  outputs: [["output_type": "display_data", "metadata": [String: Any](), "data": ["image/png": png, "text/plain": ["<Image: \(title)>"]]]])
         }
+        for a in doc.appendix { markdown(a, folded: true) }
         return ["nbformat": 4, "nbformat_minor": 5, "cells": cells,
                 "metadata": ["kernelspec": ["name": "python3", "display_name": "Python 3", "language": "python"],
                              "language_info": ["name": "python"]]]
@@ -81,6 +91,12 @@ public enum NotebookExport {
         for t in doc.tables { s += markdownToHTML(t) }
         for p in doc.plots { s += "<h2>\(esc(p.title))</h2>\n\(p.svg)\n" }
         for (title, png) in doc.images { s += "<h2>\(esc(title))</h2>\n<img src=\"data:image/png;base64,\(png)\" alt=\"\(esc(title))\">\n" }
+        for a in doc.appendix {
+            let head = a.components(separatedBy: "\n").first ?? ""
+            let title = head.hasPrefix("## ") ? String(head.dropFirst(3)) : "Details"
+            s += "<details><summary>\(esc(title).replacingOccurrences(of: "`", with: ""))</summary>\n"
+            s += markdownToHTML(String(a.dropFirst(head.hasPrefix("## ") ? head.count : 0))) + "</details>\n"
+        }
         return s + "</body></html>\n"
     }
 
@@ -216,7 +232,8 @@ public enum NotebookExport {
         let figures = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/figures")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
         let images = figures.compactMap { f in FileManager.default.contents(atPath: dir + "/figures/" + f).map { (String(f.dropLast(4)), $0.base64EncodedString()) } }
         let name = recipe?.name ?? (dir as NSString).lastPathComponent
-        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: ["## Recipe (resolved)\n\n```yaml\n\(recipeText)```"], images: images)
+        return Document(title: "Run \(name)", intro: intro, data: data, plots: plots, tables: [], images: images,
+                        appendix: ["## Recipe (resolved)\n\n```yaml\n\(recipeText)```"])
     }
 
     // MARK: a sweep
@@ -293,15 +310,16 @@ public enum NotebookExport {
                                   """))
             }
         }
-        var tables = [md]
+        var appendix: [String] = []
         if let sweepText = try? String(contentsOfFile: dir + "/sweep.yaml", encoding: .utf8) {
-            tables.append("## Sweep file\n\n```yaml\n\(sweepText)```")
+            appendix.append("## Sweep file\n\n```yaml\n\(sweepText)```")
         }
         for v in variants {
             guard let first = rows.first(where: { $0.variant == v })?.dirs.first,
                   let text = try? String(contentsOfFile: first + "/recipe.resolved.yaml", encoding: .utf8) else { continue }
-            tables.append("## Resolved recipe of \(v) (`\(first)`)\n\n```yaml\n\(text)```")
+            appendix.append("## Resolved recipe of \(v) (`\(first)`)\n\n```yaml\n\(text)```")
         }
-        return Document(title: "Sweep \((dir as NSString).lastPathComponent)", intro: ["Sweep directory: `\(dir)`."], data: data, plots: plots, tables: tables)
+        return Document(title: "Sweep \((dir as NSString).lastPathComponent)", intro: ["Sweep directory: `\(dir)`."], data: data, plots: plots, tables: [md],
+                        appendix: appendix)
     }
 }

@@ -275,8 +275,30 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(written.count, 2)
         try checkNotebook(root + "/nb/sweep.ipynb", plots: 3)
         XCTAssertTrue(try String(contentsOfFile: root + "/nb/sweep.html", encoding: .utf8).contains("<svg"))
+        // Summary and plots first; the sweep file and resolved recipes last, folded.
+        func cellSources(_ path: String) throws -> [(String, [String: Any])] {
+            let nb = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+            return (nb["cells"] as! [[String: Any]]).map { c -> (String, [String: Any]) in
+                (((c["source"] as? [String]) ?? []).joined(), (c["metadata"] as? [String: Any]) ?? [:])
+            }
+        }
+        let sweepCells = try cellSources(root + "/nb/sweep.ipynb")
+        let summaryAt = try XCTUnwrap(sweepCells.firstIndex { $0.0.contains("| accuracy (%) |") })
+        let lastPlot = try XCTUnwrap(sweepCells.lastIndex { $0.0.contains("plt.") })
+        let recipes = sweepCells.indices.filter { sweepCells[$0].0.hasPrefix("## Resolved recipe of") || sweepCells[$0].0.hasPrefix("## Sweep file") }
+        XCTAssertEqual(recipes.count, 3)   // the sweep file and one recipe per variant (fp32, ptq4)
+        XCTAssertLessThan(summaryAt, lastPlot)
+        XCTAssertTrue(recipes.allSatisfy { $0 > lastPlot }, "recipes before plots: \(recipes) vs \(lastPlot)")
+        XCTAssertTrue(recipes.allSatisfy { (sweepCells[$0].1["jupyter"] as? [String: Any])?["source_hidden"] as? Bool == true })
+        let page = try String(contentsOfFile: root + "/nb/sweep.html", encoding: .utf8)
+        let lastSVG = try XCTUnwrap(page.range(of: "</svg>", options: .backwards)).upperBound
+        let firstDetails = try XCTUnwrap(page.range(of: "<details><summary>Sweep file</summary>")).lowerBound
+        XCTAssertLessThan(lastSVG, firstDetails)
+        XCTAssertLessThan(try XCTUnwrap(page.range(of: "<table>")).lowerBound, try XCTUnwrap(page.range(of: "<svg")).lowerBound)
         _ = try NotebookExport.export(dir: cells[0].dir, out: root + "/nb/run.ipynb", html: false)
         try checkNotebook(root + "/nb/run.ipynb", plots: 3)
+        let runCells = try cellSources(root + "/nb/run.ipynb")
+        XCTAssertTrue(runCells.last?.0.hasPrefix("## Recipe (resolved)") == true)
         XCTAssertThrowsError(try NotebookExport.export(dir: root, out: root + "/x.ipynb", html: false)) { e in
             XCTAssertTrue("\(e)".contains("neither a run directory"), "\(e)")
         }
