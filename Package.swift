@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "FilesTests", dependencies: ["Files"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "UserPathsTests", dependencies: ["UserPaths"]),
-        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"]),
+        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5", "Files"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CheckpointWriter", "Files", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),

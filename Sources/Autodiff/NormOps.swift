@@ -14,12 +14,13 @@ extension Tensor {
         }
         let out = FloatBuffer(count: count)
         let mean = FloatBuffer(count: c), invstd = FloatBuffer(count: c)
+        let meanLow = FloatBuffer(zeros: c)   // stays zero in evaluation
         let gp = weight.map { UnsafePointer($0.pointer) }, bp = bias.map { UnsafePointer($0.pointer) }
         if training {
             precondition(n * hw > 1, "batch_norm: training needs more than one value per channel, got input \(shape)")
             let vu = FloatBuffer(count: c)
             Norm.batchNormTrainForward(n: n, c: c, hw: hw, x: pointer, gamma: gp, beta: bp, eps: eps, y: out.pointer,
-                                       mean: mean.pointer, invstd: invstd.pointer, varUnbiased: vu.pointer)
+                                       mean: mean.pointer, meanLow: meanLow.pointer, invstd: invstd.pointer, varUnbiased: vu.pointer)
             if let rm = runningMean, let rv = runningVar {
                 for ch in 0..<c {
                     rm.pointer[ch] = (1 - momentum) * rm.pointer[ch] + momentum * mean.pointer[ch]
@@ -43,7 +44,7 @@ extension Tensor {
             let dg = (weight?.requiresGrad ?? false) ? FloatBuffer(count: c) : nil
             let db = (bias?.requiresGrad ?? false) ? FloatBuffer(count: c) : nil
             Norm.batchNormBackward(n: n, c: c, hw: hw, x: x.pointer, dy: g.pointer, gamma: weight.map { UnsafePointer($0.pointer) },
-                                   mean: mean.pointer, invstd: invstd.pointer, batchStats: training,
+                                   mean: mean.pointer, meanLow: meanLow.pointer, invstd: invstd.pointer, batchStats: training,
                                    dx: dx?.pointer, dgamma: dg?.pointer, dbeta: db?.pointer)
             var r: [Tensor?] = [dx.map { Tensor(shape: x.shape, storage: $0) }]
             if weight != nil { r.append(dg.map { Tensor(shape: [c], storage: $0) }) }

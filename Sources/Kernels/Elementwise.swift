@@ -71,9 +71,11 @@ public enum Elementwise {
         case .relu: each(n) { r in for i in r { let gv = g[i]; gx[i] = x[i] > 0 ? gv : 0 } }
         case .relu6: each(n) { r in for i in r { let v = x[i], gv = g[i]; gx[i] = (v > 0 && v < 6) ? gv : 0 } }
         case .sigmoid: each(n) { r in for i in r { let s = y[i]; gx[i] = g[i] * s * (1 - s) } }
-        case .tanh: each(n) { r in for i in r { let t = y[i]; gx[i] = g[i] * (1 - t * t) } }
+        // (1 - t)(1 + t), not 1 - t*t, which cancels to a few bits when |t| is near 1 (as PyTorch 2.15).
+        case .tanh: each(n) { r in for i in r { let t = y[i]; gx[i] = g[i] * ((1 - t) * (1 + t)) } }
+        // PyTorch's boundaries: 0 for x <= -3, g for x >= 3, g (x/3 + 1/2) strictly between.
         case .hardswish:
-            each(n) { r in for i in r { let v = x[i], gv = g[i]; gx[i] = v < -3 ? 0 : (v <= 3 ? gv * (v / 3 + 0.5) : gv) } }
+            each(n) { r in for i in r { let v = x[i], gv = g[i]; gx[i] = v <= -3 ? 0 : (v < 3 ? gv * (v / 3 + 0.5) : gv) } }
         case .hardsigmoid: each(n) { r in for i in r { let v = x[i], gv = g[i]; gx[i] = (v > -3 && v < 3) ? gv / 6 : 0 } }
         case .silu: each(n) { r in for i in r { let v = x[i]; let s = sigmoidf(v); gx[i] = g[i] * s * (1 + v * (1 - s)) } }
         case .square: each(n) { r in for i in r { gx[i] = 2 * x[i] * g[i] } }
