@@ -47,16 +47,16 @@ func torchvisionInit(_ m: Module, linearStd: Float?, rng: inout RNG) {
 struct StageTracker {
     var strides: [Int] = []
     mutating func add(_ s: Int) { strides.append((strides.last ?? 1) * s) }
+    /// The C3-C5 layers; empty for a small-input backbone (total stride 8), which has no C4/C5.
     func ends() -> [Int] {
-        [8, 16, 32].map { s in
-            guard let i = strides.lastIndex(of: s) else { preconditionFailure("backbone has no layer at stride \(s): \(strides)") }
-            return i
-        }
+        let found = [8, 16, 32].compactMap { strides.lastIndex(of: $0) }
+        return found.count == 3 ? found : []
     }
 }
 
 /// Runs `features` and keeps the outputs at `ends`.
 func collect(_ features: Sequential, _ ends: [Int], _ x: Tensor) -> [Tensor] {
+    precondition(!ends.isEmpty, "a small-input backbone (total stride 8) has no C3-C5 feature maps for a detector")
     var out: [Tensor] = []
     var h = x
     for (i, layer) in features.layers.enumerated() {
@@ -85,13 +85,16 @@ public final class MobileNetV1: Module, Backbone {
     let ends: [Int]
 
     /// `numClasses` nil builds the feature extractor only.
-    public init(width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, rng: inout RNG) throws {
+    /// `smallInput`: stride 1 in the stem and the first strided block (total stride 8).
+    public init(width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, smallInput: Bool = false, rng: inout RNG) throws {
         guard width > 0 else { throw ShapeError(op: "MobileNetV1", "width must be positive, got \(width)") }
         let c = { (v: Int) in makeDivisible(Double(v) * width) }
-        let cfg: [(Int, Int)] = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+        var cfg: [(Int, Int)] = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
                                  (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
-        var layers: [Module] = [try convNormAct(3, c(32), stride: 2, act: .relu, rng: &rng)]
-        var track = StageTracker(); track.add(2)
+        if smallInput, let i = cfg.firstIndex(where: { $0.1 == 2 }) { cfg[i].1 = 1 }
+        let stemStride = smallInput ? 1 : 2
+        var layers: [Module] = [try convNormAct(3, c(32), stride: stemStride, act: .relu, rng: &rng)]
+        var track = StageTracker(); track.add(stemStride)
         var cin = c(32)
         var chans: [Int] = [cin]
         for (out, s) in cfg {
@@ -157,14 +160,17 @@ public final class MobileNetV2: Module, Backbone {
     public let featureChannels: [Int]
     let ends: [Int]
 
-    public init(width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, rng: inout RNG) throws {
+    /// `smallInput`: stride 1 in the stem and the first strided stage (total stride 8), CIFAR practice.
+    public init(width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, smallInput: Bool = false, rng: inout RNG) throws {
         guard width > 0 else { throw ShapeError(op: "MobileNetV2", "width must be positive, got \(width)") }
-        let settings: [(t: Int, c: Int, n: Int, s: Int)] = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+        var settings: [(t: Int, c: Int, n: Int, s: Int)] = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                                                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        if smallInput { settings[1].s = 1 }
+        let stemStride = smallInput ? 1 : 2
         var cin = makeDivisible(32 * width)
         let last = makeDivisible(1280 * max(1, width))
-        var layers: [Module] = [try convNormAct(3, cin, stride: 2, act: .relu6, rng: &rng)]
-        var track = StageTracker(); track.add(2)
+        var layers: [Module] = [try convNormAct(3, cin, stride: stemStride, act: .relu6, rng: &rng)]
+        var track = StageTracker(); track.add(stemStride)
         var chans = [cin]
         for st in settings {
             let cout = makeDivisible(Double(st.c) * width)
@@ -244,7 +250,8 @@ public final class MobileNetV3: Module, Backbone {
     public let featureChannels: [Int]
     let ends: [Int]
 
-    public init(_ size: Size, width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, rng: inout RNG) throws {
+    /// `smallInput`: stride 1 in the stem and the first strided block (total stride 8).
+    public init(_ size: Size, width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, smallInput: Bool = false, rng: inout RNG) throws {
         guard width > 0 else { throw ShapeError(op: "MobileNetV3", "width must be positive, got \(width)") }
         typealias B = (cin: Int, k: Int, exp: Int, cout: Int, se: Bool, act: Activation.Kind, s: Int)
         let large: [B] = [(16, 3, 16, 16, false, .relu, 1), (16, 3, 64, 24, false, .relu, 2), (24, 3, 72, 24, false, .relu, 1),
@@ -259,12 +266,14 @@ public final class MobileNetV3: Module, Backbone {
                           (40, 5, 240, 40, true, .hardswish, 1), (40, 5, 120, 48, true, .hardswish, 1),
                           (48, 5, 144, 48, true, .hardswish, 1), (48, 5, 288, 96, true, .hardswish, 2),
                           (96, 5, 576, 96, true, .hardswish, 1), (96, 5, 576, 96, true, .hardswish, 1)]
-        let cfg = size == .large ? large : small
+        var cfg = size == .large ? large : small
+        if smallInput, let i = cfg.firstIndex(where: { $0.s == 2 }) { cfg[i].s = 1 }
+        let stemStride = smallInput ? 1 : 2
         let adj = { (v: Int) in makeDivisible(Double(v) * width) }
         let eps: Float = 0.001, mom: Float = 0.01
         let first = adj(cfg[0].cin)
-        var layers: [Module] = [try convNormAct(3, first, stride: 2, act: .hardswish, bnEps: eps, bnMomentum: mom, rng: &rng)]
-        var track = StageTracker(); track.add(2)
+        var layers: [Module] = [try convNormAct(3, first, stride: stemStride, act: .hardswish, bnEps: eps, bnMomentum: mom, rng: &rng)]
+        var track = StageTracker(); track.add(stemStride)
         var chans = [first]
         for b in cfg {
             layers.append(try InvertedResidualV3(adj(b.cin), kernel: b.k, expanded: adj(b.exp), adj(b.cout), se: b.se, act: b.act, stride: b.s, rng: &rng))
@@ -323,13 +332,19 @@ public final class ResNet: Module, Backbone, ConvBatchNormPairs {
     public let fc: Linear?
     public let featureChannels: [Int]
 
-    public init(depths: [Int] = [2, 2, 2, 2], width: Double = 1, numClasses: Int? = 1000, rng: inout RNG) throws {
+    /// True for the CIFAR stem (3x3 stride-1 conv, no max-pooling; total stride 8).
+    public let smallInput: Bool
+
+    /// `smallInput`: the CIFAR ResNet stem, a 3x3 stride-1 conv without max-pooling (total stride 8).
+    public init(depths: [Int] = [2, 2, 2, 2], width: Double = 1, numClasses: Int? = 1000, smallInput: Bool = false, rng: inout RNG) throws {
         guard depths.count == 4, depths.allSatisfy({ $0 >= 1 }), width > 0 else {
             throw ShapeError(op: "ResNet", "needs 4 stage depths >= 1 and a positive width, got \(depths), \(width)")
         }
         let ch = [64, 128, 256, 512].map { makeDivisible(Double($0) * width) }
         let stem = makeDivisible(64 * width)
-        conv1 = try Conv2d(3, stem, kernelSize: (7, 7), stride: (2, 2), padding: (3, 3), bias: false, rng: &rng)
+        conv1 = smallInput ? try Conv2d(3, stem, kernelSize: (3, 3), stride: (1, 1), padding: (1, 1), bias: false, rng: &rng)
+                           : try Conv2d(3, stem, kernelSize: (7, 7), stride: (2, 2), padding: (3, 3), bias: false, rng: &rng)
+        self.smallInput = smallInput
         bn1 = BatchNorm2d(stem)
         var cin = stem
         var stages: [Sequential] = []
@@ -343,12 +358,15 @@ public final class ResNet: Module, Backbone, ConvBatchNormPairs {
         }
         layer1 = stages[0]; layer2 = stages[1]; layer3 = stages[2]; layer4 = stages[3]
         fc = try numClasses.map { try Linear(cin, $0, rng: &rng) }
-        featureChannels = Array(ch[1...])
+        featureChannels = smallInput ? [] : Array(ch[1...])
         super.init()
         torchvisionInit(self, linearStd: nil, rng: &rng)
     }
 
-    func stem(_ x: Tensor) -> Tensor { bn1(conv1(x)).relu().maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1)) }
+    func stem(_ x: Tensor) -> Tensor {
+        let y = bn1(conv1(x)).relu()
+        return smallInput ? y : y.maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+    }
 
     public override func forward(_ x: Tensor) -> Tensor {
         let f = layer4(layer3(layer2(layer1(stem(x)))))
@@ -357,6 +375,7 @@ public final class ResNet: Module, Backbone, ConvBatchNormPairs {
     }
 
     public func featureMaps(_ x: Tensor) -> [Tensor] {
+        precondition(!smallInput, "a small-input backbone (total stride 8) has no C3-C5 feature maps for a detector")
         let c3 = layer2(layer1(stem(x)))
         let c4 = layer3(c3)
         return [c3, c4, layer4(c4)]
@@ -368,13 +387,14 @@ public final class ResNet: Module, Backbone, ConvBatchNormPairs {
 public enum Backbones {
     public static let names = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18"]
 
-    public static func make(_ name: String, width: Double = 1, numClasses: Int? = nil, rng: inout RNG) throws -> any Backbone {
+    /// `smallInput`: total stride 8 instead of 32 (see each backbone); classification only.
+    public static func make(_ name: String, width: Double = 1, numClasses: Int? = nil, smallInput: Bool = false, rng: inout RNG) throws -> any Backbone {
         switch name {
-        case "mobilenet_v1": return try MobileNetV1(width: width, numClasses: numClasses, rng: &rng)
-        case "mobilenet_v2": return try MobileNetV2(width: width, numClasses: numClasses, rng: &rng)
-        case "mobilenet_v3_small": return try MobileNetV3(.small, width: width, numClasses: numClasses, rng: &rng)
-        case "mobilenet_v3_large": return try MobileNetV3(.large, width: width, numClasses: numClasses, rng: &rng)
-        case "resnet18": return try ResNet(width: width, numClasses: numClasses, rng: &rng)
+        case "mobilenet_v1": return try MobileNetV1(width: width, numClasses: numClasses, smallInput: smallInput, rng: &rng)
+        case "mobilenet_v2": return try MobileNetV2(width: width, numClasses: numClasses, smallInput: smallInput, rng: &rng)
+        case "mobilenet_v3_small": return try MobileNetV3(.small, width: width, numClasses: numClasses, smallInput: smallInput, rng: &rng)
+        case "mobilenet_v3_large": return try MobileNetV3(.large, width: width, numClasses: numClasses, smallInput: smallInput, rng: &rng)
+        case "resnet18": return try ResNet(width: width, numClasses: numClasses, smallInput: smallInput, rng: &rng)
         default:
             throw ShapeError(op: "backbone", "unknown model '\(name)'; choose one of \(names.joined(separator: ", "))")
         }

@@ -128,6 +128,17 @@ extension Field {
 }
 
 extension Field where S: RecipeSection {
+    /// A key added after run directories existed: the resolved form writes it only when it differs from
+    /// the default, so that recipes which do not use it resolve to the text stored runs and checkpoints
+    /// hold (`--resume` compares it).
+    public func writtenWhenSet() -> Field {
+        let write = self.write
+        return Field(key, read: read, write: { s, c in
+            let t = write(s, c)
+            return t == write(S(), c) ? nil : t
+        })
+    }
+
     /// A key added with detection: a classification recipe's resolved form writes it only when it
     /// differs from the default, so that form stays the text existing run directories and checkpoints
     /// stored (`--resume` compares it).

@@ -33,10 +33,21 @@ public struct Recipe: Sendable, Equatable {
         /// training and before `quant.init_from`); e.g. a classification checkpoint of the same
         /// backbone for a detector.
         public var initFrom: String?
+        /// CIFAR practice for small inputs (classification): the stem and the first strided stage keep
+        /// stride 1 (ResNet: a 3x3 stride-1 stem without max-pooling), so the backbone's total stride is 8
+        /// instead of 32 and 32-px chips end in 4x4 maps.
+        public var smallInput = false
         public init() {}
         public static var fields: [Field<Model>] {
             [.choice("backbone", \.backbone, Recipe.backbones), .double("width", \.width, min: 0.05, max: 4), .choice("head", \.head, ["linear"]),
-             .double("dropout", \.dropout, min: 0, max: 0.99), Field.optString("init_from", \.initFrom).addedWithDetection()]
+             .double("dropout", \.dropout, min: 0, max: 0.99), Field.optString("init_from", \.initFrom).addedWithDetection(),
+             Field.bool("small_input", \.smallInput).writtenWhenSet()]
+        }
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if smallInput && context.task == "detection" {
+                throw RecipeError(origin: r.value("small_input")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("small_input"),
+                                  "is for classification on small chips (total stride 8); a detector needs the C3-C5 maps at strides 8, 16 and 32: remove it")
+            }
         }
     }
 

@@ -24,7 +24,7 @@ public final class ClassificationTask: TrainingTask {
     public var dataRoot: String { data.root }
 
     public func makeModel(rng: inout RNG) throws -> Module {
-        let m = try Backbones.make(recipe.model.backbone, width: recipe.model.width, numClasses: classes.count, rng: &rng)
+        let m = try Backbones.make(recipe.model.backbone, width: recipe.model.width, numClasses: classes.count, smallInput: recipe.model.smallInput, rng: &rng)
         for (_, mod) in m.namedModules() { if let d = mod as? Dropout { d.p = Float(recipe.model.dropout) } }
         return m
     }

@@ -189,7 +189,7 @@ struct SummaryCommand: ParsableCommand {
             let classes = try guarded { synthetic ? AircraftType.catalog.count : try makeTask(r).classes.count }
             let m: Module = try guarded {
                 r.task == "detection" ? try DetectionTask.makeDetector(r, classes: classes, rng: &rng) as Module
-                                      : try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, rng: &rng)
+                                      : try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, smallInput: r.model.smallInput, rng: &rng)
             }
             print("\(name): \(r.model.backbone) x\(r.model.width), \(classes) classes, input \(r.data.inputSize) px")
             print(ModelSummary(m, inputShape: [1, 3, r.data.inputSize, r.data.inputSize]).format())

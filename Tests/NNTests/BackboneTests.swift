@@ -59,6 +59,30 @@ final class BackboneTests: XCTestCase {
         XCTAssertThrowsError(try Backbones.make("vgg16", rng: &rng)) { XCTAssertTrue("\($0)".contains("mobilenet_v2")) }
     }
 
+    /// CIFAR practice: with `smallInput` every backbone keeps stride 1 in its stem and first strided
+    /// stage, so a 32-px input ends in 4x4 maps (total stride 8, not 32); the MobileNets keep their
+    /// parameters (strides only), ResNet-18 swaps its 7x7 stem for a 3x3 one and drops the max-pool.
+    /// It has no C3-C5 maps for a detector.
+    func testSmallInputEndsAtStride8() throws {
+        var rng = RNG(seed: 3)
+        let x = Tensor.randn([2, 3, 32, 32], rng: &rng)
+        for name in Backbones.names {
+            let small = try Backbones.make(name, width: 0.25, smallInput: true, rng: &rng)
+            let plain = try Backbones.make(name, width: 0.25, rng: &rng)
+            XCTAssertEqual(Array(noGrad { small(x) }.shape[2...]), [4, 4], name)
+            XCTAssertEqual(Array(noGrad { plain(x) }.shape[2...]), [1, 1], name)
+            XCTAssertTrue(small.featureChannels.isEmpty, name)
+            let count = { (m: Module) in m.namedParameters().reduce(0) { $0 + $1.1.count } }
+            if name == "resnet18" {
+                XCTAssertEqual(count(plain) - count(small), 16 * 3 * (49 - 9), name)   // 16 stem channels at width 0.25
+            } else {
+                XCTAssertEqual(count(small), count(plain), name)
+            }
+            let c = try Backbones.make(name, width: 0.25, numClasses: 5, smallInput: true, rng: &rng)
+            XCTAssertEqual(noGrad { c(x) }.shape, [2, 5], name)
+        }
+    }
+
     func testClassifierForwardBackward() throws {
         var rng = RNG(seed: 2)
         let m = try MobileNetV3(.small, width: 0.25, numClasses: 5, rng: &rng)

@@ -94,6 +94,18 @@ final class DetectionRecipeTests: XCTestCase {
         XCTAssertEqual(try Recipe.parse(yaml), set)
     }
 
+    /// model.small_input: written only when set (stored recipes keep their text), refused for detection.
+    func testSmallInputIsWrittenWhenSetAndRefusedForDetection() throws {
+        XCTAssertFalse(try Recipe.parse("seed: 1\n").resolvedYAML().contains("small_input"))
+        let set = try Recipe.parse("model: {small_input: true}\n")
+        XCTAssertTrue(set.model.smallInput)
+        XCTAssertTrue(set.resolvedYAML().contains("small_input: true"))
+        XCTAssertEqual(try Recipe.parse(set.resolvedYAML()), set)
+        XCTAssertThrowsError(try Recipe.parse("task: detection\nmodel: {small_input: true}\n")) { e in
+            XCTAssertTrue("\(e)".contains("model.small_input") && "\(e)".contains("classification"), "\(e)")
+        }
+    }
+
     func testTaskSpecificFormatsMetricsAndSections() throws {
         for (text, key, what) in [
             ("task: detection\ndata: {format: hdf5_chips, path: x}\n", "data.format", "classification format but the recipe's task is detection, which takes synth_coco, coco, dota"),
