@@ -201,7 +201,7 @@ struct SummaryCommand: ParsableCommand {
 }
 
 struct QuantCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self, QuantReportCommand.self])
+    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self, QuantReportCommand.self, QuantSensitivityCommand.self])
 }
 
 struct QuantDemoCommand: ParsableCommand {
@@ -247,6 +247,50 @@ struct QuantReportCommand: ParsableCommand {
 
     func run() throws {
         try guarded { print(QuantReport(try Checkpoint.load(from: checkpoint)).format()) }
+    }
+}
+
+struct QuantSensitivityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sensitivity",
+        abstract: "Per-layer PTQ sensitivity of a checkpoint: the metric with each layer alone quantized (drop from FP32) and with all but it (gain).",
+        discussion: "Calibrates every quantizer once (the stored recipe's quant section, mode ptq, at the bits given), then evaluates 2 x layers times. Prints the table, most sensitive first; --out writes it as JSON.")
+
+    @Argument(help: "Checkpoint (HDF5) written by qat train, usually an FP32 run's best.h5.")
+    var checkpoint: String
+    @Option(help: "Bits of weights and activations (both), 2...8.")
+    var bits = 4
+    @Option(help: "Weight bits (overrides --bits).")
+    var weightBits: Int?
+    @Option(help: "Activation bits (overrides --bits).")
+    var activationBits: Int?
+    @Flag(help: "Quantize weights only (activations stay float).")
+    var weightsOnly = false
+    @Flag(help: "Quantize activations only (weights stay float).")
+    var activationsOnly = false
+    @Option(help: "Split: train, val or test.")
+    var split = "val"
+    @Option(name: .customLong("set"), help: "Override a key of the stored recipe (e.g. quant.calibration_batches=16).")
+    var sets: [String] = []
+    @Option(help: "Write the report as JSON here (never a checkpoint, recipe or metrics file).")
+    var out: String?
+
+    func validate() throws {
+        for (flag, v) in [("--bits", bits), ("--weight-bits", weightBits ?? bits), ("--activation-bits", activationBits ?? bits)] {
+            try FlagCheck.range(flag, v, 2...8, "bits")
+        }
+        guard !(weightsOnly && activationsOnly) else { throw ValidationError("--weights-only and --activations-only exclude each other") }
+        guard ["train", "val", "test"].contains(split) else { throw ValidationError("--split must be train, val or test, got \(split)") }
+    }
+
+    func run() throws {
+        if let out { try guarded { try ProtectedFiles.check(output: out) } }
+        let r = try guarded {
+            try QuantSensitivity.run(checkpoint: checkpoint, split: split, weightBits: weightBits ?? bits, activationBits: activationBits ?? bits,
+                                     weightsOnly: weightsOnly, activationsOnly: activationsOnly, overrides: sets) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
+        print(QuantSensitivity.table(r), terminator: "")
+        if let out { try guarded { try QuantSensitivity.write(r, to: out) }; print("wrote \(out)") }
     }
 }
 
