@@ -237,6 +237,25 @@ public struct Recipe: Sendable, Equatable {
         }
     }
 
+    /// AdaRound (Nagel et al. 2020) for PTQ: per layer, `iterations` Adam steps at `lr` on `batches`
+    /// calibration batches, regulariser weight `reg`, beta annealed `beta_start` -> `beta_end` after the
+    /// `warm_start` share of iterations.
+    public struct AdaRound: RecipeSection {
+        public var enabled = false
+        public var iterations = 1000
+        public var lr = 0.01
+        public var reg = 0.01
+        public var betaStart = 20.0, betaEnd = 2.0
+        public var warmStart = 0.2
+        public var batches = 4
+        public init() {}
+        public static var fields: [Field<AdaRound>] {
+            [.bool("enabled", \.enabled), .int("iterations", \.iterations, min: 1, max: 1_000_000), .double("lr", \.lr, min: 1e-8, max: 10),
+             .double("reg", \.reg, min: 0, max: 100), .double("beta_start", \.betaStart, min: 1, max: 100), .double("beta_end", \.betaEnd, min: 1, max: 100),
+             .double("warm_start", \.warmStart, min: 0, max: 1), .int("batches", \.batches, min: 1, max: 1024)]
+        }
+    }
+
     public struct Override: Sendable, Equatable {
         public var pattern: String
         public var skip = false
@@ -260,6 +279,8 @@ public struct Recipe: Sendable, Equatable {
         /// PTQ options (section 4 of ALGORITHMS.md).
         public var equalize = false
         public var biasCorrection = false
+        /// Learned rounding of the weights (PTQ only; `AdaRound`).
+        public var adaround = AdaRound()
         public var overrides: [Override] = []
         /// FP32 (or QAT) checkpoint to start from: float weights load, quantizers calibrate.
         public var initFrom: String?
@@ -270,7 +291,14 @@ public struct Recipe: Sendable, Equatable {
              .choice("ste", \.ste, ["clipped", "identity"]), .section("dropout", \.dropout), .bool("fold_bn", \.foldBN),
              .optInt("freeze_bn_after", \.freezeBNAfter, min: 0), .int("calibration_batches", \.calibrationBatches, min: 1),
              .bool("residual_adds", \.residualAdds), .bool("equalize", \.equalize), .bool("bias_correction", \.biasCorrection),
-             overridesField, .optString("init_from", \.initFrom)]
+             Field.section("adaround", \.adaround).writtenWhenSet(), overridesField, .optString("init_from", \.initFrom)]
+        }
+
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if adaround.enabled && mode != "ptq" {
+                throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.enabled"),
+                                  "AdaRound learns the rounding of a PTQ model: set quant.mode: ptq (it is \(mode))")
+            }
         }
 
         /// Per-path overrides: a list of mappings whose bit keys are written only when set.

@@ -379,6 +379,15 @@ public final class TrainingRun {
             do { handle = try quantize(model, plan: try quantPlan(recipe)) } catch { throw TrainingError("quant: \(error)") }
             let batches = try calibrationBatches()
             handle!.calibrate(model, batches: batches) { self.model($0) }
+            if recipe.quant.adaround.enabled {
+                let a = recipe.quant.adaround
+                var c = AdaRound.Config()
+                c.iterations = a.iterations; c.learningRate = Float(a.lr); c.regularization = Float(a.reg)
+                c.betaStart = Float(a.betaStart); c.betaEnd = Float(a.betaEnd); c.warmStart = Float(a.warmStart); c.batches = a.batches
+                let rs = AdaRound.run(model, handle: handle!, batches: batches, config: c, forward: { self.model($0) }) { self.console.line($0) }
+                let improved = rs.filter { $0.adaRoundError <= $0.nearestError }.count
+                console.line("adaround: \(rs.count) layers rounded (\(improved) with a reconstruction error at or below round-to-nearest)")
+            }
             if recipe.quant.biasCorrection { handle!.correctBias(model, batches: batches) { self.model($0) } }
             if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }   // the folded, quantized model
             console.line("ptq: calibrated \(handle!.quantizers.count) quantizers on \(batches.count) batches")
