@@ -201,7 +201,7 @@ struct SummaryCommand: ParsableCommand {
 }
 
 struct QuantCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self, QuantReportCommand.self, QuantSensitivityCommand.self])
+    static let configuration = CommandConfiguration(commandName: "quant", abstract: "Quantization tools.", subcommands: [QuantDemoCommand.self, QuantReportCommand.self, QuantSensitivityCommand.self, MixedPrecisionCommand.self])
 }
 
 struct QuantDemoCommand: ParsableCommand {
@@ -291,6 +291,55 @@ struct QuantSensitivityCommand: ParsableCommand {
         }
         print(QuantSensitivity.table(r), terminator: "")
         if let out { try guarded { try QuantSensitivity.write(r, to: out) }; print("wrote \(out)") }
+    }
+}
+
+struct MixedPrecisionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mixed-precision",
+        abstract: "Per-layer weight bits from Hessian traces (Hutchinson) under an average-bits budget, written as quant.overrides for a recipe.",
+        discussion: "Each Hutchinson sample costs two gradient passes over --batches training batches. The plan file is a recipe fragment (use it as base: or paste it); it may replace only an earlier plan.")
+
+    @Argument(help: "Checkpoint (HDF5) written by qat train, usually an FP32 run's best.h5.")
+    var checkpoint: String
+    @Option(help: "Average weight bits over all weights (e.g. 4: the size of uniform W4).")
+    var averageBits = 4.0
+    @Option(help: "Bit choices, comma-separated.")
+    var choices = "2,3,4,8"
+    @Option(help: "Hutchinson samples (Rademacher vectors).")
+    var samples = 16
+    @Option(help: "Training batches per gradient.")
+    var batches = 2
+    @Option(name: .customLong("set"), help: "Override a key of the stored recipe.")
+    var sets: [String] = []
+    @Option(help: "The plan (YAML recipe fragment) to write.")
+    var out: String
+    @Option(help: "Also write the report (traces, errors, bits) as JSON here.")
+    var json: String?
+
+    var parsedChoices: [Int] { choices.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        let c = parsedChoices
+        guard !c.isEmpty, c.count == choices.split(separator: ",").count, c.allSatisfy({ (2...8).contains($0) }) else {
+            throw ValidationError("--choices must be comma-separated bits in 2...8, got '\(choices)'")
+        }
+        guard averageBits >= Double(c.min()!), averageBits <= 32 else {
+            throw ValidationError("--average-bits must be at least the lowest choice (\(c.min()!)), got \(averageBits)")
+        }
+        try FlagCheck.range("--samples", samples, 1...10_000, "Hutchinson samples")
+        try FlagCheck.range("--batches", batches, 1...1_000, "batches")
+    }
+
+    func run() throws {
+        try guarded { try MixedPrecisionSearch.checkOutputs(plan: out, json: json) }
+        let r = try guarded {
+            try MixedPrecisionSearch.run(checkpoint: checkpoint, averageBits: averageBits, choices: parsedChoices, samples: samples, batches: batches,
+                                         overrides: sets) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
+        print(MixedPrecisionSearch.table(r), terminator: "")
+        try guarded { try MixedPrecisionSearch.write(r, plan: out, json: json) }
+        print("wrote \(out)" + (json.map { " and \($0)" } ?? ""))
     }
 }
 
