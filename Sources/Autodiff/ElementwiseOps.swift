@@ -24,7 +24,9 @@ extension Tensor {
     public func relu6() -> Tensor { tagged(unary(.relu6, name: "relu6"), .relu6) }
 
     /// relu or relu6.
-    public func activated(_ act: FakeQuant.PreActivation) -> Tensor { act == .relu ? relu() : relu6() }
+    public func activated(_ act: FakeQuant.PreActivation) -> Tensor {
+        switch act { case .relu: return relu(); case .relu6: return relu6(); case .hardswish: return hardswish() }
+    }
 
     /// Records the activation on a taped output (see `activationSource`).
     private func tagged(_ y: Tensor, _ kind: FakeQuant.PreActivation) -> Tensor {
@@ -33,7 +35,7 @@ extension Tensor {
     }
     public func sigmoid() -> Tensor { unary(.sigmoid, name: "sigmoid") }
     public func tanh() -> Tensor { unary(.tanh, name: "tanh") }
-    public func hardswish() -> Tensor { unary(.hardswish, name: "hardswish") }
+    public func hardswish() -> Tensor { tagged(unary(.hardswish, name: "hardswish"), .hardswish) }
     public func hardsigmoid() -> Tensor { unary(.hardsigmoid, name: "hardsigmoid") }
     public func silu() -> Tensor { unary(.silu, name: "silu") }
     public func softplus() -> Tensor { unary(.softplus, name: "softplus") }

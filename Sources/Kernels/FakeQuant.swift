@@ -23,15 +23,28 @@ public enum FakeQuant {
     }
 
     /// An activation fused in front of the quantizer: the kernels quantize act(x) and the gradient to x
-    /// carries act's derivative mask (the same masks as `Elementwise.unaryBackward`: relu passes where
-    /// x > 0, relu6 where 0 < x < 6). Equal to running the activation first, without materialising it.
+    /// carries act's derivative (the same as `Elementwise.unaryBackward`: relu passes where x > 0, relu6
+    /// where 0 < x < 6, hardswish is 0 for x <= -3, 1 for x >= 3 and x/3 + 1/2 between). Equal to running
+    /// the activation first, without materialising it.
     public enum PreActivation: Sendable, Equatable {
-        case relu, relu6
+        case relu, relu6, hardswish
         @inline(__always) public func apply(_ v: Float) -> Float {
-            switch self { case .relu: return Swift.max(v, 0); case .relu6: return Swift.min(Swift.max(v, 0), 6) }
+            switch self {
+            case .relu: return Swift.max(v, 0)
+            case .relu6: return Swift.min(Swift.max(v, 0), 6)
+            case .hardswish: return v * Swift.min(Swift.max(v + 3, 0), 6) / 6
+            }
         }
+        /// Where the derivative is not zero.
         @inline(__always) public func passes(_ v: Float) -> Bool {
-            switch self { case .relu: return v > 0; case .relu6: return v > 0 && v < 6 }
+            switch self { case .relu: return v > 0; case .relu6: return v > 0 && v < 6; case .hardswish: return v > -3 }
+        }
+        /// g times the derivative at v (the unfused backward's expression, so the bits agree).
+        @inline(__always) public func gradient(_ g: Float, at v: Float) -> Float {
+            switch self {
+            case .relu, .relu6: return passes(v) ? g : 0
+            case .hardswish: return v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g)
+            }
         }
     }
 
@@ -105,7 +118,7 @@ public enum FakeQuant {
                 let xp = x + start, gp = dy + start
                 let out = dx.map { $0 + start } ?? scratch!
                 if let channelMask, channelMask[c] == 0 {
-                    if let act { for i in 0..<n { let g = gp[i]; out[i] = act.passes(xp[i]) ? g : 0 } } else { out.update(from: gp, count: n) }
+                    if let act { for i in 0..<n { out[i] = act.gradient(gp[i], at: xp[i]) } } else { out.update(from: gp, count: n) }
                     partS[sIdx] = 0; partZ[sIdx] = 0
                     continue
                 }
@@ -152,6 +165,9 @@ public enum FakeQuant {
         static func apply(_ v: V) -> V
         /// Lanes where the activation passes the gradient.
         static func passes(_ v: V) -> SIMDMask<V.MaskStorage>
+        /// The gradient g (already zero where blocked) times the derivative at v, for activations whose
+        /// derivative is not 1 wherever it passes (hardswish); the others return g.
+        static func scaled(_ g: V, at v: V) -> V
     }
     enum NoAct: RowActivation {
         static var kind: PreActivation? { nil }
@@ -167,6 +183,17 @@ public enum FakeQuant {
         static var kind: PreActivation? { .relu6 }
         @inline(__always) static func apply(_ v: V) -> V { v.replacing(with: 0, where: v .< 0).replacing(with: 6, where: v .> 6) }
         @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { (v .> 0) .& (v .< 6) }
+    }
+    enum HardswishAct: RowActivation {
+        static var kind: PreActivation? { .hardswish }
+        @inline(__always) static func apply(_ v: V) -> V {
+            let t = (v + V(repeating: 3)).replacing(with: 0, where: v + V(repeating: 3) .< 0)
+            return v * t.replacing(with: 6, where: t .> 6) / V(repeating: 6)
+        }
+        @inline(__always) static func passes(_ v: V) -> SIMDMask<V.MaskStorage> { v .> V(repeating: -3) }
+        @inline(__always) static func scaled(_ g: V, at v: V) -> V {
+            g.replacing(with: g * (v / V(repeating: 3) + V(repeating: 0.5)), where: (v .< V(repeating: 3)) .& (v .> V(repeating: -3)))
+        }
     }
 
     /// Quantization-dropout mask of a row as a type: `NoMask` (every value quantized) compiles to the
@@ -194,6 +221,7 @@ public enum FakeQuant {
         case nil: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, NoAct.self, M.self)
         case .relu: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLUAct.self, M.self)
         case .relu6: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, ReLU6Act.self, M.self)
+        case .hardswish: forwardRow(x, y, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, HardswishAct.self, M.self)
         }
     }
 
@@ -206,6 +234,7 @@ public enum FakeQuant {
         case nil: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, NoAct.self, M.self)
         case .relu: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, ReLUAct.self, M.self)
         case .relu6: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, ReLU6Act.self, M.self)
+        case .hardswish: return backwardRow(x, g, dx, m, n, s: s, inv: inv, z: z, lo: lo, hi: hi, clipped: clipped, HardswishAct.self, M.self)
         }
     }
 
@@ -255,7 +284,7 @@ public enum FakeQuant {
                 let cq = clamp(xq, vlo, vhi)
                 var blocked = clipped ? out : SIMDMask<V.MaskStorage>(repeating: false)
                 if A.kind != nil { blocked = blocked .| .!A.passes(a) }
-                rd.storeBytes(of: gv.replacing(with: zero, where: blocked), toByteOffset: i * 4, as: V.self)
+                rd.storeBytes(of: A.scaled(gv.replacing(with: zero, where: blocked), at: a), toByteOffset: i * 4, as: V.self)
                 let inTerm = gv * ((cq - vz) * vs - v) * vinv
                 let outTerm = gv * (cq - vz)
                 aS += inTerm.replacing(with: zero, where: .!quantized).replacing(with: outTerm, where: out)
@@ -265,18 +294,24 @@ public enum FakeQuant {
             totS += Double(aS.sum()); totZ += Double(aZ.sum())
         }
         while i < n {
-            let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i], pass = A.kind?.passes(a) ?? true
+            let a = x[i], v = A.kind?.apply(a) ?? a, gi = g[i]
+            let through = A.kind?.gradient(gi, at: a) ?? gi
             let xq = (z + v * inv).rounded(.toNearestOrEven)
-            if !M.quantized(m, i) { dx[i] = pass ? gi : 0; i += 1; continue }
+            if !M.quantized(m, i) { dx[i] = through; i += 1; continue }
             if xq < lo || xq > hi {
-                dx[i] = clipped || !pass ? 0 : gi
+                dx[i] = clipped ? 0 : through
                 totS += Double(gi * ((xq < lo ? lo : hi) - z)); totZ -= Double(gi * s)
             } else {
-                dx[i] = pass ? gi : 0
+                dx[i] = through
                 totS += Double(gi * ((xq - z) * s - v) * inv)
             }
             i += 1
         }
         return (totS, totZ)
     }
+}
+
+extension FakeQuant.RowActivation {
+    /// Derivative 1 wherever the gradient passes (none, relu, relu6).
+    @inline(__always) static func scaled(_ g: FakeQuant.V, at v: FakeQuant.V) -> FakeQuant.V { g }
 }

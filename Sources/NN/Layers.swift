@@ -328,7 +328,7 @@ public final class Activation: Module {
     public let slope: Float
     public init(_ kind: Kind, slope: Float = 0.01) { self.kind = kind; self.slope = slope; super.init() }
     public override var trailingActivation: FakeQuant.PreActivation? {
-        switch kind { case .relu: return .relu; case .relu6: return .relu6; default: return nil }
+        switch kind { case .relu: return .relu; case .relu6: return .relu6; case .hardswish: return .hardswish; default: return nil }
     }
     public override func forwardWithoutTrailingActivation(_ x: Tensor) -> Tensor { x }
     public override func forward(_ x: Tensor) -> Tensor {
@@ -365,8 +365,10 @@ extension Conv2d: InferenceFusable {
             w = weight * s.reshaped([outChannels, 1, 1, 1])
             b = ((bias ?? Tensor.zeros([outChannels])) - bn.runningMean) * s + bn.bias
         }
-        let clamp: ClosedRange<Float>? = activation.map { $0 == .relu ? 0...Float.infinity : 0...6 }
-        let y = x.conv2dInference(w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups, clamp: clamp)
+        // The epilogue clamps relu and relu6; hardswish runs as its own op on the fused conv + BN output.
+        let clamp: ClosedRange<Float>? = activation.flatMap { $0 == .relu ? 0...Float.infinity : $0 == .relu6 ? 0...6 : nil }
+        var y = x.conv2dInference(w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups, clamp: clamp)
+        if activation == .hardswish { y = y.hardswish() }
         if let c = MACCounter.current { c.add(path, Shape.count(y.shape) / y.shape[0] * (inChannels / groups) * kernelSize.0 * kernelSize.1) }
         return y
     }

@@ -134,7 +134,9 @@ final class InferenceFusionTests: XCTestCase {
 
     func testBackboneAndConvBNActMatchUnfusedInEvalMode() throws {
         var rng = RNG(seed: 3)
-        let bb = try Backbones.make("mobilenet_v2", width: 0.25, rng: &rng)
+        let x = Tensor.randn([2, 3, 64, 64], rng: &rng)
+        for name in ["mobilenet_v2", "mobilenet_v3_small"] {   // relu6; hardswish (conv + BN fused, then hardswish)
+        let bb = try Backbones.make(name, width: 0.25, rng: &rng)
         // Non-trivial running statistics and affine parameters, so the fold really rescales.
         for (_, m) in bb.namedModules() {
             guard let bn = m as? BatchNorm2d else { continue }
@@ -145,11 +147,11 @@ final class InferenceFusionTests: XCTestCase {
             rng.fillUniform(bn.bias.pointer, count: c, low: -0.2, high: 0.2)
         }
         bb.eval()
-        let x = Tensor.randn([2, 3, 64, 64], rng: &rng)
         let (f, u) = outputs(bb, x)
         XCTAssertEqual(f.count, u.count)
         let scale = u.map(abs).max()!
-        for i in f.indices { XCTAssertEqual(f[i], u[i], accuracy: 1e-4 * max(1, scale), "index \(i)") }
+        for i in f.indices { XCTAssertEqual(f[i], u[i], accuracy: 1e-4 * max(1, scale), "\(name) index \(i)") }
+        }
 
         // conv -> relu6 without BN, and conv -> BN without activation.
         let c1 = try Conv2d(3, 8, kernel: 3, rng: &rng), bn = BatchNorm2d(8)

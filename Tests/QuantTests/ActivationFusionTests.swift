@@ -4,10 +4,17 @@ import Kernels
 import NN
 @testable import Quant
 
-/// relu/relu6 followed by fake quantization, fused (the activation is applied inside the quantizer's
-/// kernels) against the plain sequence: same values, same gradients.
+/// relu/relu6/hardswish followed by fake quantization, fused (the activation is applied inside the
+/// quantizer's kernels) against the plain sequence: same values, same gradients.
 final class ActivationFusionTests: XCTestCase {
-    func input(_ shape: [Int], rng: inout RNG) -> Tensor {
+    /// Values across each activation's kinks, some exactly on them (0 and 6; -3 and 3 for hardswish).
+    func input(_ shape: [Int], rng: inout RNG, _ act: FakeQuant.PreActivation = .relu) -> Tensor {
+        if act == .hardswish {
+            let a = Tensor.uniform(shape, low: -5, high: 5, rng: &rng)
+            for i in stride(from: 0, to: a.count, by: 11) { a.pointer[i] = -3 }
+            for i in stride(from: 5, to: a.count, by: 13) { a.pointer[i] = 3 }
+            return a
+        }
         let a = Tensor.uniform(shape, low: -2, high: 8, rng: &rng)
         for i in stride(from: 0, to: a.count, by: 11) { a.pointer[i] = 0 }
         for i in stride(from: 5, to: a.count, by: 13) { a.pointer[i] = 6 }
@@ -17,14 +24,14 @@ final class ActivationFusionTests: XCTestCase {
     func testFusedOpEqualsActivationThenFakeQuant() {
         var rng = RNG(seed: 3)
         let shape = [2, 3, 7, 50]   // rows of 350: SIMD body and scalar tails
-        for act in [FakeQuant.PreActivation.relu, .relu6] {
+        for act in [FakeQuant.PreActivation.relu, .relu6, .hardswish] {
             for axis in [nil, 1] as [Int?] {
                 for mask in ["none", "element", "channel"] {
                     for ste in STE.allCases {
                         let channels = axis == nil ? 1 : shape[1]
                         let s0 = Tensor.uniform([channels], low: 0.02, high: 0.05, rng: &rng)
                         let z0 = Tensor.uniform([channels], low: 0, high: 40, rng: &rng)
-                        let a = input(shape, rng: &rng)
+                        let a = input(shape, rng: &rng, act)
                         let g = Tensor.uniform(shape, low: -1, high: 1, rng: &rng)
                         var em: Tensor? = nil, cm: Tensor? = nil
                         if mask == "element" { em = Tensor.zeros(shape); rng.fillBernoulli(em!.pointer, count: em!.count, p: 0.5) }
@@ -53,10 +60,10 @@ final class ActivationFusionTests: XCTestCase {
 
     func testFusedDepthwiseEqualsActivationThenQuantizedConv() throws {
         var rng = RNG(seed: 4)
-        for act in [FakeQuant.PreActivation.relu, .relu6] {
+        for act in [FakeQuant.PreActivation.relu, .relu6, .hardswish] {
             for (stride, pad) in [(1, 1), (2, 1)] {
                 let w0 = Tensor.uniform([5, 1, 3, 3], low: -1, high: 1, rng: &rng)
-                let a0 = input([2, 5, 9, 10], rng: &rng)
+                let a0 = input([2, 5, 9, 10], rng: &rng, act)
                 let g = Tensor.uniform([2, 5, (9 + 2 * pad - 3) / stride + 1, (10 + 2 * pad - 3) / stride + 1], low: -1, high: 1, rng: &rng)
                 func run(_ fused: Bool) -> [[Float]] {
                     let a = Tensor(shape: a0.shape, scalars: a0.scalars, requiresGrad: true)
@@ -122,5 +129,36 @@ final class ActivationFusionTests: XCTestCase {
         // (global pooling and the classifier read it).
         XCTAssertEqual(f.ops["relu6", default: 0], 2)
         XCTAssertGreaterThan(f.ops["fused_activation_fake_quantize", default: 0], 0)
+    }
+
+    /// A quantized MobileNetV3-small (hardswish in its stem and later blocks) trains identically with and
+    /// without the fusion; with it, hardswish outputs that feed only a quantized conv leave the tape.
+    func testQuantizedMobileNetV3IsIdenticalWithAndWithoutFusion() throws {
+        func run(_ fuse: Bool) throws -> (loss: Float, grads: [(String, [Float])], ops: [String: Int]) {
+            var rng = RNG(seed: 10)
+            let m = try MobileNetV3(.small, width: 0.5, numClasses: 3, rng: &rng)
+            let h = try quantize(m, plan: QuantPlan.bits(weight: 4, activation: 4))
+            for (_, q) in h.quantizers { q.fuseActivation = fuse }
+            m.train()
+            let x = Tensor.uniform([2, 3, 32, 32], low: -1, high: 1, rng: &rng)
+            var last: (Float, [(String, [Float])], [String: Int]) = (0, [], [:])
+            for step in 0..<2 {
+                h.setStep(step)
+                m.zeroGrad()
+                let loss = Loss.crossEntropy(m(x), targets: [0, 2])
+                let ops = tapeOps(loss)
+                loss.backward()
+                last = (loss.item, m.namedParameters().map { ($0.0, $0.1.grad?.scalars ?? []) }, ops)
+            }
+            return last
+        }
+        let u = try run(false), f = try run(true)
+        XCTAssertEqual(u.loss, f.loss)
+        for ((name, p), (_, q)) in zip(u.grads, f.grads) {
+            XCTAssertEqual(p.count, q.count, name)
+            for (a, b) in zip(p, q) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(a)), name) }
+        }
+        XCTAssertLessThan(f.ops["hardswish", default: 0], u.ops["hardswish", default: 0])
+        XCTAssertGreaterThan(f.ops["fused_activation_fake_quantize", default: 0] + f.ops["depthwise_conv2d_quantized_input", default: 0], 0)
     }
 }
