@@ -44,20 +44,8 @@ public enum CheckpointEvaluation {
         let task = try makeTask(recipe)
         let quantized = TrainingRun.isQuantized(c) && !fp32
         let (model, _) = try buildModel(task, quantized: quantized, ptqStructure: TrainingRun.isQuantized(c))
-        var ck = c
-        if fp32 { ck.quant = [:]; ck.quantAttributes = [:] }
-        if !fp32 {
-            try loadForEvaluation(ck, into: model, recipe: recipe, path: path)
-        } else {
-            let report: LoadReport
-            do { report = try ck.apply(to: model, strict: false, file: path) } catch { throw TrainingError("\(error)") }
-            let missing = report.missing.filter { !$0.hasPrefix("/quant/") }
-            if !missing.isEmpty || !report.shapeMismatches.isEmpty {
-                throw TrainingError("\(path): float weights do not match the model (\((missing + report.shapeMismatches).prefix(3).joined(separator: "; ")))")
-            }
-            // The EMA weights are what the run evaluated.
-            if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
-        }
+        if fp32 { try loadFloatWeights(c, into: model, recipe: recipe, path: path) }
+        else { try loadForEvaluation(c, into: model, recipe: recipe, path: path) }
         let m = try task.evaluate(model: model, split: split)
         let files = try filesPrefix.map { try task.writeEvaluationFiles(split: split, prefix: $0) } ?? []
         return Result(metrics: m, classes: task.classes, recipe: recipe, quantized: quantized, report: task.report(m), files: files)

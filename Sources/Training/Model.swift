@@ -31,6 +31,21 @@ func loadForEvaluation(_ c: Checkpoint, into model: Module, recipe: Recipe, path
     if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
 }
 
+/// Loads only the float weights of a checkpoint (its quantizer entries left out), non-strictly but
+/// requiring every float tensor of the model, then the EMA weights when the recipe kept an EMA: the
+/// float model a quantized or FP32 run evaluated (`qat eval --quant fp32`, sensitivity, mixed precision).
+func loadFloatWeights(_ checkpoint: Checkpoint, into model: Module, recipe: Recipe, path: String) throws {
+    var c = checkpoint
+    c.quant = [:]; c.quantAttributes = [:]
+    let report: LoadReport
+    do { report = try c.apply(to: model, strict: false, file: path) } catch { throw TrainingError("\(error)") }
+    let missing = report.missing.filter { !$0.hasPrefix("/quant/") }
+    if !missing.isEmpty || !report.shapeMismatches.isEmpty {
+        throw TrainingError("\(path): float weights do not match the model (\((missing + report.shapeMismatches).prefix(3).joined(separator: "; ")))")
+    }
+    if recipe.train.ema != nil { EMAEntries.load(checkpoint, into: model.namedParameters() + model.namedBuffers()) }
+}
+
 /// The quantization plan a recipe's `quant` section describes.
 public func quantPlan(_ r: Recipe) throws -> QuantPlan {
     let q = r.quant

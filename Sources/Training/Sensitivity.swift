@@ -53,7 +53,7 @@ public enum QuantSensitivity {
                            log: (String) -> Void = { _ in }) throws -> Report {
         precondition(!(weightsOnly && activationsOnly), "weightsOnly and activationsOnly exclude each other")
         guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
-        var c = try TrainingRun.loadCheckpoint(path)
+        let c = try TrainingRun.loadCheckpoint(path)
         guard !c.recipe.isEmpty else { throw TrainingError("\(path) holds no recipe; only checkpoints from `qat train` can be analysed") }
         let sets = overrides + ["quant.mode=ptq", "quant.weight.bits=\(weightBits)", "quant.activation.bits=\(activationBits)"]
         let recipe: Recipe
@@ -61,14 +61,7 @@ public enum QuantSensitivity {
         if let t = recipe.threads { Parallel.setThreads(t) }
         let task = try makeTask(recipe)
         let (model, _) = try buildModel(task, quantized: false, ptqStructure: false)
-        c.quant = [:]; c.quantAttributes = [:]
-        let report: LoadReport
-        do { report = try c.apply(to: model, strict: false, file: path) } catch { throw TrainingError("\(error)") }
-        let missing = report.missing.filter { !$0.hasPrefix("/quant/") }
-        if !missing.isEmpty || !report.shapeMismatches.isEmpty {
-            throw TrainingError("\(path): float weights do not match the model (\((missing + report.shapeMismatches).prefix(3).joined(separator: "; ")))")
-        }
-        if recipe.train.ema != nil { EMAEntries.load(c, into: model.namedParameters() + model.namedBuffers()) }
+        try loadFloatWeights(c, into: model, recipe: recipe, path: path)
         let metric = recipe.eval.metric
         func evaluate() throws -> Double {
             let m = try task.evaluate(model: model, split: split)

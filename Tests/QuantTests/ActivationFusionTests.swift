@@ -94,50 +94,14 @@ final class ActivationFusionTests: XCTestCase {
         return counts
     }
 
-    /// A whole quantized MobileNetV2 (with activation dropout, so masks go through the fused kernels)
-    /// trains identically with and without the fusion; with it, no relu6 that feeds only a quantized conv stays on the tape.
-    func testQuantizedModelIsIdenticalWithAndWithoutFusion() throws {
+    /// Two training steps of a quantized model with and without activation fusion (step 0 initialises
+    /// the ranges, step 1 fuses): the same loss and gradients; returns the fused run's and the unfused
+    /// run's tape op counts.
+    func compareFusion(seed: UInt64, make: (inout RNG) throws -> Module, plan: QuantPlan) throws -> (fused: [String: Int], unfused: [String: Int]) {
         func run(_ fuse: Bool) throws -> (loss: Float, grads: [(String, [Float])], ops: [String: Int]) {
-            var rng = RNG(seed: 9)
-            let m = try MobileNetV2(width: 0.25, numClasses: 3, rng: &rng)
-            var plan = QuantPlan.bits(weight: 4, activation: 4)
-            plan.activation.dropout = QuantDropout(.constant(0.5))
+            var rng = RNG(seed: seed)
+            let m = try make(&rng)
             let h = try quantize(m, plan: plan)
-            for (_, q) in h.quantizers { q.fuseActivation = fuse }
-            m.train()
-            let x = Tensor.uniform([2, 3, 32, 32], low: -1, high: 1, rng: &rng)
-            var last: (Float, [(String, [Float])], [String: Int]) = (0, [], [:])
-            for step in 0..<2 {   // step 0 initialises the ranges (no fusion), step 1 fuses
-                h.setStep(step)
-                m.zeroGrad()
-                let loss = Loss.crossEntropy(m(x), targets: [0, 2])
-                let ops = tapeOps(loss)
-                loss.backward()
-                last = (loss.item, m.namedParameters().map { ($0.0, $0.1.grad?.scalars ?? []) }, ops)
-            }
-            return last
-        }
-        let u = try run(false), f = try run(true)
-        XCTAssertEqual(u.loss, f.loss)
-        for ((name, p), (_, q)) in zip(u.grads, f.grads) {
-            XCTAssertEqual(p.count, q.count, name)
-            for (a, b) in zip(p, q) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(a)), name) }
-        }
-        XCTAssertGreaterThan(u.ops["relu6", default: 0], 0)
-        // Every relu6 output that feeds only a quantized conv is fused. Two remain: the stem's (at width
-        // 0.25 the first block has 8 -> 8 channels, so a residual also reads it) and the last one
-        // (global pooling and the classifier read it).
-        XCTAssertEqual(f.ops["relu6", default: 0], 2)
-        XCTAssertGreaterThan(f.ops["fused_activation_fake_quantize", default: 0], 0)
-    }
-
-    /// A quantized MobileNetV3-small (hardswish in its stem and later blocks) trains identically with and
-    /// without the fusion; with it, hardswish outputs that feed only a quantized conv leave the tape.
-    func testQuantizedMobileNetV3IsIdenticalWithAndWithoutFusion() throws {
-        func run(_ fuse: Bool) throws -> (loss: Float, grads: [(String, [Float])], ops: [String: Int]) {
-            var rng = RNG(seed: 10)
-            let m = try MobileNetV3(.small, width: 0.5, numClasses: 3, rng: &rng)
-            let h = try quantize(m, plan: QuantPlan.bits(weight: 4, activation: 4))
             for (_, q) in h.quantizers { q.fuseActivation = fuse }
             m.train()
             let x = Tensor.uniform([2, 3, 32, 32], low: -1, high: 1, rng: &rng)
@@ -158,7 +122,29 @@ final class ActivationFusionTests: XCTestCase {
             XCTAssertEqual(p.count, q.count, name)
             for (a, b) in zip(p, q) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(a)), name) }
         }
-        XCTAssertLessThan(f.ops["hardswish", default: 0], u.ops["hardswish", default: 0])
-        XCTAssertGreaterThan(f.ops["fused_activation_fake_quantize", default: 0] + f.ops["depthwise_conv2d_quantized_input", default: 0], 0)
+        return (f.ops, u.ops)
+    }
+
+    /// A whole quantized MobileNetV2 (with activation dropout, so masks go through the fused kernels)
+    /// trains identically with and without the fusion; with it, no relu6 that feeds only a quantized conv stays on the tape.
+    func testQuantizedModelIsIdenticalWithAndWithoutFusion() throws {
+        var plan = QuantPlan.bits(weight: 4, activation: 4)
+        plan.activation.dropout = QuantDropout(.constant(0.5))
+        let (f, u) = try compareFusion(seed: 9, make: { try MobileNetV2(width: 0.25, numClasses: 3, rng: &$0) }, plan: plan)
+        XCTAssertGreaterThan(u["relu6", default: 0], 0)
+        // Every relu6 output that feeds only a quantized conv is fused. Two remain: the stem's (at width
+        // 0.25 the first block has 8 -> 8 channels, so a residual also reads it) and the last one
+        // (global pooling and the classifier read it).
+        XCTAssertEqual(f["relu6", default: 0], 2)
+        XCTAssertGreaterThan(f["fused_activation_fake_quantize", default: 0], 0)
+    }
+
+    /// A quantized MobileNetV3-small (hardswish in its stem and later blocks) trains identically with and
+    /// without the fusion; with it, hardswish outputs that feed only a quantized conv leave the tape.
+    func testQuantizedMobileNetV3IsIdenticalWithAndWithoutFusion() throws {
+        let (f, u) = try compareFusion(seed: 10, make: { try MobileNetV3(.small, width: 0.5, numClasses: 3, rng: &$0) },
+                                       plan: QuantPlan.bits(weight: 4, activation: 4))
+        XCTAssertLessThan(f["hardswish", default: 0], u["hardswish", default: 0])
+        XCTAssertGreaterThan(f["fused_activation_fake_quantize", default: 0] + f["depthwise_conv2d_quantized_input", default: 0], 0)
     }
 }
