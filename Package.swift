@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Autodiff", dependencies: ["Kernels"], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Kernels", "Autodiff"], swiftSettings: optimize),
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
-        .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "HDF5", dependencies: ["CHDF5", "Files"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Files", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection"], swiftSettings: optimize),

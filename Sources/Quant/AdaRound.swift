@@ -2,6 +2,7 @@ import Foundation
 import Kernels
 import Autodiff
 import NN
+import Optim
 
 /// AdaRound (Nagel et al. 2020): learned rounding of weights for PTQ. For each conv/linear layer in
 /// model order, with its weight quantizer's calibrated scale s and zero point z fixed,
@@ -117,12 +118,11 @@ public enum AdaRound {
                 return error(softWeight(hv)) + reg
             }
         }
-        let nearestUp = (0..<n).map { i in (w[i] / s[i]).rounded(.toNearestOrEven) > (base[i] - z[i]) }
+        // The fake quantizer rounds w * (1/s) half to even: up when that lands above floor.
+        let nearestUp = (0..<n).map { i in (w[i] * (1 / s[i])).rounded(.toNearestOrEven) > (base[i] - z[i]) }
         let nearestError = error(hardWeight(nearestUp))
 
-        // Adam on V.
-        var m = [Float](repeating: 0, count: n), sq = [Float](repeating: 0, count: n)
-        let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
+        let adam = Adam([("V", v)], lr: config.learningRate)
         let warm = Int((Float(config.iterations) * config.warmStart).rounded())
         let objectiveStart = objective()
         for it in 0..<max(config.iterations, 0) {
@@ -137,15 +137,7 @@ public enum AdaRound {
             }
             v.grad = nil
             loss.backward()
-            guard let g = v.grad?.scalars else { continue }
-            let t = Float(it + 1)
-            let c1 = 1 - Foundation.pow(b1, t), c2 = 1 - Foundation.pow(b2, t)
-            let vp = v.pointer
-            for i in 0..<n {
-                m[i] = b1 * m[i] + (1 - b1) * g[i]
-                sq[i] = b2 * sq[i] + (1 - b2) * g[i] * g[i]
-                vp[i] -= config.learningRate * (m[i] / c1) / ((sq[i] / c2).squareRoot() + eps)
-            }
+            adam.step()
         }
         let objectiveEnd = objective()
         let hFinal = noGrad { h(v) }.scalars

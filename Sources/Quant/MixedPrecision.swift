@@ -42,24 +42,15 @@ public enum MixedPrecision {
         return sums.map { $0 / Double(max(samples, 1)) }
     }
 
-    /// ||Q_b(W) - W||^2 for per-output-channel (axis 0) asymmetric min-max quantization at `bits`.
+    /// ||Q_b(W) - W||^2 with the default weight quantizer's scheme at `bits` (per output channel,
+    /// asymmetric, min-max range): a fixed `FakeQuantize` observes W once and quantizes it.
     public static func quantizationError(_ w: Tensor, bits: Int) -> Double {
-        let channels = w.shape[0], inner = w.count / max(channels, 1)
-        let qmax = Float((1 << bits) - 1)
-        let p = w.pointer
-        var e = 0.0
-        for c in 0..<channels {
-            var lo: Float = 0, hi: Float = 0   // the range always holds 0, as PyTorch's observers
-            for i in 0..<inner { lo = min(lo, p[c * inner + i]); hi = max(hi, p[c * inner + i]) }
-            let s = max((hi - lo) / qmax, 1e-8)
-            let z = min(max((-lo / s).rounded(.toNearestOrEven), 0), qmax)
-            for i in 0..<inner {
-                let v = p[c * inner + i]
-                let q = (min(max((v / s).rounded(.toNearestOrEven) + z, 0), qmax) - z) * s
-                e += Double((q - v) * (q - v))
-            }
+        guard let q = try? FakeQuantize(scheme: QuantScheme(bits: bits, axis: 0), channels: w.shape[0], mode: .fixed) else { return .infinity }
+        let d = noGrad { () -> Tensor in
+            q.calibrating = true; _ = q(w); q.calibrating = false
+            return q(w) - w
         }
-        return e
+        return Double(noGrad { (d * d).sum() }.item)
     }
 
     public struct Layer: Sendable, Codable, Equatable {

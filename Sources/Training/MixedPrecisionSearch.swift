@@ -27,17 +27,7 @@ public enum MixedPrecisionSearch {
 
     public static func run(checkpoint path: String, averageBits: Double, choices: [Int], samples: Int, batches: Int,
                            overrides: [String] = [], log: (String) -> Void = { _ in }) throws -> Report {
-        guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
-        let c = try TrainingRun.loadCheckpoint(path)
-        guard !c.recipe.isEmpty else { throw TrainingError("\(path) holds no recipe; only checkpoints from `qat train` can be analysed") }
-        let recipe: Recipe
-        do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: overrides + ["quant.mode=fp32"]) }
-        catch { throw TrainingError("\(error)") }
-        if let t = recipe.threads { Parallel.setThreads(t) }
-        let task = try makeTask(recipe)
-        let (model, _) = try buildModel(task, quantized: false, ptqStructure: false)
-        try loadFloatWeights(c, into: model, recipe: recipe, path: path)
-        model.eval()
+        let (recipe, task, model) = try floatModel(checkpoint: path, overrides: overrides + ["quant.mode=fp32"])
         let layers = model.namedModules().compactMap { p, m -> (String, Tensor)? in
             guard m is QuantizableLayer else { return nil }
             if let conv = m as? Conv2d { return (p, conv.weight) }

@@ -46,6 +46,23 @@ func loadFloatWeights(_ checkpoint: Checkpoint, into model: Module, recipe: Reci
     if recipe.train.ema != nil { EMAEntries.load(checkpoint, into: model.namedParameters() + model.namedBuffers()) }
 }
 
+/// The float model of a checkpoint written by `qat train`, for tools that analyse it (sensitivity,
+/// mixed precision): its stored recipe with `overrides`, the recipe's task, and the model with the
+/// checkpoint's float weights (`loadFloatWeights`), in eval mode.
+func floatModel(checkpoint path: String, overrides: [String]) throws -> (recipe: Recipe, task: TrainingTask, model: Module) {
+    guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
+    let c = try TrainingRun.loadCheckpoint(path)
+    guard !c.recipe.isEmpty else { throw TrainingError("\(path) holds no recipe; only checkpoints from `qat train` can be analysed") }
+    let recipe: Recipe
+    do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: overrides) } catch { throw TrainingError("\(error)") }
+    if let t = recipe.threads { Parallel.setThreads(t) }
+    let task = try makeTask(recipe)
+    let (model, _) = try buildModel(task, quantized: false, ptqStructure: false)
+    try loadFloatWeights(c, into: model, recipe: recipe, path: path)
+    model.eval()
+    return (recipe, task, model)
+}
+
 /// The quantization plan a recipe's `quant` section describes.
 public func quantPlan(_ r: Recipe) throws -> QuantPlan {
     let q = r.quant

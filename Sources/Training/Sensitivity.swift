@@ -52,23 +52,14 @@ public enum QuantSensitivity {
                            weightsOnly: Bool = false, activationsOnly: Bool = false, overrides: [String] = [],
                            log: (String) -> Void = { _ in }) throws -> Report {
         precondition(!(weightsOnly && activationsOnly), "weightsOnly and activationsOnly exclude each other")
-        guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
-        let c = try TrainingRun.loadCheckpoint(path)
-        guard !c.recipe.isEmpty else { throw TrainingError("\(path) holds no recipe; only checkpoints from `qat train` can be analysed") }
         let sets = overrides + ["quant.mode=ptq", "quant.weight.bits=\(weightBits)", "quant.activation.bits=\(activationBits)"]
-        let recipe: Recipe
-        do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: sets) } catch { throw TrainingError("\(error)") }
-        if let t = recipe.threads { Parallel.setThreads(t) }
-        let task = try makeTask(recipe)
-        let (model, _) = try buildModel(task, quantized: false, ptqStructure: false)
-        try loadFloatWeights(c, into: model, recipe: recipe, path: path)
+        let (recipe, task, model) = try floatModel(checkpoint: path, overrides: sets)
         let metric = recipe.eval.metric
         func evaluate() throws -> Double {
             let m = try task.evaluate(model: model, split: split)
             guard let v = m[metric] else { throw TrainingError("the evaluation of \(split) has no metric \(metric)") }
             return v
         }
-        model.eval()
         let fp32 = try evaluate()
         log(String(format: "fp32 %@ on %@: %.2f%%", metric, split, 100 * fp32))
         if recipe.quant.foldBN { PTQ.foldBatchNorms(model) }

@@ -44,11 +44,16 @@ final class MixedPrecisionTests: XCTestCase {
         let e = [2, 3, 4, 8].map { MixedPrecision.quantizationError(w, bits: $0) }
         XCTAssertEqual(e, e.sorted(by: >))
         XCTAssertGreaterThan(e[3], 0)
-        // Equal to the fake quantizer's error with the same (min-max, per-channel, asymmetric) scheme.
-        let q = try! FakeQuantize(scheme: QuantScheme(bits: 4, axis: 0), channels: 4, mode: .fixed)
-        q.calibrating = true; _ = noGrad { q(w) }; q.calibrating = false
-        let d = noGrad { q(w) - w }
-        XCTAssertEqual(e[2], Double(noGrad { (d * d).sum() }.item), accuracy: 1e-4 * e[2])
+        // Against a direct per-channel min-max asymmetric 4-bit quantization (range holding 0).
+        var ref = 0.0
+        let inner = w.count / 4, p = w.scalars, qmax: Float = 15
+        for c in 0..<4 {
+            let ch = p[(c * inner)..<((c + 1) * inner)]
+            let lo = min(ch.min()!, 0), hi = max(ch.max()!, 0)
+            let s = (hi - lo) / qmax, z = min(max((-lo / s).rounded(.toNearestOrEven), 0), qmax)
+            for v in ch { let q = (min(max((v * (1 / s)).rounded(.toNearestOrEven) + z, 0), qmax) - z) * s; ref += Double((q - v) * (q - v)) }
+        }
+        XCTAssertEqual(e[2], ref, accuracy: 1e-4 * ref)
     }
 
     /// Two equal-size layers, A 100x more sensitive than B. Budget 6 bits: B drops to 4. Budget 4: both at
