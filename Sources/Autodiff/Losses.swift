@@ -38,6 +38,19 @@ public enum Loss {
         return reduce(picked.neg(), reduction)
     }
 
+    /// Knowledge-distillation loss (Hinton et al. 2015): T^2 x KL(softmax(teacher / T) || softmax(student / T))
+    /// averaged over the batch, PyTorch's `kl_div(log_softmax(s / T), softmax(t / T), reduction="batchmean") * T * T`.
+    /// The teacher's logits [N, C] carry no gradient.
+    public static func distillation(student: Tensor, teacher: Tensor, temperature: Float = 1) -> Tensor {
+        precondition(student.rank == 2 && student.shape == teacher.shape, "distillation: student \(student.shape) and teacher \(teacher.shape) must be equal [N, C]")
+        precondition(temperature > 0, "distillation: temperature must be positive, got \(temperature)")
+        let n = student.shape[0]
+        let logQ = noGrad { (teacher.detached() * (1 / temperature)).logSoftmax(axis: 1) }.detached()
+        let q = noGrad { logQ.exp() }.detached()
+        let logP = (student * (1 / temperature)).logSoftmax(axis: 1)
+        return (q * (logQ - logP)).sum() * (temperature * temperature / Float(n))
+    }
+
     /// Binary cross-entropy on logits: softplus(x) - x*y, stable for any x (PyTorch's `binary_cross_entropy_with_logits`).
     public static func bceWithLogits(_ logits: Tensor, targets: Tensor, reduction: Reduction = .mean) -> Tensor {
         precondition(logits.shape == targets.shape, "bce_with_logits: logits \(logits.shape) and targets \(targets.shape) differ")

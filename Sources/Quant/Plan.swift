@@ -55,6 +55,8 @@ public struct QuantPlan: Sendable {
 
     public var weight: QuantizerSpec
     public var activation: QuantizerSpec
+    /// Quantize the weights of convs and linear layers (false: activations only).
+    public var quantizeWeights = true
     /// Quantize the inputs of convs and linear layers.
     public var quantizeInputs: Bool
     /// Requantize after residual adds (where an integer graph would).
@@ -148,11 +150,14 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
     }
 
     /// Weight and input quantizers for one layer; returns nil when an override skips it.
-    func install(_ path: String, out: Int, in inCh: Int) throws -> (FakeQuantize, FakeQuantize?)? {
+    func install(_ path: String, out: Int, in inCh: Int) throws -> (FakeQuantize?, FakeQuantize?)? {
         let (w, a, skip) = specs(for: path)
-        if skip { return nil }
-        let wq = try w.make(channels: out, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
-        quantizers.append((path + ".weightQuantizer", wq))
+        if skip || !(plan.quantizeWeights || plan.quantizeInputs) { return nil }
+        var wq: FakeQuantize? = nil
+        if plan.quantizeWeights {
+            wq = try w.make(channels: out, axis: 0, path: path + ".weightQuantizer", seed: plan.seed ^ stableHash(path + ".w"))
+            quantizers.append((path + ".weightQuantizer", wq!))
+        }
         var iq: FakeQuantize? = nil
         if plan.quantizeInputs {
             iq = try a.make(channels: inCh, axis: 1, path: path + ".inputQuantizer", seed: plan.seed ^ stableHash(path + ".a"))
@@ -172,7 +177,10 @@ public func quantize(_ model: Module, plan: QuantPlan) throws -> QATHandle {
         for (path, m) in modules {
             guard let block = m as? AddQuantizable, block.hasQuantizableAdd else { continue }
             let p = path + ".addQuantizer"
-            let q = try plan.activation.make(channels: 1, axis: 1, path: p, seed: plan.seed ^ stableHash(p))
+            // Per tensor even when inputs are per channel: an integer add requantizes both operands to one scale.
+            var spec = plan.activation
+            spec.perChannel = false
+            let q = try spec.make(channels: 1, axis: 1, path: p, seed: plan.seed ^ stableHash(p))
             block.addQuantizer = q; quantizers.append((p, q))
         }
     }

@@ -192,12 +192,41 @@ public struct Recipe: Sendable, Equatable {
         public var logEvery = 20
         /// Consecutive non-finite losses that stop the run.
         public var maxNonFinite = 5
+        /// Knowledge distillation from a float teacher (classification).
+        public var distill = Distill()
         public init() {}
         public static var fields: [Field<Train>] {
             [.int("epochs", \.epochs, min: 0, cap: .epochs), .optInt("steps", \.steps, min: 0, cap: .steps), .int("batch", \.batch, min: 2, cap: .batch),
              .section("optimizer", \.optimizer), .section("schedule", \.schedule),
              .optDouble("clip_grad_norm", \.clipGradNorm, min: 0), .optDouble("ema", \.ema, min: 0, max: 0.999999),
-             .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1)]
+             .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1),
+             Field.section("distill", \.distill).writtenWhenSet()]
+        }
+    }
+
+    /// Knowledge distillation (Hinton et al. 2015): the loss becomes (1 - weight) x cross-entropy +
+    /// weight x T^2 x KL(softmax(teacher / T) || softmax(student / T)), the teacher being the float
+    /// weights of the `teacher` checkpoint in eval mode on the same augmented batch.
+    public struct Distill: RecipeSection {
+        public var teacher: String?
+        public var weight = 0.5
+        public var temperature = 1.0
+        public init() {}
+        public static var fields: [Field<Distill>] {
+            [.optString("teacher", \.teacher), .double("weight", \.weight, min: 0, max: 1), .double("temperature", \.temperature, min: 0.01, max: 100)]
+        }
+        public func check(_ r: Reader, _ context: RecipeContext) throws {
+            guard teacher != nil else {
+                if r.tree != nil {
+                    throw RecipeError(origin: r.tree?.origin ?? r.fallbackOrigin, key: r.full("teacher"),
+                                      "distillation needs a teacher checkpoint (e.g. the FP32 run's checkpoints/best.h5)")
+                }
+                return
+            }
+            if context.task == "detection" {
+                throw RecipeError(origin: r.tree?.origin ?? r.fallbackOrigin, key: r.full("teacher"),
+                                  "distillation is implemented for classification only (task: detection)")
+            }
         }
     }
 
@@ -208,11 +237,13 @@ public struct Recipe: Sendable, Equatable {
         public var learnable = true
         /// minmax, moving_minmax, percentile, mse, lsq, lsq_plus.
         public var range = "minmax"
+        /// false: these tensors stay float (weights-only or activations-only quantization).
+        public var enabled = true
         public init() {}
         public init(bits: Int = 8, perChannel: Bool = false) { self.bits = bits; self.perChannel = perChannel }
         public static var fields: [Field<QuantizerSpec>] {
             [.int("bits", \.bits, min: 2, max: 8), .bool("symmetric", \.symmetric), .bool("per_channel", \.perChannel),
-             .bool("learnable", \.learnable), .choice("range", \.range, Recipe.rangeMethods)]
+             .bool("learnable", \.learnable), .choice("range", \.range, Recipe.rangeMethods), Field.bool("enabled", \.enabled).writtenWhenSet()]
         }
     }
 
@@ -295,6 +326,10 @@ public struct Recipe: Sendable, Equatable {
         }
 
         public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if mode != "fp32" && !weight.enabled && !activation.enabled {
+                throw RecipeError(origin: r.value("weight")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("weight.enabled"),
+                                  "quant.weight.enabled and quant.activation.enabled are both false: nothing would be quantized (use quant.mode: fp32)")
+            }
             if adaround.enabled && mode != "ptq" {
                 throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.enabled"),
                                   "AdaRound learns the rounding of a PTQ model: set quant.mode: ptq (it is \(mode))")

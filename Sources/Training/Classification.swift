@@ -11,6 +11,8 @@ public final class ClassificationTask: TrainingTask {
     public let recipe: Recipe
     public let data: ClassificationData
     let trainLoader: Loader
+    /// `train.distill`'s teacher, loaded on the first training batch.
+    private var teacher: Module?
 
     /// Opens (for synth_chips first generates) the recipe's data.
     public init(recipe: Recipe, log: (String) -> Void = { _ in }) throws {
@@ -35,7 +37,39 @@ public final class ClassificationTask: TrainingTask {
         let batch = try trainLoader.makeBatch(epoch: epoch, indices: indices)
         let x = Tensor(shape: batch.shape, storage: batch.images)
         let y = batch.labels.map { $0.first ?? 0 }
-        return ["classification": Loss.crossEntropy(model(x), targets: y)]
+        let logits = model(x)
+        let ce = Loss.crossEntropy(logits, targets: y)
+        guard let teacher = try distillationTeacher() else { return ["classification": ce] }
+        let d = recipe.train.distill, w = Float(d.weight)
+        let t = noGrad { teacher(x) }
+        return ["classification": ce * (1 - w), "distillation": Loss.distillation(student: logits, teacher: t, temperature: Float(d.temperature)) * w]
+    }
+
+    /// The float teacher of `train.distill` (loaded once, eval mode), or nil without one.
+    func distillationTeacher() throws -> Module? {
+        guard let path = recipe.train.distill.teacher else { return nil }
+        if let t = teacher { return t }
+        let t = try loadTeacher(path)
+        teacher = t
+        return t
+    }
+
+    private func loadTeacher(_ path: String) throws -> Module {
+        let key = "train.distill.teacher"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError("\(key): checkpoint \(path) does not exist (train the teacher first, e.g. the FP32 recipe)")
+        }
+        let c = try TrainingRun.loadCheckpoint(path)
+        guard !c.recipe.isEmpty else { throw TrainingError("\(key): \(path) holds no recipe; only checkpoints from `qat train` can teach") }
+        let tr: Recipe
+        do { tr = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(key): \(error)") }
+        guard tr.task == "classification" else { throw TrainingError("\(key): \(path) is a \(tr.task) checkpoint; a classifier must teach a classifier") }
+        var rng = RNG(seed: 0)
+        let m = try Backbones.make(tr.model.backbone, width: tr.model.width, numClasses: classes.count, smallInput: tr.model.smallInput, rng: &rng)
+        // A teacher of another class count fails here on the classifier's shape.
+        do { try loadFloatWeights(c, into: m, recipe: tr, path: path) } catch { throw TrainingError("\(key): \(error)") }
+        m.eval()
+        return m
     }
 
     public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }

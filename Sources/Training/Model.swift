@@ -93,7 +93,9 @@ public func quantPlan(_ r: Recipe) throws -> QuantPlan {
                              ste: STE(rawValue: q.ste) ?? .clipped, dropout: q.mode == "qat" && applies ? dropout : nil)
     }
     var p = QuantPlan(weight: spec(q.weight, isWeight: true), activation: spec(q.activation, isWeight: false))
-    p.quantizeResidualAdds = q.residualAdds
+    p.quantizeWeights = q.weight.enabled
+    p.quantizeInputs = q.activation.enabled
+    p.quantizeResidualAdds = q.residualAdds && q.activation.enabled
     p.foldBN = q.foldBN && q.mode == "qat"
     p.freezeBNAfter = q.freezeBNAfter
     p.seed = r.seed

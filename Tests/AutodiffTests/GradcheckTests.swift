@@ -143,6 +143,26 @@ final class GradcheckTests: XCTestCase {
         let target = Tensor(shape: [2, 4], scalars: [0, 0, 0, 0, 0, 0, 0, 0])
         check("smooth_l1", [away([2, 4], from: [-0.5, 0, 0.5])]) { Loss.smoothL1($0[0], target, beta: 0.5) }
         check("smooth_l1 sum", [away([2, 4], from: [-1, 0, 1])]) { Loss.smoothL1($0[0], target, reduction: .sum) }
+        let teacher = Tensor(shape: [3, 4], scalars: [2, 0, -1, 0.5, -0.5, 1.5, 0.25, 0, 1, 1, -2, 3])
+        check("distillation T=2", [t([3, 4], low: -3, high: 3)]) { Loss.distillation(student: $0[0], teacher: teacher, temperature: 2) }
+        check("distillation T=1", [t([3, 4], low: -3, high: 3)]) { Loss.distillation(student: $0[0], teacher: teacher) }
+    }
+
+    /// PyTorch 2.15: s = [[1,-2,0.5],[0.3,0.2,-1.5]] (requires_grad), t = [[2,0,-1],[-0.5,1.5,0.25]], T = 2;
+    /// F.kl_div(F.log_softmax(s/T, 1), F.softmax(t/T, 1), reduction="batchmean") * T * T, then backward.
+    func testDistillationMatchesPyTorch() {
+        let s = Tensor(shape: [2, 3], scalars: [1, -2, 0.5, 0.3, 0.2, -1.5], requiresGrad: true)
+        let t = Tensor(shape: [2, 3], scalars: [2, 0, -1, -0.5, 1.5, 0.25])
+        let l = Loss.distillation(student: s, teacher: t, temperature: 2)
+        XCTAssertEqual(l.item, 0.5891765356063843, accuracy: 1e-6)
+        l.backward()
+        let expected: [Float] = [-0.12901398539543152, -0.11976644396781921, 0.24878038465976715,
+                                 0.23082317411899567, -0.1220075935125351, -0.10881552845239639]
+        for (g, e) in zip(s.grad!.scalars, expected) { XCTAssertEqual(g, e, accuracy: 1e-6) }
+        // Equal distributions: zero loss and zero gradient.
+        let same = Tensor(shape: [2, 3], scalars: [2, 0, -1, -0.5, 1.5, 0.25], requiresGrad: true)
+        let z = Loss.distillation(student: same, teacher: t, temperature: 3)
+        XCTAssertEqual(z.item, 0, accuracy: 1e-6)
     }
 
     func testDeepGraphDoesNotOverflowStack() {

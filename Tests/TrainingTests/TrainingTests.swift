@@ -149,6 +149,40 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("quant.adaround.enabled") && "\(e)".contains("ptq"), "\(e)")
         }
 
+        // Weights only / activations only (quant.{weight,activation}.enabled: false): only those quantizers
+        // exist, the checkpoint reproduces the run, and disabling both is an error naming the key.
+        for (tag, off, kept) in [("wonly", "activation", "weightQuantizer"), ("aonly", "weight", "inputQuantizer")] {
+            let r = try tinyRecipe(overrides: ["train.optimizer.lr=0.01", "quant.mode=qat", "quant.init_from=\(best)", "train.epochs=1",
+                                               "quant.weight.bits=4", "quant.activation.bits=4", "quant.\(off).enabled=false"])
+            XCTAssertTrue(r.resolvedYAML().contains("enabled: false"))
+            guard case .finished(let f) = try TrainingRun(recipe: r, runDir: root + "/" + tag, resume: false, quiet: true).run() else { return XCTFail() }
+            let c = try Checkpoint.load(from: root + "/\(tag)/checkpoints/best.h5")
+            XCTAssertFalse(c.quant.isEmpty)
+            XCTAssertTrue(c.quant.keys.allSatisfy { $0.contains(kept) || (off == "weight" && $0.contains("addQuantizer")) }, "\(c.quant.keys.sorted().prefix(4))")
+            let e = try CheckpointEvaluation.run(checkpoint: root + "/\(tag)/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
+            XCTAssertEqual(e.metrics, f.final)
+        }
+        XCTAssertFalse(qat.resolvedYAML().contains("enabled"))
+        XCTAssertThrowsError(try tinyRecipe(overrides: ["quant.mode=qat", "quant.weight.enabled=false", "quant.activation.enabled=false"])) { e in
+            XCTAssertTrue("\(e)".contains("quant.weight.enabled") && "\(e)".contains("nothing would be quantized"), "\(e)")
+        }
+
+        // Distillation from the FP32 checkpoint: the loss has both terms, and qat eval reproduces the run.
+        let kd = try tinyRecipe(overrides: ["train.optimizer.lr=0.01", "quant.mode=qat", "quant.init_from=\(best)", "train.epochs=1",
+                                            "train.distill.teacher=\(best)", "train.distill.weight=0.7", "train.distill.temperature=2"])
+        XCTAssertTrue(kd.resolvedYAML().contains("distill:"))
+        XCTAssertFalse(qat.resolvedYAML().contains("distill"))
+        guard case .finished(let fk) = try TrainingRun(recipe: kd, runDir: root + "/kd", resume: false, quiet: true).run() else { return XCTFail() }
+        XCTAssertTrue(try String(contentsOfFile: root + "/kd/metrics.jsonl", encoding: .utf8).contains("loss_distillation"))
+        let ek = try CheckpointEvaluation.run(checkpoint: root + "/kd/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
+        XCTAssertEqual(ek.metrics, fk.final)
+        let noTeacher = try tinyRecipe(overrides: ["train.distill.teacher=\(root)/missing.h5"])
+        XCTAssertThrowsError(try TrainingRun(recipe: noTeacher, runDir: root + "/kd-missing", resume: false, quiet: true).run()) { e in
+            XCTAssertTrue("\(e)".contains("train.distill.teacher") && "\(e)".contains("does not exist"), "\(e)")
+        }
+        XCTAssertThrowsError(try tinyRecipe(overrides: ["train.distill.weight=0.5"])) { e in
+            XCTAssertTrue("\(e)".contains("train.distill.teacher"), "\(e)")
+        }
         // Errors: a checkpoint of another model, a missing checkpoint, init_from of another model.
         XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: best, data: nil, split: "test", overrides: ["model.width=1.0"], fp32: false)) { e in
             XCTAssertTrue("\(e)".contains("shape mismatch"), "\(e)")

@@ -114,7 +114,7 @@ final class TrainCLITests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let (c, o, e) = try runQAT(["model", "summary", root.appendingPathComponent("recipes/chips/fp32.yaml").path, "--set", "model.width=0.25"])
         XCTAssertEqual(c, 0, e)
-        XCTAssertTrue(o.contains("mobilenet_v2 x0.25, 12 classes, input 64 px") && o.contains("classifier.1"), o)
+        XCTAssertTrue(o.contains("mobilenet_v2 x0.25, 12 classes, input 32 px") && o.contains("classifier.1"), o)
         let (c2, _, e2) = try runQAT(["model", "summary", dir + "/none.yaml"])
         XCTAssertEqual(c2, 1); XCTAssertTrue(e2.contains("recipe file not found"), e2)
     }

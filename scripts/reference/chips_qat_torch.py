@@ -7,10 +7,10 @@ Usage (from the repo root):
       --out OUT [--init-h5 FP32_RUN/checkpoints/best.h5] [--seed S] [--threads 2] [--max-steps N]
 
 - `--recipe`: a resolved recipe of one of our chips runs (task classification). Read: seed,
-  model.{backbone (mobilenet_v2 only), width, dropout}, data.{input_size, augment.{hflip, vflip, rot90}},
-  train.{epochs, steps, batch, optimizer (sgd: lr, momentum, nesterov, weight_decay, quant_lr_scale),
+  model.{backbone (mobilenet_v2 only), width, dropout, small_input}, data.{input_size, augment.{hflip, vflip, rot90}},
+  train.{epochs, steps, batch, clip_grad_norm, optimizer (sgd: lr, momentum, nesterov, weight_decay, quant_lr_scale),
   schedule (cosine or constant: warmup_steps, min_lr_ratio), log_every}, quant.{mode (fp32 or qat),
-  weight/activation bits, per_channel, learn_zero_point, grad_factor, residual_adds, calibration_batches,
+  weight/activation bits, per_channel, range (activations: minmax or mse), learn_zero_point, grad_factor, residual_adds, calibration_batches,
   overrides (pattern + weight_bits/input_bits/skip)}, eval.{batch, split, metric}. Other keys (EMA,
   fold_bn, quantization dropout, ranges other than min-max) are refused rather than silently ignored.
 - `--data`: a folder with train.h5, val.h5 and test.h5 (hdf5_chips: uint8 images [N,H,W,C], int64 labels),
@@ -27,7 +27,8 @@ warmup from 0.001 x lr, then cosine to min_lr_ratio; fake quantization of every 
 (per output channel) and input (per tensor) and of each residual add's output, asymmetric uint grids,
 scales and zero points learnable (torch._fake_quantize_learnable_per_{tensor,channel}_affine with grad
 factor 1/sqrt(numel * qmax), PyTorch's _LearnableFakeQuantize), initialised from min-max statistics of
-`calibration_batches` unaugmented training batches with the model in eval mode, best checkpoint by the
+`calibration_batches` unaugmented training batches with the model in eval mode (activations optionally by
+our MSE range search, `quant.activation.range: mse`), best checkpoint by the
 recipe's eval split and metric, final numbers on the test split. What differs: the random streams (sample
 order from a seeded torch generator, augmentation draws from numpy), and so the exact numbers.
 
@@ -51,19 +52,22 @@ def load_recipe(path):
     m, d, t, q, e = r["model"], r["data"], r["train"], r["quant"], r["eval"]
     if m["backbone"] != "mobilenet_v2":
         raise RecipeError(f"model.backbone {m['backbone']}: only mobilenet_v2 is replicated")
-    if m.get("small_input"):
-        raise RecipeError("model.small_input: not replicated here yet")
     o, s = t["optimizer"], t["schedule"]
     if o["name"] != "sgd" or s["name"] not in ("cosine", "constant"):
         raise RecipeError(f"optimizer {o['name']} / schedule {s['name']}: only sgd with cosine or constant is replicated")
     if t.get("ema") is not None:
         raise RecipeError("train.ema: not replicated")
+    if (t.get("distill") or {}).get("teacher"):
+        raise RecipeError("train.distill: not replicated")
     if q["mode"] not in ("fp32", "qat"):
         raise RecipeError(f"quant.mode {q['mode']}: fp32 or qat only")
     if q["mode"] == "qat":
         for spec in ("weight", "activation"):
-            if q[spec].get("symmetric") or q[spec].get("range", "minmax") != "minmax" or not q[spec].get("learnable", True):
-                raise RecipeError(f"quant.{spec}: only asymmetric, learnable, min-max-initialised quantizers are replicated")
+            if not q[spec].get("enabled", True):
+                raise RecipeError(f"quant.{spec}.enabled false: not replicated (weights-only / activations-only)")
+            allowed = ("minmax", "mse") if spec == "activation" else ("minmax",)
+            if q[spec].get("symmetric") or q[spec].get("range", "minmax") not in allowed or not q[spec].get("learnable", True):
+                raise RecipeError(f"quant.{spec}: only asymmetric, learnable quantizers initialised by {' or '.join(allowed)} are replicated")
         if q.get("fold_bn") or (q.get("dropout") or {}).get("p", 0) > 0 or q.get("ste", "clipped") != "clipped":
             raise RecipeError("quant.fold_bn / quant.dropout / quant.ste identity: not replicated")
         if q.get("grad_factor", "lsq_pytorch") != "lsq_pytorch":
@@ -112,9 +116,9 @@ def augment(chip, a, rng):
 class FakeQuant(nn.Module):
     """Learnable affine fake quantizer (LSQ+ scale and zero point), min-max initialised."""
 
-    def __init__(self, bits, channels=1, axis=None, learn_zero_point=True):
+    def __init__(self, bits, channels=1, axis=None, learn_zero_point=True, method="minmax"):
         super().__init__()
-        self.qmin, self.qmax, self.axis = 0, 2 ** bits - 1, axis
+        self.qmin, self.qmax, self.axis, self.method, self.batches = 0, 2 ** bits - 1, axis, method, 0
         self.scale = nn.Parameter(torch.ones(channels))
         self.zero_point = nn.Parameter(torch.zeros(channels), requires_grad=learn_zero_point)
         self.calibrating = False
@@ -128,7 +132,26 @@ class FakeQuant(nn.Module):
             else:
                 flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
                 lo, hi = flat.min(1).values, flat.max(1).values
-            self.lo.copy_(torch.minimum(self.lo, lo)); self.hi.copy_(torch.maximum(self.hi, hi))
+            if self.method == "mse":
+                # Ours (Quant/Observer.swift mseRange, per tensor): the min-max range shrunk by 1.0, 0.99, ...,
+                # 0.21, keeping the least squared fake-quantization error; the kept ranges are averaged over
+                # the calibration batches.
+                assert self.axis is None, "MSE ranges are replicated per tensor only"
+                mn, mx, best, err = lo.item(), hi.item(), None, float("inf")
+                for k in range(80):
+                    a = 1 - k * 0.01
+                    s = max((max(mx * a, 0) - min(mn * a, 0)) / (self.qmax - self.qmin), torch.finfo(torch.float32).eps)
+                    z = min(max(self.qmin - round(min(mn * a, 0) / s), self.qmin), self.qmax)
+                    q = torch.clamp(torch.round(x * (1 / s)) + z, self.qmin, self.qmax)
+                    e = ((q - z) * s - x).double().pow(2).sum().item()
+                    if e < err: err, best = e, (mn * a, mx * a)
+                lo, hi = torch.tensor([best[0]]), torch.tensor([best[1]])
+                n = self.batches
+                if n == 0: self.lo.copy_(lo); self.hi.copy_(hi)
+                else: self.lo.copy_((self.lo * n + lo) / (n + 1)); self.hi.copy_((self.hi * n + hi) / (n + 1))
+                self.batches += 1
+            else:
+                self.lo.copy_(torch.minimum(self.lo, lo)); self.hi.copy_(torch.maximum(self.hi, hi))
             lo, hi = torch.clamp(self.lo, max=0), torch.clamp(self.hi, min=0)   # the range holds 0
             scale = torch.clamp((hi - lo) / (self.qmax - self.qmin), min=torch.finfo(torch.float32).eps)
             zp = torch.clamp(self.qmin - torch.round(lo / scale), self.qmin, self.qmax)
@@ -148,12 +171,12 @@ class FakeQuant(nn.Module):
 class QuantLayer(nn.Module):
     """A conv or linear layer with fake-quantized weight (per output channel) and input (per tensor)."""
 
-    def __init__(self, layer, wbits, abits, wper_channel, learn_zp):
+    def __init__(self, layer, wbits, abits, wper_channel, learn_zp, arange="minmax"):
         super().__init__()
         self.layer = layer
         out = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
         self.wq = FakeQuant(wbits, out if wper_channel else 1, 0 if wper_channel else None, learn_zp)
-        self.iq = FakeQuant(abits, 1, None, learn_zp)
+        self.iq = FakeQuant(abits, 1, None, learn_zp, arange)
 
     def forward(self, x):
         w = self.wq(self.layer.weight)
@@ -182,12 +205,12 @@ def quantize(model, q):
                     ab = o.get("input_bits") or ab
             if skip:
                 continue
-            setattr(mod, cname, QuantLayer(child, wb, ab, q["weight"].get("per_channel", True), learn_zp))
+            setattr(mod, cname, QuantLayer(child, wb, ab, q["weight"].get("per_channel", True), learn_zp, q["activation"].get("range", "minmax")))
             installed.append((path, wb, ab))
     if q.get("residual_adds", True):
         for name, mod in model.named_modules():
             if isinstance(mod, torchvision.models.mobilenetv2.InvertedResidual) and mod.use_res_connect:
-                mod.add_q = FakeQuant(q["activation"]["bits"], 1, None, learn_zp)
+                mod.add_q = FakeQuant(q["activation"]["bits"], 1, None, learn_zp, q["activation"].get("range", "minmax"))
                 mod.forward = (lambda m: (lambda x: m.add_q(x + m.conv(x))))(mod)
                 installed.append((name + ".add", None, q["activation"]["bits"]))
     return installed
@@ -256,10 +279,15 @@ def main():
     if train[2]:
         classes = len(train[2])
     model = torchvision.models.mobilenet_v2(width_mult=float(m["width"]), num_classes=classes, dropout=float(m.get("dropout", 0.2)))
+    if m.get("small_input"):
+        # Ours (NN/Backbones.swift): stride 1 in the stem conv and in the first strided stage's first block
+        # (torchvision's features[2], its depthwise conv), total stride 8.
+        model.features[0][0].stride = (1, 1)
+        model.features[2].conv[1][0].stride = (1, 1)
     loaded = load_h5(model, a.init_h5) if a.init_h5 else 0
     size, batch = int(d["input_size"]), int(t["batch"])
     n = len(train[1])
-    per_epoch = n // batch + (1 if n % batch else 0)
+    per_epoch = n // batch   # full batches only, as ours (TrainingTask.trainCount)
     total = int(t["steps"]) if t.get("steps") else int(t["epochs"]) * per_epoch
     installed = quantize(model, q) if q["mode"] == "qat" else []
     os.makedirs(a.out, exist_ok=True)
@@ -319,6 +347,8 @@ def main():
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
+            if t.get("clip_grad_norm") is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], float(t["clip_grad_norm"]))
             opt.step()
             window.append(loss.item()); step += 1
             if step % int(t.get("log_every", 50)) == 0:
