@@ -25,6 +25,36 @@ final class PlanTests: XCTestCase {
         XCTAssertTrue(h.quantizers.allSatisfy { $0.1.isInitialized })
     }
 
+    /// Per-channel activations: inputs get one scale per channel, residual adds stay per tensor (a per-channel
+    /// add quantizer of one channel once overflowed its buffers in -Ounchecked builds); weights-only and
+    /// activations-only plans install only those quantizers.
+    func testPerChannelActivationsAndWeightsOrActivationsOnly() throws {
+        var rng = RNG(seed: 0)
+        let m = try MobileNetV2(width: 0.25, numClasses: 4, rng: &rng)
+        var plan = QuantPlan.bits(weight: 4, activation: 4)
+        plan.activation.perChannel = true
+        let h = try quantize(m, plan: plan)
+        let q = Dictionary(uniqueKeysWithValues: h.quantizers)
+        XCTAssertEqual(q["features.3.addQuantizer"]?.channels, 1)
+        XCTAssertNil(q["features.3.addQuantizer"]?.scheme.axis)
+        XCTAssertEqual(q["features.1.conv.0.0.inputQuantizer"]?.channels, 8)
+        let x = Tensor.randn([2, 3, 32, 32], rng: &rng)
+        Loss.crossEntropy(m(x), targets: [0, 3]).backward()
+        XCTAssertTrue(h.quantizers.allSatisfy { $0.1.isInitialized })
+
+        for weightsOnly in [true, false] {
+            let n = try MobileNetV2(width: 0.25, numClasses: 4, rng: &rng)
+            var p = QuantPlan.bits(weight: 4, activation: 4)
+            if weightsOnly { p.quantizeInputs = false; p.quantizeResidualAdds = false } else { p.quantizeWeights = false }
+            let hq = try quantize(n, plan: p)
+            let names = hq.quantizers.map(\.0)
+            XCTAssertFalse(names.isEmpty)
+            XCTAssertTrue(names.allSatisfy { weightsOnly ? $0.hasSuffix("weightQuantizer") : !$0.hasSuffix("weightQuantizer") }, "\(names.prefix(3))")
+            XCTAssertEqual(hq.quantizedLayers.count, n.namedModules().filter { $0.1 is Conv2d || $0.1 is Linear }.count)
+            Loss.crossEntropy(n(x), targets: [1, 2]).backward()
+        }
+    }
+
     func testOverridesSkipAndBitsAndUnmatchedPatternErrors() throws {
         var rng = RNG(seed: 0)
         let m = try MobileNetV2(width: 0.25, numClasses: 4, rng: &rng)
