@@ -277,9 +277,15 @@ public struct Sweep: Sendable {
             try? FileManager.default.removeItem(atPath: cell.dir + "/failed.json")
             let r = try recipe(for: cell)
             var dependencyFailure: String? = nil
-            for dep in [r.model.initFrom, r.quant.initFrom].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: dep) {
-                guard let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }) else { continue }
-                // Another shard trains the checkpoint this cell starts from: wait for that cell to end.
+            for dep in [r.model.initFrom, r.quant.initFrom].compactMap({ $0 }) {
+                // The producer's checkpoint may exist before it is final (best.h5 is written while it
+                // trains): a cell starts only from a finished cell.
+                guard let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }), !Sweep.isDone(producer.dir) else { continue }
+                if producer.index > cell.index && (shard == nil || mine.contains(where: { $0.dir == producer.dir })) {
+                    dependencyFailure = "needs \(producer.label) (\(dep)), which this process runs after it: list the variant that writes a checkpoint before the variants that start from it"
+                    break
+                }
+                // Another shard (or process) trains the checkpoint this cell starts from: wait for that cell to end.
                 if !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
                     log("wait \(cell.label): needs \(producer.label) (another shard)")
                 }

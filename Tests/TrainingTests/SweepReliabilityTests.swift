@@ -65,6 +65,60 @@ final class SweepReliabilityTests: XCTestCase {
         XCTAssertNotEqual(before, after)
     }
 
+    /// A producer cell's best.h5 exists while it trains (here: a stale, unreadable one without final.json):
+    /// the cell that starts from it waits for the producer to finish instead of starting from that file.
+    /// A producer that the same process runs later is an ordering error, reported at once.
+    func testACellStartsOnlyFromAFinishedCell() throws {
+        let root = tempDir("sweepfinal")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let path = try writeSweep(root, """
+        name: fin
+        base: base.yaml
+        out: \(root)/out
+        variants:
+          - {name: fp32}
+          - {name: qat, set: {quant.mode: qat, quant.init_from: "{out}/fp32/seed0/checkpoints/best.h5"}}
+        """)
+        var s = try Sweep.load(path)
+        s.waitInterval = 0.05
+        let sweep = s
+        try FileManager.default.createDirectory(atPath: root + "/out/fp32/seed0/checkpoints", withIntermediateDirectories: true)
+        try Data("not yet a checkpoint".utf8).write(to: URL(fileURLWithPath: root + "/out/fp32/seed0/checkpoints/best.h5"))
+        let log = NSLock()
+        nonisolated(unsafe) var lines: [String] = []
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var r2: (ran: Int, skipped: Int, interrupted: Bool, failed: [String])? = nil
+        Thread.detachNewThread {
+            r2 = try? sweep.run(shard: (2, 2)) { l in log.lock(); lines.append(l); log.unlock() }
+            done.signal()
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && !{ log.lock(); defer { log.unlock() }; return lines.contains { $0.hasPrefix("wait qat/seed0: needs fp32/seed0") } }() {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/out/qat/seed0/recipe.resolved.yaml"), "started from an unfinished cell")
+        let r1 = try sweep.run(shard: (1, 2)) { _ in }
+        XCTAssertEqual(r1.ran, 1); XCTAssertEqual(r1.failed, [])
+        XCTAssertEqual(done.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(r2?.failed, []); XCTAssertEqual(r2?.ran, 1)
+
+        // The same dependency listed the other way round, in one process: an error naming both cells.
+        let root2 = tempDir("sweeporder")
+        defer { try? FileManager.default.removeItem(atPath: root2) }
+        let bad = try Sweep.load(try writeSweep(root2, """
+        name: order
+        base: base.yaml
+        out: \(root2)/out
+        variants:
+          - {name: qat, set: {quant.mode: qat, quant.init_from: "{out}/fp32/seed0/checkpoints/best.h5"}}
+          - {name: fp32}
+        """))
+        var out: [String] = []
+        let r = try bad.run(shard: nil) { out.append($0) }
+        XCTAssertEqual(r.failed, ["qat/seed0"])
+        XCTAssertTrue(out.contains { $0.contains("FAILED qat/seed0: needs fp32/seed0") && $0.contains("runs after it") }, "\(out)")
+    }
+
     /// Shard 2 waits for a cell of shard 1, whose process is killed with SIGKILL (so it writes no
     /// failure record): while shard 1's lock is held, shard 2 waits; once the kernel drops it, shard 2
     /// reports that shard 1 is not running and moves on. A shard that never started is waited for.
