@@ -4,6 +4,7 @@ import Autodiff
 import NN
 import Datasets
 import Recipes
+import Checkpoint
 
 /// Classification of aircraft chips: a backbone with a linear head, cross-entropy, accuracy and
 /// macro (class-balanced) accuracy.
@@ -56,11 +57,8 @@ public final class ClassificationTask: TrainingTask {
 
     private func loadTeacher(_ path: String) throws -> Module {
         let key = "train.distill.teacher"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError("\(key): checkpoint \(path) does not exist (train the teacher first, e.g. the FP32 recipe)")
-        }
-        let c = try TrainingRun.loadCheckpoint(path)
-        guard !c.recipe.isEmpty else { throw TrainingError("\(key): \(path) holds no recipe; only checkpoints from `qat train` can teach") }
+        let c: Checkpoint
+        do { c = try loadTrainedCheckpoint(path, use: "teach") } catch { throw TrainingError("\(key): \(error)") }
         let tr: Recipe
         do { tr = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(key): \(error)") }
         guard tr.task == "classification" else { throw TrainingError("\(key): \(path) is a \(tr.task) checkpoint; a classifier must teach a classifier") }

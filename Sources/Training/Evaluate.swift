@@ -23,13 +23,7 @@ public enum CheckpointEvaluation {
     /// task's folder format, e.g. hdf5_chips); `fp32`: evaluate the float weights of a quantized
     /// checkpoint (quantizers left out).
     public static func run(checkpoint path: String, data: String?, split: String, overrides: [String], fp32: Bool, filesPrefix: String? = nil) throws -> Result {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError("checkpoint \(path)" + (PathProblem.brokenLink(path).map { ": " + $0 } ?? " does not exist"))
-        }
-        let c = try TrainingRun.loadCheckpoint(path)
-        guard !c.recipe.isEmpty else {
-            throw TrainingError("\(path) holds no recipe (written by an older version or another tool); only checkpoints from `qat train` can be evaluated")
-        }
+        let c = try loadTrainedCheckpoint(path, use: "be evaluated")
         var sets = overrides
         if let data {
             let stored: Recipe

@@ -1,4 +1,5 @@
 import Foundation
+import UserPaths
 import Kernels
 import Autodiff
 import NN
@@ -46,13 +47,25 @@ func loadFloatWeights(_ checkpoint: Checkpoint, into model: Module, recipe: Reci
     if recipe.train.ema != nil { EMAEntries.load(checkpoint, into: model.namedParameters() + model.namedBuffers()) }
 }
 
+/// A checkpoint written by `qat train` (it stores the recipe that rebuilds its model), for `use`
+/// ("be evaluated", "be analysed", "teach"): a missing file, a broken link or a checkpoint without a
+/// recipe is an error naming the path.
+func loadTrainedCheckpoint(_ path: String, use: String) throws -> Checkpoint {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw TrainingError("checkpoint \(path)" + (PathProblem.brokenLink(path).map { ": " + $0 } ?? " does not exist"))
+    }
+    let c = try TrainingRun.loadCheckpoint(path)
+    guard !c.recipe.isEmpty else {
+        throw TrainingError("\(path) holds no recipe (written by an older version or another tool); only checkpoints from `qat train` can \(use)")
+    }
+    return c
+}
+
 /// The float model of a checkpoint written by `qat train`, for tools that analyse it (sensitivity,
 /// mixed precision): its stored recipe with `overrides`, the recipe's task, and the model with the
 /// checkpoint's float weights (`loadFloatWeights`), in eval mode.
 func floatModel(checkpoint path: String, overrides: [String]) throws -> (recipe: Recipe, task: TrainingTask, model: Module) {
-    guard FileManager.default.fileExists(atPath: path) else { throw TrainingError("checkpoint \(path) does not exist") }
-    let c = try TrainingRun.loadCheckpoint(path)
-    guard !c.recipe.isEmpty else { throw TrainingError("\(path) holds no recipe; only checkpoints from `qat train` can be analysed") }
+    let c = try loadTrainedCheckpoint(path, use: "be analysed")
     let recipe: Recipe
     do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: overrides) } catch { throw TrainingError("\(error)") }
     if let t = recipe.threads { Parallel.setThreads(t) }
