@@ -181,15 +181,26 @@ extension Recipe {
             }
         }
 
-        /// Which anchors are foreground (decoupled design): `iou` (the `matcher` section's thresholds)
-        /// or `atss` (Zhang et al. 2020: the `atss_topk` anchors per level nearest each box's centre,
-        /// IoU threshold mean + std of theirs). Never uses the type label.
+        /// Which anchors are foreground (decoupled design): `iou` (the `matcher` section's thresholds),
+        /// `atss` (Zhang et al. 2020: the `atss_topk` anchors per level nearest each box's centre,
+        /// IoU threshold mean + std of theirs) or `task_aligned` (TOOD, Feng et al. 2021: per box the
+        /// `tal_topk` anchors of largest s^`tal_alpha` x IoU^`tal_beta`, s the foreground probability
+        /// and IoU that of the anchor's predicted box, centre inside the box; the foreground target
+        /// becomes TOOD's normalised metric; ATSS for the first `warmup_steps` steps). Never uses the
+        /// type label.
         public struct Assigner: RecipeSection {
             public var name = "iou"
             public var atssTopk = 9
+            public var talTopk = 13
+            public var talAlpha = 1.0, talBeta = 6.0
+            public var warmupSteps = 300
             public init() {}
             public static var fields: [Field<Assigner>] {
-                [.choice("name", \.name, ["iou", "atss"]), .int("atss_topk", \.atssTopk, min: 1, max: 1000)]
+                [.choice("name", \.name, ["iou", "atss", "task_aligned"]), .int("atss_topk", \.atssTopk, min: 1, max: 1000),
+                 Field.int("tal_topk", \.talTopk, min: 1, max: 1000).writtenWhenSet(),
+                 Field.double("tal_alpha", \.talAlpha, min: 0, max: 10).writtenWhenSet(),
+                 Field.double("tal_beta", \.talBeta, min: 0, max: 20).writtenWhenSet(),
+                 Field.int("warmup_steps", \.warmupSteps, min: 0).writtenWhenSet()]
             }
         }
 

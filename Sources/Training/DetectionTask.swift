@@ -74,6 +74,8 @@ public final class DetectionTask: TrainingTask {
         c.qflBeta = Float(d.objectness.qflBeta); c.vflAlpha = Float(d.objectness.vflAlpha); c.vflGamma = Float(d.objectness.vflGamma)
         c.ohemRatio = Float(d.objectness.ohemRatio); c.ghmBins = d.objectness.ghmBins; c.ghmMomentum = Float(d.objectness.ghmMomentum)
         c.assigner = try choice("assigner.name", d.assigner.name); c.atssTopk = d.assigner.atssTopk
+        c.talTopk = d.assigner.talTopk; c.talAlpha = Float(d.assigner.talAlpha); c.talBeta = Float(d.assigner.talBeta)
+        c.assignerWarmupSteps = d.assigner.warmupSteps
         let f = d.fineGrained
         c.pool = f.pool; c.samplingRatio = f.samplingRatio; c.fineConvs = f.convs; c.fineHidden = f.hidden
         c.canonicalSize = f.canonicalSize; c.canonicalLevel = f.canonicalLevel

@@ -48,7 +48,7 @@ final class DecoupledRetinaNetTests: XCTestCase {
     func testEverySwitchGivesFiniteLossesAndGradients() throws {
         var variants: [(String, (inout DecoupledConfig) -> Void)] = []
         for o in DecoupledConfig.ObjectnessLoss.allCases { variants.append(("objectness \(o)", { $0.objectness = o })) }
-        for a in DecoupledConfig.Assigner.allCases { variants.append(("assigner \(a)", { $0.assigner = a })) }
+        for a in DecoupledConfig.Assigner.allCases { variants.append(("assigner \(a)", { $0.assigner = a; $0.assignerWarmupSteps = 0 })) }
         for t in DecoupledConfig.TypeLoss.allCases { variants.append(("type \(t)", { $0.typeLoss = t })) }
         variants.append(("bootstrap", { $0.labelNoise = .bootstrap }))
         variants.append(("small loss", { $0.labelNoise = .smallLoss; $0.smallLossRate = 0.5; $0.noiseWarmupSteps = 0 }))
@@ -70,7 +70,7 @@ final class DecoupledRetinaNetTests: XCTestCase {
     /// type loss only.
     func testAssignmentIgnoresTypeLabels() throws {
         for assigner in DecoupledConfig.Assigner.allCases {
-            let m = try tinyModel { $0.assigner = assigner; $0.objectness = .qfl }
+            let m = try tinyModel { $0.assigner = assigner; $0.objectness = .qfl; $0.assignerWarmupSteps = 0 }
             let x = input()
             let a = m.losses(images: x, targets: targets)
             let relabelled = targets.map { DetectionTarget(boxes: $0.boxes, labels: $0.labels.map { ($0 + 1) % 3 }, ignoreRegions: $0.ignoreRegions) }
@@ -79,6 +79,29 @@ final class DecoupledRetinaNetTests: XCTestCase {
             XCTAssertEqual(a["bbox_regression"]!.item, b["bbox_regression"]!.item, "\(assigner)")
             XCTAssertNotEqual(a["type"]!.item, b["type"]!.item, "\(assigner)")
         }
+    }
+
+    /// `task_aligned` is ATSS (same losses, bit for bit) during its warm-up, then TOOD's rule on the
+    /// model's own foreground probabilities and decoded boxes, whose normalised metric becomes the QFL
+    /// target.
+    func testTaskAlignedFollowsATSSUntilWarmUpThenThePredictions() throws {
+        let x = input()
+        let atss = try tinyModel { $0.assigner = .atss; $0.objectness = .qfl }
+        let tal = try tinyModel { $0.assigner = .taskAligned; $0.objectness = .qfl; $0.assignerWarmupSteps = 1 }
+        let a = atss.losses(images: x, targets: targets), b = tal.losses(images: x, targets: targets)
+        for k in a.keys { XCTAssertEqual(a[k]!.item, b[k]!.item, k) }
+        // Step 1 (after the warm-up): TOOD's assignment from this forward pass's predictions.
+        let h = tal.headOutputs(x)
+        let assigned = tal.assign(h, targets: targets, step: 1)
+        let n = h.anchors.count
+        let scores = h.objectness.scalars[0..<n].map { 1 / (1 + expf(-$0)) }
+        let boxes = tal.boxCoder.decode(Array(h.regression.scalars[0..<(4 * n)]), anchors: h.anchors.boxes)
+        XCTAssertEqual(assigned[0], try TaskAlignedAssigner().assign(anchors: h.anchors, target: targets[0], scores: scores, predicted: boxes))
+        XCTAssertNotEqual(assigned.map(\.matches), tal.assign(h, targets: targets, step: 0).map(\.matches))
+        XCTAssertGreaterThan(assigned[0].matches.filter { $0 >= 0 }.count, 0)
+        let c = tal.losses(images: x, targets: targets)
+        XCTAssertNotEqual(c["objectness"]!.item, a["objectness"]!.item)
+        XCTAssertTrue(c["objectness"]!.item.isFinite)
     }
 
     func testTypeRoIsAreGroundTruthThenBestPredictions() throws {

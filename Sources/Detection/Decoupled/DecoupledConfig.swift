@@ -4,7 +4,9 @@
 public struct DecoupledConfig: Sendable, Equatable {
     /// Foreground/background loss on every anchor.
     public enum ObjectnessLoss: String, Sendable, CaseIterable { case focal, qfl, vfl, ohem, ghmc }
-    public enum Assigner: String, Sendable, CaseIterable { case iou, atss }
+    /// `taskAligned`: TOOD's rule on the foreground score and the predicted box's IoU, after ATSS for
+    /// `assignerWarmupSteps` loss evaluations.
+    public enum Assigner: String, Sendable, CaseIterable { case iou, atss, taskAligned = "task_aligned" }
     /// The type module's loss (long-tail variants).
     public enum TypeLoss: String, Sendable, CaseIterable { case ce, classWeighted = "class_weighted", eql, eqlv2, seesaw }
     /// Robustness of the type targets to wrong labels.
@@ -22,6 +24,8 @@ public struct DecoupledConfig: Sendable, Equatable {
 
     public var assigner = Assigner.iou
     public var atssTopk = 9
+    public var talTopk = 13, talAlpha: Float = 1, talBeta: Float = 6
+    public var assignerWarmupSteps = 300
 
     public var pool = 7, samplingRatio = 2
     public var fineConvs = 1, fineHidden = 128

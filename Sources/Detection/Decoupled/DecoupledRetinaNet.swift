@@ -26,6 +26,8 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
     public let config: DecoupledConfig
     let anchorGenerator: AnchorGenerator
     let assigner: any AnchorAssigner
+    /// The prediction-aware rule (`task_aligned`), used after the warm-up; `assigner` (ATSS) before.
+    let taskAligned: TaskAlignedAssigner?
     let boxCoder: BoxCoder
     let postprocessor: RetinaNetPostprocess
     /// `class_weighted`'s per-type weights (nil without training counts: evaluation and prediction).
@@ -52,9 +54,10 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
         switch c.assigner {
         case .iou:
             assigner = try Matcher(highThreshold: b.fgIoU, lowThreshold: b.bgIoU, allowLowQualityMatches: b.lowQualityMatches, ignoreIoF: b.ignoreIoF)
-        case .atss:
+        case .atss, .taskAligned:
             assigner = try ATSSAssigner(topk: c.atssTopk, ignoreIoF: b.ignoreIoF)
         }
+        taskAligned = c.assigner == .taskAligned ? try TaskAlignedAssigner(topk: c.talTopk, alpha: c.talAlpha, beta: c.talBeta, ignoreIoF: b.ignoreIoF) : nil
         if c.typeLoss == .classWeighted && !c.typeCounts.isEmpty {
             // Types absent from the training set would get an infinite weight; count them once.
             typeClassWeights = try classWeights(counts: c.typeCounts.map { max($0, 1) }, .effectiveNumber(beta: Double(c.classWeightBeta)))
@@ -95,17 +98,22 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
         precondition(n == images.shape[0], "DecoupledRetinaNet.losses: \(n) targets for a batch of \(images.shape[0])")
         for t in targets { precondition(t.labels.allSatisfy { $0 >= 0 && $0 < k }, "DecoupledRetinaNet.losses: a label outside 0..<\(k)") }
         let h = headOutputs(images)
+        let step = lossState.nextStep()
         // Foreground/background assignment never reads a type label.
-        let t = AnchorTargets(matches: targets.map { assigner.assign(anchors: h.anchors, target: $0).matches }, anchors: h.anchors, targets: targets)
+        let assignments = assign(h, targets: targets, step: step)
+        let t = AnchorTargets(matches: assignments.map(\.matches), anchors: h.anchors, targets: targets)
         let predicted = predictedBoxes(h.regression, t)
         let quality = pairedIoU(predicted, XYXYBoxes(coords: t.boxes))
         var out: [String: Tensor] = [:]
-        out["objectness"] = objectnessLoss(h.objectness, t, quality: quality)
+        // The foreground target of a positive: its predicted box's IoU, or with the task-aligned rule
+        // TOOD's normalised alignment metric.
+        let aligned = taskAligned != nil && step >= config.assignerWarmupSteps
+        let objectnessTarget = aligned ? t.rows.map { r in assignments[r / t.anchorsPerImage].quality[r % t.anchorsPerImage] } : quality
+        out["objectness"] = objectnessLoss(h.objectness, t, quality: objectnessTarget)
         out["bbox_regression"] = t.regressionLoss(h.regression, kind: config.base.regression, boxCoder: boxCoder,
                                                   smoothL1Beta: config.base.smoothL1Beta, weight: config.base.regressionWeight)
 
         let rois = TypeRoIs(targets: targets, anchorTargets: t, predicted: predicted, quality: quality, perBox: config.roisPerBox)
-        let step = lossState.nextStep()
         if rois.count > 0 {
             let all = fineGrained.logits(levels: h.levels, boxes: rois.boxes, imageSize: (images.shape[2], images.shape[3]))
             let kept = keptRoIs(all, rois, step: step)
@@ -123,6 +131,21 @@ public final class DecoupledRetinaNet: Module, TypeClassifier {
             }
         }
         return out
+    }
+
+    /// Each image's assignment: the configured rule, or for `task_aligned` after its warm-up TOOD's
+    /// rule on the foreground probabilities and decoded boxes of every anchor (values only).
+    func assign(_ h: HeadOutputs, targets: [DetectionTarget], step: Int) -> [AnchorAssignment] {
+        guard let tal = taskAligned, step >= config.assignerWarmupSteps else {
+            return targets.map { assigner.assign(anchors: h.anchors, target: $0) }
+        }
+        let a = h.anchors.count
+        let logits = h.objectness.scalars, codes = h.regression.scalars
+        return targets.enumerated().map { i, target in
+            let scores = logits[(i * a)..<((i + 1) * a)].map { 1 / (1 + expf(-$0)) }
+            let boxes = boxCoder.decode(Array(codes[(4 * i * a)..<(4 * (i + 1) * a)]), anchors: h.anchors.boxes)
+            return tal.assign(anchors: h.anchors, target: target, scores: scores, predicted: boxes)
+        }
     }
 
     /// Decoded boxes of the foreground anchors' regression outputs (values only).
