@@ -16,8 +16,18 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "qat", targets: ["qat"]),
+        // The layers a researcher's own package builds on (examples/TinyQAT depends on them by path).
         .library(name: "Kernels", targets: ["Kernels"]),
         .library(name: "Autodiff", targets: ["Autodiff"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "Quant", targets: ["Quant"]),
+        .library(name: "Detection", targets: ["Detection"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Recipes", targets: ["Recipes"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -149,7 +149,7 @@ public enum RoIAlign {
     /// channel): the reuse across channels the reference's `pre_calc` is for. Each output still sums
     /// its samples in the reference's order.
     public static func forward(_ plan: RoIAlignPlan, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        let c = plan.channels, hw = plan.height * plan.width
+        let c = plan.channels
         let ph = plan.pooledHeight, pw = plan.pooledWidth, ohw = ph * pw
         let pairs = plan.roiCount * c
         guard pairs > 0 && ohw > 0 else { return }
