@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "HDF5", dependencies: ["CHDF5", "Files"], swiftSettings: optimize),
-        .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Files", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
+        .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Files", "UserPaths", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection"], swiftSettings: optimize),
         // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
@@ -73,7 +73,8 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "CHDF5Tests", dependencies: ["CHDF5"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "CHDF5", "Files"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CheckpointWriter", "Files", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "CheckpointWriter", "Files", "CHDF5", "NN", "Optim", "Quant", "Autodiff", "Kernels"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Files", "Kernels", "HDF5", "CHDF5"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "Kernels"]),

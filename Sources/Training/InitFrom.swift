@@ -4,7 +4,8 @@ import NN
 import Checkpoint
 
 /// `model.init_from` and `quant.init_from`: the float weights (parameters and buffers, quantizer state
-/// left out) of another checkpoint, loaded non-strictly where path and shape match. The task maps the
+/// left out) of another checkpoint, or of a PyTorch state dict in a `.safetensors` file (torchvision
+/// names, e.g. ImageNet-pretrained weights), loaded non-strictly where path and shape match. The task maps the
 /// checkpoint's paths onto its model (`TrainingTask.initPath`), e.g. a classifier's backbone onto a
 /// detector's.
 enum InitFrom {
@@ -17,7 +18,10 @@ enum InitFrom {
             throw TrainingError("\(key): \(path)" + (PathProblem.brokenLink(path).map { ": " + $0 } ?? " does not exist (train the run that writes it first, or fix the path)"))
         }
         var c: Checkpoint
-        do { c = try Checkpoint.load(from: path) } catch { throw TrainingError("\(key): \(error)") }
+        do {
+            // A `.safetensors` file holds a PyTorch state dict (torchvision names: `TorchNames`).
+            c = path.hasSuffix(".safetensors") ? try Checkpoint.fromTorch(try SafeTensors.read(from: path), file: path) : try Checkpoint.load(from: path)
+        } catch { throw TrainingError("\(key): \(error)") }
         c.quant = [:]
         func mapped(_ entries: [String: Checkpoint.Entry]) -> [String: Checkpoint.Entry] {
             var out: [String: Checkpoint.Entry] = [:]

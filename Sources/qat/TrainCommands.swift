@@ -139,7 +139,31 @@ struct SweepCommand: ParsableCommand {
 }
 
 struct ExportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export runs and sweeps.", subcommands: [NotebookCommand.self])
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export checkpoints (weights), runs and sweeps (notebooks).",
+                                                    subcommands: [WeightsCommand.self, NotebookCommand.self], defaultSubcommand: WeightsCommand.self)
+}
+
+extension WeightsExport.Format: ExpressibleByArgument {}
+
+struct WeightsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weights", abstract: "Weights-only files of a checkpoint (also `qat export CKPT --format ...`).",
+        discussion: """
+        safetensors: float parameters and buffers under PyTorch's names (running_mean, running_var; paths equal torchvision's), \
+        loadable into the torchvision model of the same architecture; quantizer state is left out.
+        weights: our HDF5 checkpoint without optimizer state (recipe and quantizer state kept: qat eval works on it).
+        """)
+
+    @Argument(help: "Checkpoint (.h5).")
+    var checkpoint: String
+    @Option(help: "safetensors or weights.")
+    var format: WeightsExport.Format
+    @Option(help: "Output file: NAME.safetensors or NAME.h5 (never an existing checkpoint, recipe or metrics file).")
+    var out: String
+
+    func run() throws {
+        print(try guarded { try WeightsExport.export(checkpoint: checkpoint, format: format, out: out) })
+    }
 }
 
 struct NotebookCommand: ParsableCommand {

@@ -174,4 +174,46 @@ final class TaskRunTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/e"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/f"))
     }
+
+    /// `qat export --format safetensors` writes PyTorch names; `model.init_from: X.safetensors` loads
+    /// such a file (a torchvision state dict) back into the same weights; `--format weights` drops the
+    /// optimizer state and keeps what `qat eval` needs; neither replaces a checkpoint.
+    func testWeightsExportAndSafetensorsInitFrom() throws {
+        let root = tempDir("weights")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let a = try tinyRecipe(overrides: ["train.steps=2"])
+        guard case .finished = try TrainingRun(recipe: a, runDir: root + "/a", resume: false, quiet: true).run() else { return XCTFail() }
+        let best = root + "/a/checkpoints/best.h5"
+        let ckpt = try Checkpoint.load(from: best)
+        XCTAssertTrue(try WeightsExport.export(checkpoint: best, format: .safetensors, out: root + "/w.safetensors").contains("PyTorch names"))
+        let s = try SafeTensors.read(from: root + "/w.safetensors")
+        XCTAssertEqual(s.tensors.count, ckpt.params.count + ckpt.buffers.count)
+        XCTAssertTrue(s.tensors.keys.contains { $0.hasSuffix(".running_var") })
+        XCTAssertFalse(s.tensors.keys.contains { $0.hasSuffix(".runningVar") })
+
+        let b = try tinyRecipe(overrides: ["train.steps=2", "seed=5", "model.init_from=\(root)/w.safetensors"])
+        let runB = try TrainingRun(recipe: b, runDir: root + "/b", resume: false, quiet: true)
+        for (p, t) in runB.model.namedParameters() { XCTAssertEqual(t.scalars, ckpt.params[p]?.values, p) }
+        for (p, t) in runB.model.namedBuffers() where ckpt.buffers[p] != nil { XCTAssertEqual(t.scalars, ckpt.buffers[p]?.values, p) }
+
+        XCTAssertTrue(try WeightsExport.export(checkpoint: best, format: .weights, out: root + "/w.h5").contains("optimizer state"))
+        let w = try Checkpoint.load(from: root + "/w.h5")
+        XCTAssertTrue(w.optimizer.isEmpty)
+        XCTAssertFalse(ckpt.optimizer.isEmpty)
+        XCTAssertEqual(w.params, ckpt.params); XCTAssertEqual(w.recipe, ckpt.recipe)
+        XCTAssertNoThrow(try CheckpointEvaluation.run(checkpoint: root + "/w.h5", data: nil, split: "test", overrides: [], fp32: false))
+
+        // Never over a checkpoint (nor the input itself), never a wrongly named file.
+        let before = try Data(contentsOf: URL(fileURLWithPath: root + "/w.h5"))
+        XCTAssertThrowsError(try WeightsExport.export(checkpoint: best, format: .weights, out: root + "/w.h5")) { XCTAssertTrue("\($0)".contains("is a checkpoint"), "\($0)") }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: root + "/w.h5")), before)
+        XCTAssertThrowsError(try WeightsExport.export(checkpoint: best, format: .weights, out: best)) { XCTAssertTrue("\($0)".contains("being exported"), "\($0)") }
+        XCTAssertThrowsError(try WeightsExport.export(checkpoint: best, format: .safetensors, out: root + "/w.bin")) { XCTAssertTrue("\($0)".contains("NAME.safetensors"), "\($0)") }
+        // A damaged safetensors file as init_from: the recipe key and the file are named.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: root + "/bad.safetensors"))
+        let bad = try tinyRecipe(overrides: ["model.init_from=\(root)/bad.safetensors"])
+        XCTAssertThrowsError(try TrainingRun(recipe: bad, runDir: root + "/c", resume: false, quiet: true)) { e in
+            XCTAssertTrue("\(e)".contains("model.init_from") && "\(e)".contains("bad.safetensors") && "\(e)".contains("8-byte header"), "\(e)")
+        }
+    }
 }
