@@ -162,11 +162,18 @@ public final class FakeQuantize: Module, RandomStateful, QuantizerStateful, Fusa
     }
 
     /// Keeps the learnable scale usable: never below eps, never NaN or infinite (as PyTorch's
-    /// _LearnableFakeQuantize clamps scale.data at eps in every forward).
+    /// _LearnableFakeQuantize clamps scale.data at eps in every forward); and the zero point within
+    /// [qmin, qmax], as MQBench's LearnableFakeQuantize clamps zero_point.data in every forward. The
+    /// forward rounds and clamps the zero point anyway, so values are unchanged; without the clamp a
+    /// channel that stays clipped pushes its zero point away without bound (PyTorch's module does not
+    /// stop it: a W4A4 run reached 3.7e7), where it no longer responds when its gradient turns and
+    /// becomes a checkpoint value the loader refuses.
     func sanitizeScale() {
         let p = scale.pointer
         for c in 0..<channels where !(p[c] >= eps) || !p[c].isFinite { p[c] = eps }
-        if scheme.symmetric { zeroPoint.pointer.initialize(repeating: scheme.symmetricZeroPoint, count: channels) }
+        if scheme.symmetric { zeroPoint.pointer.initialize(repeating: scheme.symmetricZeroPoint, count: channels); return }
+        let z = zeroPoint.pointer, lo = Float(scheme.qmin), hi = Float(scheme.qmax)
+        for c in 0..<channels where !(z[c] >= lo && z[c] <= hi) { z[c] = z[c].isNaN ? lo : Swift.min(Swift.max(z[c], lo), hi) }
     }
 
     /// The steps every forward takes before quantizing: observe when calibrating, observed-mode

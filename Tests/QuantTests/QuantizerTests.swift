@@ -54,6 +54,23 @@ final class QuantizerTests: XCTestCase {
         }
     }
 
+    /// A learnable zero point pushed off the grid (a channel that stays clipped) is clamped back to
+    /// [qmin, qmax] by the next forward (MQBench's rule): the output is unchanged, since the forward
+    /// rounds and clamps it anyway, and the stored value stays one a checkpoint can hold.
+    func testZeroPointStaysOnTheGrid() throws {
+        let q = try FakeQuantize(scheme: QuantScheme(bits: 4), eps: 1e-6)
+        let x = Tensor.uniform([64], low: -1, high: 1, rng: &rng)
+        _ = q(x)
+        q.zeroPoint.pointer[0] = 15
+        let atEdge = q(x).scalars
+        for (v, expected) in [(Float(3.7e7), Float(15)), (-2e9, 0), (.nan, 0), (15.4, 15)] {
+            q.zeroPoint.pointer[0] = v
+            let y = q(x).scalars
+            XCTAssertEqual(q.zeroPoint.scalars[0], expected, "\(v)")
+            if expected == 15 { XCTAssertEqual(y, atEdge, "\(v)") }
+        }
+    }
+
     func testDropoutEndpointsAndDeterminism() throws {
         let x = Tensor.uniform([4, 3, 5, 5], low: -2, high: 2, rng: &rng)
         func make(_ p: Float, _ g: QuantDropout.Granularity = .element, seed: UInt64 = 1) throws -> FakeQuantize {
