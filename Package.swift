@@ -28,10 +28,14 @@ let package = Package(
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Recipes", targets: ["Recipes"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "ONNX", targets: ["ONNX"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // ONNX export: the runtime library only; Sources/ONNX/onnx.pb.swift is generated once and committed
+        // (scripts/onnx/generate.sh), so no build needs protoc or the plugin.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -58,8 +62,12 @@ let package = Package(
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         // Evaluation: COCO (pycocotools) and VOC detection metrics on plain arrays, COCO results files.
         .target(name: "Evaluation", dependencies: ["Datasets", "Files"], swiftSettings: optimize),
+        // ONNX: the ONNX schema (generated code) and the exporter: every layer and backbone block writes
+        // itself as nodes (ONNXExportable), quantizers as QuantizeLinear/DequantizeLinear (QDQ).
+        .target(name: "ONNX", dependencies: ["Kernels", "Autodiff", "NN", "Quant", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["schema"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths"],
+        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
             "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5",
@@ -84,6 +92,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -32,6 +32,9 @@ public protocol TrainingTask: AnyObject {
     /// Up to `batches` inputs `x` (train split, no augmentation) for quantizer calibration and PTQ bias
     /// correction, which run `model(x)`.
     func calibrationInputs(batches: Int) throws -> [Tensor]
+    /// Up to `batches` batches of a split's inputs, unaugmented, in split order (`eval.batch` each):
+    /// reference inputs for checking an exported model. Default: not available for the task.
+    func inputs(split: String, batches: Int) throws -> [Tensor]
     /// Metrics of `model` over a whole split ("train", "val", "test"), in eval mode (the task switches
     /// the model and restores its mode); `values` must hold the recipe's `eval.metric`.
     func evaluate(model: Module, split: String) throws -> TaskMetrics
@@ -52,6 +55,9 @@ public protocol TrainingTask: AnyObject {
 }
 
 extension TrainingTask {
+    public func inputs(split: String, batches: Int) throws -> [Tensor] {
+        throw TrainingError("reference inputs of the \(recipe.task) task are not available")
+    }
     public func initPath(forCheckpointPath path: String) -> String? { path }
     public func writeEvaluationFiles(split: String, prefix: String) throws -> [String] { [] }
     public func writeRunFigures(model: Module, split: String, dir: String) throws {}

@@ -143,26 +143,50 @@ struct ExportCommand: ParsableCommand {
                                                     subcommands: [WeightsCommand.self, NotebookCommand.self], defaultSubcommand: WeightsCommand.self)
 }
 
-extension WeightsExport.Format: ExpressibleByArgument {}
+/// Every format of `qat export CKPT --format F`.
+enum ExportFormat: String, CaseIterable, ExpressibleByArgument {
+    case safetensors, weights, onnx, onnxQDQ = "onnx-qdq"
+}
 
 struct WeightsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "weights", abstract: "Weights-only files of a checkpoint (also `qat export CKPT --format ...`).",
+        commandName: "model", abstract: "A checkpoint as weights or an ONNX graph (also `qat export CKPT --format ...`).",
         discussion: """
         safetensors: float parameters and buffers under PyTorch's names (running_mean, running_var; paths equal torchvision's), \
         loadable into the torchvision model of the same architecture; quantizer state is left out.
         weights: our HDF5 checkpoint without optimizer state (recipe and quantizer state kept: qat eval works on it).
+        onnx: the float model (opset 17). onnx-qdq: the fake-quant model, quantizers as QuantizeLinear/DequantizeLinear \
+        (weights as int8 codes, activations below 8 bits clipped to their grid). Classification checkpoints.
+        --reference DIR (ONNX formats) also writes the first --images test images and our outputs for scripts/onnx/check.py.
         """)
 
     @Argument(help: "Checkpoint (.h5).")
     var checkpoint: String
-    @Option(help: "safetensors or weights.")
-    var format: WeightsExport.Format
-    @Option(help: "Output file: NAME.safetensors or NAME.h5 (never an existing checkpoint, recipe or metrics file).")
+    @Option(help: "safetensors, weights, onnx or onnx-qdq.")
+    var format: ExportFormat
+    @Option(help: "Output file: NAME.safetensors, NAME.h5 or NAME.onnx (never an existing checkpoint, recipe or metrics file).")
     var out: String
+    @Option(help: "ONNX formats: a folder for reference inputs and our outputs (input.f32, output.f32, reference.json).")
+    var reference: String?
+    @Option(help: "Reference images (the first N of the test split).")
+    var images = 256
+
+    func validate() throws {
+        if reference != nil && (format == .safetensors || format == .weights) {
+            throw ValidationError("--reference goes with --format onnx or onnx-qdq")
+        }
+    }
 
     func run() throws {
-        print(try guarded { try WeightsExport.export(checkpoint: checkpoint, format: format, out: out) })
+        print(try guarded {
+            switch format {
+            case .safetensors: return try WeightsExport.export(checkpoint: checkpoint, format: .safetensors, out: out)
+            case .weights: return try WeightsExport.export(checkpoint: checkpoint, format: .weights, out: out)
+            case .onnx, .onnxQDQ:
+                return try ModelExport.export(checkpoint: checkpoint, format: format == .onnx ? .onnx : .onnxQDQ, out: out,
+                                              reference: reference, images: images)
+            }
+        })
     }
 }
 
