@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Datasets", "Files"], swiftSettings: optimize),
         // ONNX: the ONNX schema (generated code) and the exporter: every layer and backbone block writes
         // itself as nodes (ONNXExportable), quantizers as QuantizeLinear/DequantizeLinear (QDQ).
-        .target(name: "ONNX", dependencies: ["Kernels", "Autodiff", "NN", "Quant", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+        .target(name: "ONNX", dependencies: ["Kernels", "Autodiff", "NN", "Quant", "Detection", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["schema"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
         .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX"],
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Autodiff", "Kernels"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Detection", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -82,7 +82,8 @@ public final class MobileNetV1: Module, Backbone {
     public let features: Sequential
     public let classifier: Sequential?
     public let featureChannels: [Int]
-    let ends: [Int]
+    /// Indices of `features` whose outputs are C3, C4, C5 (`featureMaps`).
+    public let ends: [Int]
 
     /// `numClasses` nil builds the feature extractor only.
     /// `smallInput`: stride 1 in the stem and the first strided block (total stride 8).
@@ -158,7 +159,8 @@ public final class MobileNetV2: Module, Backbone {
     public let features: Sequential
     public let classifier: Sequential?
     public let featureChannels: [Int]
-    let ends: [Int]
+    /// Indices of `features` whose outputs are C3, C4, C5 (`featureMaps`).
+    public let ends: [Int]
 
     /// `smallInput`: stride 1 in the stem and the first strided stage (total stride 8), CIFAR practice.
     public init(width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, smallInput: Bool = false, rng: inout RNG) throws {
@@ -248,7 +250,8 @@ public final class MobileNetV3: Module, Backbone {
     public let features: Sequential
     public let classifier: Sequential?
     public let featureChannels: [Int]
-    let ends: [Int]
+    /// Indices of `features` whose outputs are C3, C4, C5 (`featureMaps`).
+    public let ends: [Int]
 
     /// `smallInput`: stride 1 in the stem and the first strided block (total stride 8).
     public init(_ size: Size, width: Double = 1, numClasses: Int? = 1000, dropout: Float = 0.2, smallInput: Bool = false, rng: inout RNG) throws {

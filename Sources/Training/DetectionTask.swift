@@ -122,6 +122,16 @@ public final class DetectionTask: TrainingTask {
 
     public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }
 
+    /// Evaluation inputs of a split (letterboxed to the test size), `eval.batch` images a batch.
+    public func inputs(split: String, batches: Int) throws -> [Tensor] {
+        let source = data.split(split), size = recipe.eval.batch
+        let loader = try Loader(source, config: testLoaderConfig(batch: size))
+        return try (0..<min(batches, (source.count + size - 1) / size)).map { b in
+            let x = try loader.makeBatch(epoch: 0, indices: Array((b * size)..<min((b + 1) * size, source.count)))
+            return Tensor(shape: x.shape, storage: x.images)
+        }
+    }
+
     /// Evaluation batches: unaugmented, letterboxed to `detector.test.input_size` (else the training size).
     func testLoaderConfig(batch: Int) -> Loader.Config {
         var c = loaderConfig(recipe, batch: batch, train: false)

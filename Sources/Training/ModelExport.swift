@@ -14,7 +14,9 @@ import ONNX
 /// and our model's outputs on them, for `scripts/onnx/check.py` to compare with ONNX Runtime:
 /// `DIR/input.f32` and `DIR/output.f32` (raw little-endian float32, row-major) and `DIR/reference.json`
 /// (shapes, format, the output's largest quantization step where the last layer's input is quantized).
-/// Classification models (MobileNet V1/V2/V3, ResNet); the detector's graph is not exportable yet.
+/// Classifiers (MobileNet V1/V2/V3, ResNet) and detectors: RetinaNet's and the decoupled design's
+/// dense outputs ([N, anchors, K + 4] / [N, anchors, 5], as `forward`); anchors, decoding and NMS stay
+/// outside the graph, and so does the decoupled design's type module (RoIAlign on post-NMS boxes).
 public enum ModelExport {
     public enum Format: String, CaseIterable, Sendable { case onnx, onnxQDQ = "onnx-qdq" }
 
@@ -25,9 +27,6 @@ public enum ModelExport {
         let c = try loadTrainedCheckpoint(path, use: "be exported")
         let recipe: Recipe
         do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(error)") }
-        guard recipe.task == "classification" else {
-            throw TrainingError("\(path) is a \(recipe.task) checkpoint; ONNX export covers classification models so far (the detector's FPN and heads are not exportable yet)")
-        }
         if let t = recipe.threads { Parallel.setThreads(t) }
         let quantized = TrainingRun.isQuantized(c)
         let qdq = format == .onnxQDQ
@@ -47,16 +46,17 @@ public enum ModelExport {
         var summary = "wrote \(out): \(format.rawValue), opset \(ONNXExport.opset), \(proto.graph.node.count) nodes, \(proto.graph.initializer.count) initializers, input [N, \(first.shape.dropFirst().map(String.init).joined(separator: ", "))]"
         if let dir = reference {
             var xs: [Float] = [], ys: [Float] = []
-            var n = 0
+            var n = 0, outTail: [Int] = []
             noGrad {
                 for b in batches where n < images {
                     let take = min(b.shape[0], images - n)
                     let x = take == b.shape[0] ? b : Tensor(shape: [take] + b.shape.dropFirst(), scalars: Array(b.scalars.prefix(take * b.count / b.shape[0])))
-                    xs += x.scalars; ys += model(x).scalars
+                    let y = model(x)
+                    xs += x.scalars; ys += y.scalars; outTail = Array(y.shape.dropFirst())
                     n += take
                 }
             }
-            let inShape = [n] + first.shape.dropFirst(), outShape = [n, ys.count / n]
+            let inShape = [n] + first.shape.dropFirst(), outShape = [n] + outTail
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 try AtomicFile.write(xs.withUnsafeBufferPointer { Data(buffer: $0) }, to: dir + "/input.f32", replacing: .anything)

@@ -4,6 +4,7 @@ import Kernels
 import Autodiff
 import NN
 import Quant
+import Detection
 @testable import ONNX
 
 final class ONNXExportTests: XCTestCase {
@@ -120,5 +121,32 @@ final class ONNXExportTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("3.weightQuantizer") && "\(e)".contains("scale 0.0 at channel 2"), "\(e)")
         }
         XCTAssertThrowsError(try ONNXExport.model(zero, inputShape: [3, 8, 8], qdq: false)) { XCTAssertTrue("\($0)".contains("[N, C, H, W]")) }
+    }
+
+    /// RetinaNet and the decoupled detector export their dense outputs: FPN with two nearest
+    /// upsamplings, GroupNorm heads composed from InstanceNormalization, [N, anchors, K + 4] / [N, anchors, 5].
+    func testDetectorsExportTheirDenseOutputs() throws {
+        var rng = RNG(seed: 2)
+        var base = RetinaNetConfig(numClasses: 3)
+        base.fpnChannels = 16; base.headConvs = 1; base.groupNorm = true
+        let r = try RetinaNet(backbone: try Backbones.make("mobilenet_v2", width: 0.25, rng: &rng), config: base, rng: &rng)
+        var dc = DecoupledConfig(base: base)
+        dc.fineHidden = 16
+        let d = try DecoupledRetinaNet(backbone: try Backbones.make("resnet18", width: 0.25, rng: &rng), config: dc, rng: &rng)
+        for (m, width) in [(r as Module, 7), (d as Module, 5)] {
+            m.eval()
+            let p = try ONNXExport.model(m, inputShape: [1, 3, 64, 64], qdq: false)
+            let y = noGrad { m(Tensor.zeros([1, 3, 64, 64])) }
+            XCTAssertEqual(y.shape[2], width)
+            XCTAssertEqual(p.graph.output[0].type.tensorType.shape.dim.map(\.dimValue), [0, Int64(y.shape[1]), Int64(width)])
+            let ops = p.graph.node.map(\.opType)
+            XCTAssertEqual(ops.filter { $0 == "Resize" }.count, 2)
+            // The heads run once per pyramid level, so their nodes repeat per level.
+            let levels = base.levels.count
+            XCTAssertEqual(ops.filter { $0 == "InstanceNormalization" }.count, 2 * levels)   // one GN per head tower and level
+            let convs = m.namedModules().filter { $0.1 is Conv2d && !$0.0.hasPrefix("fineGrained") }.map(\.0)
+            let head = convs.filter { $0.contains("Head.") }.count
+            XCTAssertEqual(ops.filter { $0 == "Conv" }.count, convs.count - head + levels * head)
+        }
     }
 }
