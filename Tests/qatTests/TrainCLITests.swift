@@ -108,6 +108,26 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(o5.contains("run.ipynb") && o5.contains("run.html"), o5)
         let nb = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/nb/run.ipynb"))) as? [String: Any]
         XCTAssertEqual(nb?["nbformat"] as? Int, 4)
+
+        // `qat export CKPT --format ...` (the default `model` subcommand): every format, and its errors.
+        for (format, file, says) in [("safetensors", "w.safetensors", "PyTorch names"), ("weights", "w.h5", "optimizer state"),
+                                     ("onnx", "m.onnx", "opset 17")] {
+            let (c, o, e) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", format, "--out", dir + "/" + file])
+            XCTAssertEqual(c, 0, e); XCTAssertTrue(o.contains(says), o)
+        }
+        let (c9, o9, e9) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", "onnx", "--out", dir + "/r.onnx",
+                                       "--reference", dir + "/ref", "--images", "3"])
+        XCTAssertEqual(c9, 0, e9); XCTAssertTrue(o9.contains("reference: 3 test images"), o9)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/ref/input.f32")).count % (3 * 4), 0)
+        let (c10, _, e10) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", "onnx-qdq", "--out", dir + "/q.onnx"])
+        XCTAssertEqual(c10, 1); XCTAssertTrue(e10.contains("FP32 checkpoint") && e10.contains("--format onnx"), e10)
+        let (c11, _, e11) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", "onnx", "--out", run + "/checkpoints/last.h5"])
+        XCTAssertEqual(c11, 1); XCTAssertTrue(e11.contains("NAME.onnx"), e11)
+        let (c12, _, e12) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", "weights", "--out", run + "/checkpoints/last.h5"])
+        XCTAssertEqual(c12, 1); XCTAssertTrue(e12.contains("is a checkpoint"), e12)
+        let (c13, _, e13) = try runQAT(["export", run + "/checkpoints/best.h5", "--format", "tflite", "--out", dir + "/x"])
+        XCTAssertNotEqual(c13, 0); XCTAssertTrue(e13.contains("safetensors") && e13.contains("onnx-qdq"), e13)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/best.h5")), best)
     }
 
     func testModelSummaryOfARecipe() throws {
