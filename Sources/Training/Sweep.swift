@@ -42,6 +42,10 @@ public struct Sweep: Sendable {
     /// ended) before it fails instead of waiting forever. A shard that never started (no lock file, e.g. a
     /// job array task still queued) is waited for.
     public var orphanGrace = 60.0
+    /// Run only the cells of this dependency stage (`stages()`; `qat sweep --stage K`, as the Slurm
+    /// submission does): their producers are in earlier stages, which have ended, so a producer not
+    /// finished now never will be, and the cell fails at once instead of waiting.
+    public var stage: Int? = nil
 
     public struct Cell: Sendable {
         public var index: Int
@@ -248,7 +252,7 @@ public struct Sweep: Sendable {
     public func run(shard: (Int, Int)?, quiet: Bool = true, log: (String) -> Void) throws -> (ran: Int, skipped: Int, interrupted: Bool, failed: [String]) {
         if evolve != nil { let r = try runEvolve(quiet: quiet, log: log); return (r.ran, r.skipped, r.interrupted, []) }
         var ran = 0, skipped = 0, failed: [String] = []
-        let mine = cells(shard: shard)
+        let mine = stage == nil ? cells(shard: shard) : try cells(stage: stage, shard: shard)
         // While it runs, a shard holds out/.shard-I-of-N.lock: a shard waiting for one of its cells can
         // tell a shard that died (its lock free) from one still at work. Another process running the
         // same shard keeps it; this one then goes on without it (its cells' locks keep them apart).
@@ -257,7 +261,8 @@ public struct Sweep: Sendable {
             do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
             catch { throw TrainingError("cannot create sweep folder \(out): \((error as NSError).localizedDescription)") }
             var waited = 0.0
-            shardLock = try? FileLock.acquire(Sweep.shardLockFile(out, i, n), guarding: "sweep shard \(i)/\(n)", interval: 0.05,
+            let lockFile = stage.map { out + "/.stage-\($0)-shard-\(i)-of-\(n).lock" } ?? Sweep.shardLockFile(out, i, n)
+            shardLock = try? FileLock.acquire(lockFile, guarding: "sweep shard \(i)/\(n)", interval: 0.05,
                                                waiting: { _ in }, cancelled: { waited += 0.05; return waited > 2 })
         }
         defer { shardLock?.release() }
@@ -290,6 +295,10 @@ public struct Sweep: Sendable {
                     log("wait \(cell.label): needs \(producer.label) (another shard)")
                 }
                 var orphanedSince: Date? = nil, orphan: String? = nil
+                if let k = stage, !Sweep.isDone(producer.dir) && Sweep.failure(producer.dir) == nil {
+                    dependencyFailure = "needs \(producer.label) (\(dep)), which its stage's jobs ended without finishing (killed or out of time?); before stage \(k), rerun that stage (its cells resume)"
+                    break
+                }
                 while !Sweep.isDone(producer.dir) && !failed.contains(producer.label) && Sweep.failure(producer.dir) == nil {
                     if StopSignal.requested != 0 { return (ran, skipped, true, failed) }
                     if let (_, n) = shard, let dead = Sweep.deadShard(out: out, of: producer, shards: n) {

@@ -111,9 +111,37 @@ struct SweepCommand: ParsableCommand {
     var collect = false
     @Flag(help: "Print each cell's training progress.")
     var verbose = false
+    @Option(help: "Run only the cells of dependency stage K (0: cells starting from no other cell; what --emit slurm's arrays run).")
+    var stage: Int?
+    @Option(help: "Print a submission script for a scheduler instead of running: slurm.")
+    var emit: String?
+    @Option(help: "--emit slurm: partition of every job.")
+    var partition: String?
+    @Option(help: "--emit slurm: time limit of each array task (Slurm's format, e.g. 2:00:00).")
+    var time: String?
+    @Option(help: "--emit slurm: CPUs per array task (also its QAT_NUM_THREADS).")
+    var cpus = 1
+    @Option(help: "--emit slurm: at most this many array tasks per stage (default: one per cell).")
+    var tasks: Int?
+
+    func validate() throws {
+        if let e = emit, e != "slurm" { throw ValidationError("--emit supports slurm, got '\(e)'") }
+        if emit != nil && (collect || shard != nil || stage != nil) { throw ValidationError("--emit prints a script; it does not go with --collect, --shard or --stage") }
+        if emit == nil && (partition != nil || time != nil || tasks != nil) { throw ValidationError("--partition, --time and --tasks go with --emit slurm") }
+        if let k = stage, k < 0 { throw ValidationError("--stage must be 0 or more, got \(k)") }
+    }
 
     func run() throws {
-        let s = try guarded { try Sweep.load(sweep) }
+        var s = try guarded { try Sweep.load(sweep) }
+        if emit != nil {
+            var o = SlurmEmitter.Options()
+            o.partition = partition; o.time = time; o.cpus = cpus; o.tasks = tasks
+            let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]).path
+            print(try guarded { try SlurmEmitter.script(sweep: s, sweepPath: sweep, qat: exe, workdir: FileManager.default.currentDirectoryPath, options: o) },
+                  terminator: "")
+            return
+        }
+        s.stage = stage
         if collect {
             let (rows, missing) = try guarded { try s.collect() }
             print("collected \(rows.count) rows from \(s.out) (\(missing.count) cells not finished): \(s.out)/summary.csv, summary.md, summary.json")
@@ -123,7 +151,7 @@ struct SweepCommand: ParsableCommand {
         if let shard { sh = try guarded { try Sweep.parseShard(shard) } }
         StopSignal.install()
         let start = Date()
-        let n = s.evolve != nil ? s.evolve!.generations : s.cells(shard: sh).count
+        let n = s.evolve != nil ? s.evolve!.generations : try guarded { try s.cells(stage: stage, shard: sh) }.count
         print("sweep \(s.name): \(n) \(s.evolve != nil ? "generations" : "cells")\(sh.map { " (shard \($0.0)/\($0.1))" } ?? "") -> \(s.out)")
         let r = try guarded { try s.run(shard: sh, quiet: !verbose) { print($0); fflush(nil) } }
         print(String(format: "sweep %@: ran %d, skipped %d (done before, or run by another process) in %.1f s", s.name, r.ran, r.skipped, Date().timeIntervalSince(start)))
