@@ -37,8 +37,7 @@ extension Activation: ONNXExportable {
             let lo = g.floats(name + ".min", [0], shape: []), hi = g.floats(name + ".max", [6], shape: [])
             return g.op("Clip", [x, lo, hi], name: name)
         case .hardswish: return g.op("HardSwish", [x], name: name)
-        // PyTorch's hardsigmoid: relu6(x + 3) / 6, ONNX HardSigmoid with alpha 1/6 (its default is 0.2).
-        case .hardsigmoid: return g.op("HardSigmoid", [x], name: name, attributes: [ONNXGraph.float("alpha", 1.0 / 6), ONNXGraph.float("beta", 0.5)])
+        case .hardsigmoid: return hardSigmoid(x, &g, name: name)
         case .sigmoid: return g.op("Sigmoid", [x], name: name)
         case .silu: return g.op("Mul", [x, g.op("Sigmoid", [x], name: name + ".sigmoid")], name: name)
         case .tanh: return g.op("Tanh", [x], name: name)
@@ -106,6 +105,11 @@ func weightValue(_ q: Module?, _ w: [Float], shape: [Int], _ g: inout ONNXGraph,
     return e.isQuantizing ? try e.exportWeight(w, shape: shape, &g, name: name) : g.floats(name, w, shape: shape)
 }
 
+/// PyTorch's hardsigmoid, relu6(x + 3) / 6: ONNX HardSigmoid with alpha 1/6 (its default is 0.2).
+func hardSigmoid(_ x: String, _ g: inout ONNXGraph, name: String) -> String {
+    g.op("HardSigmoid", [x], name: name, attributes: [ONNXGraph.float("alpha", 1.0 / 6), ONNXGraph.float("beta", 0.5)])
+}
+
 /// Global average pooling and flattening: the classifier input of every backbone.
 func pooledFeatures(_ x: String, _ g: inout ONNXGraph, name: String) -> String {
     let p = g.op("GlobalAveragePool", [x], name: name + ".pool")
@@ -137,8 +141,7 @@ extension SqueezeExcitation: ONNXExportable {
     public func exportONNX(_ x: String, _ g: inout ONNXGraph) throws -> String {
         let p = g.op("GlobalAveragePool", [x], name: path + ".pool")
         let h = g.op("Relu", [try exportChild(fc1, p, &g)], name: path + ".relu")
-        let s = g.op("HardSigmoid", [try exportChild(fc2, h, &g)], name: path + ".hardsigmoid",
-                     attributes: [ONNXGraph.float("alpha", 1.0 / 6), ONNXGraph.float("beta", 0.5)])
+        let s = hardSigmoid(try exportChild(fc2, h, &g), &g, name: path + ".hardsigmoid")
         return g.op("Mul", [x, s], name: path + ".scale")
     }
 }

@@ -36,8 +36,7 @@ extension FakeQuantize: ONNXQuantizer {
     }
 
     /// Per-tensor parameters as scalars, per-channel ones as 1-D tensors with the axis attribute.
-    func scaleAndZero(_ g: inout ONNXGraph, name: String, signed: Bool) throws -> (scale: String, zero: String, attributes: [Onnx_AttributeProto]) {
-        let (s, z) = try exportParameters()
+    func scaleAndZero(_ g: inout ONNXGraph, name: String, signed: Bool, _ s: [Float], _ z: [Int]) -> (scale: String, zero: String, attributes: [Onnx_AttributeProto]) {
         let shape = scheme.axis == nil ? [] : [s.count]
         let sn = g.floats(name + ".scale", s, shape: shape)
         let zn = g.codes(name + ".zero_point", z, shape: shape, signed: signed)
@@ -47,7 +46,8 @@ extension FakeQuantize: ONNXQuantizer {
     public func exportActivation(_ x: String, _ g: inout ONNXGraph, name: String) throws -> String {
         guard enabled else { return x }
         let signed = scheme.qmin < 0
-        let (sn, zn, attrs) = try scaleAndZero(&g, name: name, signed: signed)
+        let (s, z) = try exportParameters()
+        let (sn, zn, attrs) = scaleAndZero(&g, name: name, signed: signed, s, z)
         var q = g.op("QuantizeLinear", [x, sn, zn], name: name + ".q", attributes: attrs)
         let container = signed ? (-128, 127) : (0, 255)
         if (scheme.qmin, scheme.qmax) != container {
@@ -75,7 +75,7 @@ extension FakeQuantize: ONNXQuantizer {
             }
         }}
         let cn = g.codes(name + ".codes", codes, shape: shape, signed: signed)
-        let (sn, zn, attrs) = try scaleAndZero(&g, name: name + ".w", signed: signed)
+        let (sn, zn, attrs) = scaleAndZero(&g, name: name + ".w", signed: signed, s, z)
         return g.op("DequantizeLinear", [cn, sn, zn], name: name + ".dq", attributes: attrs)
     }
 }

@@ -73,12 +73,7 @@ public final class ClassificationTask: TrainingTask {
     public func calibrationInputs(batches: Int) throws -> [Tensor] { try unaugmentedBatches(data.train, recipe: recipe, batches: batches) }
 
     public func inputs(split: String, batches: Int) throws -> [Tensor] {
-        let source = data.split(split), size = recipe.eval.batch
-        let loader = try Loader(source, config: loaderConfig(recipe, batch: size, train: false))
-        return try (0..<min(batches, (source.count + size - 1) / size)).map { b in
-            let x = try loader.makeBatch(epoch: 0, indices: Array((b * size)..<min((b + 1) * size, source.count)))
-            return Tensor(shape: x.shape, storage: x.images)
-        }
+        try orderedBatches(data.split(split), config: loaderConfig(recipe, batch: recipe.eval.batch, train: false), batches: batches)
     }
 
     /// Loss (mean cross-entropy), accuracy, macro accuracy (mean over classes present in the split) and

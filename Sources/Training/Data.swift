@@ -139,8 +139,14 @@ public func loaderConfig(_ r: Recipe, batch: Int, train: Bool) -> Loader.Config 
 /// The first `batches` batches of `source` without augmentation (in order): quantizer calibration and
 /// PTQ bias-correction inputs.
 func unaugmentedBatches(_ source: SampleSource, recipe: Recipe, batches: Int) throws -> [Tensor] {
-    let batch = recipe.train.batch
-    let l = try Loader(source, config: loaderConfig(recipe, batch: batch, train: false))
+    try orderedBatches(source, config: loaderConfig(recipe, batch: recipe.train.batch, train: false), batches: batches)
+}
+
+/// The first `batches` batches of `source` in split order under `config` (its batch size; augmentation
+/// as the config says): calibration inputs, and the reference inputs of `TrainingTask.inputs`.
+func orderedBatches(_ source: SampleSource, config: Loader.Config, batches: Int) throws -> [Tensor] {
+    let batch = config.batchSize
+    let l = try Loader(source, config: config)
     return try (0..<min(batches, l.batchCount())).map { b in
         let x = try l.makeBatch(epoch: 0, indices: Array((b * batch)..<min((b + 1) * batch, source.count)))
         return Tensor(shape: x.shape, storage: x.images)

@@ -124,12 +124,7 @@ public final class DetectionTask: TrainingTask {
 
     /// Evaluation inputs of a split (letterboxed to the test size), `eval.batch` images a batch.
     public func inputs(split: String, batches: Int) throws -> [Tensor] {
-        let source = data.split(split), size = recipe.eval.batch
-        let loader = try Loader(source, config: testLoaderConfig(batch: size))
-        return try (0..<min(batches, (source.count + size - 1) / size)).map { b in
-            let x = try loader.makeBatch(epoch: 0, indices: Array((b * size)..<min((b + 1) * size, source.count)))
-            return Tensor(shape: x.shape, storage: x.images)
-        }
+        try orderedBatches(data.split(split), config: testLoaderConfig(batch: recipe.eval.batch), batches: batches)
     }
 
     /// Evaluation batches: unaugmented, letterboxed to `detector.test.input_size` (else the training size).

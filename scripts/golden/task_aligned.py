@@ -11,7 +11,7 @@ Reference code (open-mmlab/mmdetection, v3.x):
   (alpha=1, beta=6 defaults, topk 13 in TOOD's configs), without `gt_instances_ignore`.
 - mmdet/models/dense_heads/tood_head.py, `_get_targets_single`: per gt,
   norm = metric / (max metric of its positives + 10e-8) * max IoU of its positives.
-- mmdet/structures/bbox/bbox_overlaps.py, `bbox_overlaps(mode='iou')` (as in scripts/golden/atss.py).
+- mmdet/structures/bbox/bbox_overlaps.py, `bbox_overlaps(mode='iou')`: the copy in scripts/golden/atss.py, imported.
 The class score `pred_scores[:, gt_labels]` becomes the class-agnostic foreground score (one column):
 the decoupled detector's rule never reads a type label.
 
@@ -32,22 +32,9 @@ import torchvision
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
+from atss import bbox_overlaps, flat, grid_anchors   # mmdet's bbox_overlaps, as copied there
+
 INF = 100000000
-
-
-def bbox_overlaps(bboxes1, bboxes2, eps=1e-6):
-    rows, cols = bboxes1.size(-2), bboxes2.size(-2)
-    if rows * cols == 0:
-        return bboxes1.new(rows, cols)
-    area1 = (bboxes1[..., 2] - bboxes1[..., 0]) * (bboxes1[..., 3] - bboxes1[..., 1])
-    area2 = (bboxes2[..., 2] - bboxes2[..., 0]) * (bboxes2[..., 3] - bboxes2[..., 1])
-    lt = torch.max(bboxes1[..., :, None, :2], bboxes2[..., None, :, :2])
-    rb = torch.min(bboxes1[..., :, None, 2:], bboxes2[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = area1[..., None] + area2[..., None, :] - overlap
-    union = torch.max(union, union.new_tensor([eps]))
-    return overlap / union
 
 
 def task_aligned_assign(priors, decode_bboxes, scores, gt_bboxes, topk, alpha=1, beta=6):
@@ -101,25 +88,8 @@ def tood_targets(assigned_gt_inds, metrics, ious):
     return norm
 
 
-def flat(t):
-    vals = []
-    for v in t.detach().reshape(-1).to(torch.float32).numpy():
-        d = float(np.format_float_positional(v, unique=True, trim="-"))
-        assert np.float32(d) == v, (v, d)
-        vals.append(int(d) if d.is_integer() and abs(d) < 2 ** 24 else d)
-    return vals
-
-
 def q(x):
     return np.round(np.asarray(x, dtype=np.float64) * 1024) / 1024
-
-
-def grid_anchors(image_hw, shapes, sizes, ratios):
-    gen = AnchorGenerator(sizes=tuple(tuple(s) for s in sizes), aspect_ratios=tuple(tuple(r) for r in ratios))
-    images = ImageList(torch.zeros(1, 3, *image_hw), [image_hw])
-    a = gen(images, [torch.zeros(1, 1, h, w) for h, w in shapes])[0]
-    counts = [h * w * n for (h, w), n in zip(shapes, gen.num_anchors_per_location())]
-    return a.to(torch.float32), counts
 
 
 def random_gts(rng, n, h, w, lo=8, hi=96):
