@@ -42,7 +42,7 @@ struct QAT: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Time the framework's reference workloads (use a release build).",
-        subcommands: [KernelsBench.self, TrainStepCommand.self, DataBenchCommand.self, DetectorBenchCommand.self])
+        subcommands: [KernelsBench.self, TrainStepCommand.self, InferCommand.self, DataBenchCommand.self, DetectorBenchCommand.self])
 }
 
 /// `--reps` / `--threads` checks and report printing shared by the bench commands.
@@ -147,6 +147,46 @@ struct TrainStepCommand: ParsableCommand {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))
         } else { print(TrainStepBench.format(r)) }
+    }
+}
+
+struct InferCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Time inference of a backbone's features (bench_torch.py's mbv2_infer): our FP32 path, and with --engine int8 the int8 engine, alternately in one run.")
+
+    @Option(help: "Backbone: \(Backbones.names.joined(separator: ", ")) (the int8 engine runs mobilenet_v1, mobilenet_v2 and resnet18).")
+    var model = "mobilenet_v2"
+    @Option(help: "Width multiplier.")
+    var width = 0.5
+    @Option(help: "Images per batch.")
+    var batch = 8
+    @Option(help: "Square input size in pixels.")
+    var size = 256
+    @Option(help: "Timed batches (median is reported, after 2 warm-up batches).")
+    var reps = 10
+    @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
+    var threads: Int?
+    @Option(help: "fp32, or int8 (also times fp32 for the ratio).")
+    var engine = "fp32"
+    @Option(help: "Quantization of the int8 model, wNaM (weights per channel, activations per tensor, calibrated on random images).")
+    var quant = "w8a8"
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard ["fp32", "int8"].contains(engine) else { throw ValidationError("--engine must be fp32 or int8, got \(engine)") }
+        if TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
+        guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
+        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4], got \(width)") }
+        try FlagCheck.reps(reps)
+        try FlagCheck.batch(batch, size: size, minSize: 32)
+        try FlagCheck.threads(threads)
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreads(threads) }
+        try printBench(InferBench.run(model: model, width: width, batch: batch, size: size, reps: reps, engine: engine, quant: quant), json: json, text: InferBench.format)
     }
 }
 

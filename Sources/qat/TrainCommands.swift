@@ -74,19 +74,27 @@ struct EvalCommand: ParsableCommand {
     var sets: [String] = []
     @Option(help: "fp32: evaluate the float weights of a quantized checkpoint.")
     var quant: String?
-    @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32].metrics.json beside it); never a checkpoint, recipe or metrics file.")
+    @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32|.int8].metrics.json beside it); never a checkpoint, recipe or metrics file.")
     var out: String?
+    @Option(help: "int8: run the integer engine compiled from the quantized checkpoint (classifiers) instead of the fake-quant model.")
+    var engine: String?
+    @Flag(help: "With --engine int8: also run the fake-quant model and report how many activation codes equal its codes.")
+    var compare = false
 
     func run() throws {
         guard ["train", "val", "test"].contains(split) else { throw ValidationError("--split must be train, val or test, got \(split)") }
         if let quant, quant != "fp32" { throw ValidationError("--quant takes fp32 (evaluate float weights), got \(quant)") }
+        if let engine, engine != "int8" { throw ValidationError("--engine takes int8 (the integer engine); leave it out for the fake-quant model, got \(engine)") }
+        if compare && engine == nil { throw ValidationError("--compare compares the int8 engine with the fake-quant model: add --engine int8") }
+        if engine != nil && quant != nil { throw ValidationError("--engine int8 runs the quantized model; it cannot be combined with --quant fp32") }
         let fp32 = quant == "fp32"
         let base = checkpoint.hasSuffix(".h5") ? String(checkpoint.dropLast(3)) : checkpoint
-        let prefix = "\(base).\(split)\(fp32 ? ".fp32" : "")"
+        let prefix = "\(base).\(split)\(fp32 ? ".fp32" : "")\(engine != nil ? ".int8" : "")"
         let path = out ?? "\(prefix).metrics.json"
         // Before the evaluation, so a refused --out costs nothing (and never replaces the checkpoint).
         try guarded { try ProtectedFiles.check(output: path) }
-        let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32, filesPrefix: prefix) }
+        let r = try guarded { try CheckpointEvaluation.run(checkpoint: checkpoint, data: data, split: split, overrides: sets, fp32: fp32, filesPrefix: prefix,
+                                                                engine: engine != nil ? .int8(compare: compare) : .model) }
         print(CheckpointEvaluation.table(r, checkpoint: checkpoint), terminator: "")
         for f in r.files { print("wrote \(f)") }
         try guarded { try AtomicFile.write(try JSONCoding.encoder().encode(r.metrics), to: path) }
