@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "Quant", dependencies: ["Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
         .target(name: "HDF5", dependencies: ["CHDF5", "Files"], swiftSettings: optimize),
         .target(name: "Checkpoint", dependencies: ["CHDF5", "HDF5", "Files", "UserPaths", "Kernels", "Autodiff", "NN", "Optim"], swiftSettings: optimize),
-        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection", "Int8Engine"], swiftSettings: optimize),
+        .target(name: "Bench", dependencies: ["Kernels", "Autodiff", "NN", "Optim", "Quant", "Datasets", "Detection", "Int8Engine", "ONNX"], swiftSettings: optimize),
         // Detection: boxes, anchors, matching, box coding, FPN, heads, losses, post-processing, the detector.
         // On NN only: it knows nothing of recipes or files (torchvision models do not import references/).
         .target(name: "Detection", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
@@ -70,7 +70,7 @@ let package = Package(
         // The int8 inference engine: CInt8's C kernels (AVX-512 VNNI chosen at run time, portable C
         // otherwise; no build flag) under Int8Engine's lowering of quantized models.
         .target(name: "CInt8", path: "Sources/CInt8", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
-        .target(name: "Int8Engine", dependencies: ["CInt8", "Kernels", "Autodiff", "NN", "Quant"], swiftSettings: optimize),
+        .target(name: "Int8Engine", dependencies: ["CInt8", "Kernels", "Autodiff", "NN", "Quant", "Detection"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
         .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX", "Int8Engine"],
                 swiftSettings: optimize),
@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Datasets"], exclude: ["Fixtures"]),
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
-        .testTarget(name: "Int8EngineTests", dependencies: ["Int8Engine", "CInt8", "NN", "Quant", "Autodiff", "Kernels"]),
+        .testTarget(name: "Int8EngineTests", dependencies: ["Int8Engine", "CInt8", "NN", "Quant", "Autodiff", "Kernels", "Detection"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Detection", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),
     ],

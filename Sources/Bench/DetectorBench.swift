@@ -1,4 +1,6 @@
 import Foundation
+import Int8Engine
+import Quant
 import Kernels
 import Autodiff
 import NN
@@ -19,6 +21,11 @@ public enum DetectorBench {
         public var reps: Int
         public var trainMsPerStep: Double
         public var inferMsPerBatch: Double
+        /// The same inference on the int8 engine (W8A8: per-channel weights, per-tensor activations,
+        /// calibrated on the batch; decoding and NMS as in float) and its ratio to `inferMsPerBatch`,
+        /// timed alternately with it.
+        public var int8InferMsPerBatch: Double?
+        public var int8OverFP32: Double?
         /// Detection's own hot paths (IoU, matching, nms10k), from `DetectionBench`.
         public var rows: [String: Double]
         public var parameters: Int
@@ -78,7 +85,22 @@ public enum DetectorBench {
         let peak = TrainStepBench.peakRSSMiB()
         model.eval()
         let anchors = noGrad { model.headOutputs(images).anchors.count }
-        let infer = timeMedian(reps: reps) { _ = model.detect(images) }
+        var infer = timeMedian(reps: reps) { _ = model.detect(images) }
+        // The int8 engine on a quantized copy (same seed), alternating with the float model.
+        var qrng = RNG(seed: 0)
+        let qmodel = try makeModel(rng: &qrng)
+        let handle = try quantize(qmodel, plan: .bits(weight: 8, activation: 8))
+        handle.calibrate(qmodel, batches: [images], forward: { qmodel($0) })
+        qmodel.eval()
+        let int8 = try Int8Engine.detector(for: qmodel)
+        var tf: [Double] = [], ti: [Double] = []
+        for _ in 0..<2 { _ = int8.detect(images) }
+        for _ in 0..<reps {
+            tf.append(timeMedian(reps: 1, warmup: 0) { _ = model.detect(images) })
+            ti.append(timeMedian(reps: 1, warmup: 0) { _ = int8.detect(images) })
+        }
+        infer = TrainStepBench.median(tf)
+        let int8Infer = TrainStepBench.median(ti), int8Ratio = TrainStepBench.median(zip(ti, tf).map { $0 / $1 })
         var rows = Dictionary(uniqueKeysWithValues: (DetectionBench.run(reps: reps) + (try AssignerBench.run(reps: reps))).map { ($0.name, $0.ms) })
         rows["roialign"] = try roiAlignForwardBackward(reps: reps, rng: &rng)
 
@@ -102,7 +124,8 @@ public enum DetectorBench {
             })
         }
         let module = timeMedian(reps: reps) { noGrad { _ = dec.fineGrained.logits(levels: levels, boxes: boxes, imageSize: (256, 256)) } } / 8
-        return Report(threads: Parallel.threads, blas: BLASDispatch.coreName, reps: reps, trainMsPerStep: train, inferMsPerBatch: infer, rows: rows,
+        return Report(threads: Parallel.threads, blas: BLASDispatch.coreName, reps: reps, trainMsPerStep: train, inferMsPerBatch: infer,
+                      int8InferMsPerBatch: int8Infer, int8OverFP32: int8Ratio, rows: rows,
                       parameters: model.parameterCount, anchors: anchors, peakRSSMiB: peak, decoupledTrainMsPerStep: decTrain,
                       decoupledInferMsPerBatch: decInfer, typeModuleMsPerImage100: module)
     }
@@ -135,7 +158,7 @@ public enum DetectorBench {
         """
         qat bench detector: RetinaNet MobileNetV2 x0.5 + FPN(64, P3-P7) + heads, 12 classes, \(r.anchors) anchors, \(r.parameters) parameters; batch 8 x 3 x 256 x 256; \(r.threads) thread(s), OpenBLAS \(r.blas) kernels, median of \(r.reps) after 3 warm-up
         retinanet_train: \(String(format: "%.1f", r.trainMsPerStep)) ms/step (SGD, focal + L1)
-        retinanet_infer: \(String(format: "%.1f", r.inferMsPerBatch)) ms/batch (forward, decode, NMS)
+        retinanet_infer: \(String(format: "%.1f", r.inferMsPerBatch)) ms/batch (forward, decode, NMS); on the int8 engine (W8A8, \(Int8Engine.kernelPath) kernels): \(String(format: "%.1f", r.int8InferMsPerBatch ?? .nan)) ms/batch, \(String(format: "%.2f", r.int8OverFP32 ?? .nan))x
         nms10k: \(String(format: "%.2f", r.rows["nms10k"] ?? .nan)) ms; boxIoU 100 x 20k: \(String(format: "%.2f", r.rows["iou"] ?? .nan)) ms; matching (IoU included): \(String(format: "%.2f", r.rows["match"] ?? .nan)) ms
         peak RSS after training steps \(String(format: "%.0f", r.peakRSSMiB)) MiB
         assignment per image, 12,276 anchors: IoU matcher \(String(format: "%.2f", r.rows["matcher_10"] ?? .nan)) / \(String(format: "%.2f", r.rows["matcher_100"] ?? .nan)) ms, ATSS \(String(format: "%.2f", r.rows["atss_10"] ?? .nan)) / \(String(format: "%.2f", r.rows["atss_100"] ?? .nan)) ms (10 / 100 boxes); RoIAlign P3-P5 forward + backward, 100 boxes: \(String(format: "%.2f", r.rows["roialign"] ?? .nan)) ms

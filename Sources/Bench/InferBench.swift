@@ -4,6 +4,7 @@ import Autodiff
 import NN
 import Quant
 import Int8Engine
+import ONNX
 
 /// `qat bench infer`: bench_torch.py's `mbv2_infer` for any backbone (features only, eval-mode
 /// forward, one batch of random images per repetition), on our FP32 inference path and, with
@@ -31,7 +32,10 @@ public enum InferBench {
         public var int8OverFP32: Double?
     }
 
-    public static func run(model name: String, width: Double, batch: Int, size: Int, reps: Int, engine: String, quant: String) throws -> Report {
+    /// `onnxOut`: also write the quantized, calibrated model the int8 engine runs as a QDQ ONNX file
+    /// (input [N, 3, size, size]), so ONNX Runtime can time the same model (scripts/bench/int8_vs_ort.sh).
+    public static func run(model name: String, width: Double, batch: Int, size: Int, reps: Int, engine: String, quant: String,
+                           onnxOut: String? = nil) throws -> Report {
         var rng = RNG(seed: 0)
         let x = Tensor.randn([batch, 3, size, size], rng: &rng)
         let float = try Backbones.make(name, width: width, numClasses: nil, rng: &rng)
@@ -52,6 +56,10 @@ public enum InferBench {
                          forward: { qmodel($0) })
         qmodel.eval()
         let program = try Int8Engine.compile(qmodel)
+        if let onnxOut {
+            let proto = try ONNXExport.model(qmodel, inputShape: [batch, 3, size, size], qdq: true)
+            try ONNXExport.serialized(proto).write(to: URL(fileURLWithPath: onnxOut), options: .atomic)
+        }
         let i8 = { _ = program.run(x) }
         for _ in 0..<2 { f32(); i8() }
         var tf: [Double] = [], ti: [Double] = []

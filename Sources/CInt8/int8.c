@@ -62,6 +62,7 @@ void epilogue_row(const qi8_epilogue *ep, long row, int c0, int count, const flo
         case QI8_ACT_RELU: v = v > 0 ? v : 0; break;
         case QI8_ACT_RELU6: v = v > 0 ? (v < 6 ? v : 6) : 0; break;
         case QI8_ACT_HARDSWISH: { float t = v + 3; t = t > 0 ? (t < 6 ? t : 6) : 0; v = v * t / 6; break; }
+        case QI8_ACT_HARDSIGMOID: { float t = v + 3; t = t > 0 ? (t < 6 ? t : 6) : 0; v = t / 6; break; }
         default: break;
         }
         y[j] = v;
@@ -151,6 +152,9 @@ void epilogue16(const qi8_epilogue *ep, long row, int c0, int count, __m512 acc)
         y = _mm512_div_ps(_mm512_mul_ps(y, t), six);
         break;
     }
+    case QI8_ACT_HARDSIGMOID:
+        y = _mm512_div_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(y, _mm512_set1_ps(3.0f)), zero), six), six);
+        break;
     default: break;
     }
     if (ep->out_codes) {
@@ -445,6 +449,7 @@ static inline float activate(float v, int act) {
     case QI8_ACT_RELU: return v > 0 ? v : 0;
     case QI8_ACT_RELU6: return v > 0 ? (v < 6 ? v : 6) : 0;
     case QI8_ACT_HARDSWISH: { float t = v + 3; t = t > 0 ? (t < 6 ? t : 6) : 0; return v * t / 6; }
+    case QI8_ACT_HARDSIGMOID: { float t = v + 3; t = t > 0 ? (t < 6 ? t : 6) : 0; return t / 6; }
     default: return v;
     }
 }

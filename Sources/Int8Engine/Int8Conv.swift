@@ -16,6 +16,7 @@ final class Int8Conv: Int8EpilogueOp {
     let kind: Kind
     /// A fused residual add's other operand (value id), read in the epilogue.
     var residual: Int?
+    var foldsRequantization = true
     let cin: Int, cout: Int
     let kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
     let inGrid: Int8Grid
@@ -87,7 +88,7 @@ final class Int8Conv: Int8EpilogueOp {
         let units = x.n * oh, path = Int8Kernels.path
         let zx = inGrid.storedZero, grid = outGrid, act = activation
         let (cin, cout, k, kh, kw, sh, sw, ph, pw, dh, dw) = (cin, cout, k, kh, kw, sh, sw, ph, pw, dh, dw)
-        let fold = Int8FoldedRequantization.constants(alpha: alpha, beta: beta, activation: act, grid: grid, residual: residual != nil)
+        let fold = foldsRequantization ? Int8FoldedRequantization.constants(alpha: alpha, beta: beta, activation: act, grid: grid, residual: residual != nil) : nil
         let res = residual.map { values[$0]! }
         if let res { precondition(res.count == y.count, "int8 engine: \(name)'s residual has \(res.count) values for \(y.count) outputs") }
         let qa = fold?.alpha ?? [], qb = fold?.beta ?? []

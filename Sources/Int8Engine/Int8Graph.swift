@@ -1,4 +1,5 @@
 import Foundation
+import Detection
 import Kernels
 import Autodiff
 import NN
@@ -42,7 +43,14 @@ protocol Int8Op: AnyObject {
     var name: String { get }
     var inputs: [Int] { get }
     var output: Int { get }
+    /// False for ops that move codes without computing them (upsampling): their outputs are not a
+    /// quantizer's output of their own, so comparisons skip them.
+    var computesCodes: Bool { get }
     func run(_ values: [Int8Tensor?]) -> Int8Tensor
+}
+
+extension Int8Op {
+    var computesCodes: Bool { true }
 }
 
 /// A lowered model: integer convolutions and linears (int8 x int8 -> int32, exact), float epilogues
@@ -54,18 +62,26 @@ public final class Int8Program {
     let valueCount: Int
     /// The output is [N, C] (after global pooling) rather than a feature map.
     let outputIsVector: Bool
+    /// The output is [N, rows, C] (a detector's dense outputs), stored as (n, 1, rows, C).
+    let outputIsRows: Bool
     let lastUse: [Int]
     let inputReadOnlyByQuantize: Bool
     public let inputChannels: Int
 
-    init(ops: [Int8Op], input: Int, output: Int, valueCount: Int, outputIsVector: Bool, inputChannels: Int) {
+    init(ops: [Int8Op], input: Int, output: Int, valueCount: Int, outputIsVector: Bool, outputIsRows: Bool, inputChannels: Int) {
         self.ops = ops; self.input = input; self.output = output; self.valueCount = valueCount
-        self.outputIsVector = outputIsVector; self.inputChannels = inputChannels
+        self.outputIsVector = outputIsVector; self.outputIsRows = outputIsRows; self.inputChannels = inputChannels
         var last = [Int](repeating: -1, count: valueCount)
         for (i, op) in ops.enumerated() { for v in op.inputs { last[v] = i } }
         last[output] = ops.count
         lastUse = last
         inputReadOnlyByQuantize = ops.allSatisfy { !$0.inputs.contains(input) || $0 is Int8Quantize } && output != input
+    }
+
+    /// One rounding per requantization (default, faster) or the fake-quant op's two (multiply-add,
+    /// then times 1 / scale). Both are exact integer engines that differ only in float rounding.
+    public func setFoldedRequantization(_ on: Bool) {
+        for op in ops { if let e = op as? Int8EpilogueOp { e.foldsRequantization = on } }
     }
 
     /// Number of integer (int8 x int8) layers, the rest being float glue (adds, pooling, quantize).
@@ -95,7 +111,7 @@ public final class Int8Program {
             let t0 = timing == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             var y = op.run(values)
             if let timing { timing(op.name, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
-            if y.grid != nil {
+            if y.grid != nil && op.computesCodes {
                 observe?(y)
                 if let s = substitute?(y) { y = s }
             }
@@ -105,6 +121,7 @@ public final class Int8Program {
         let y = values[output]!
         let v = y.values()
         if outputIsVector { return Tensor(shape: [y.n, y.c * y.h * y.w], scalars: v) }
+        if outputIsRows { return Tensor(shape: [y.n, y.h * y.w, y.c], scalars: v) }
         let out = Tensor.zeros([y.n, y.c, y.h, y.w])
         let hw = y.h * y.w, oc = y.c
         v.withUnsafeBufferPointer { vp in
@@ -130,6 +147,8 @@ public struct Int8Builder {
     var pinned: Set<Int> = []
     var producer: [Int: Int8EpilogueOp] = [:]
     var vector: Set<Int> = []
+    /// Values holding a detector's dense rows.
+    var rows: Set<Int> = []
     /// Channels of the graph's input (value 0), recorded by the first layer that reads it.
     var inputChannels: Int?
 
@@ -179,13 +198,27 @@ public protocol Int8Lowerable {
 /// Lowers any module: an error naming its path and type when it does not conform.
 public func lowerChild(_ m: Module, _ x: Int, _ b: inout Int8Builder) throws -> Int {
     guard let l = m as? Int8Lowerable else {
-        throw Int8Error(path: m.path, "\(type(of: m)) has no int8 lowering (conform it to Int8Lowerable); supported: Conv2d (dense and depthwise), Linear, BatchNorm2d, relu/relu6/hardswish, Dropout, Identity, Sequential, MobileNetV1/V2 and ResNet classifiers")
+        throw Int8Error(path: m.path, "\(type(of: m)) has no int8 lowering (conform it to Int8Lowerable); supported: Conv2d (dense and depthwise), Linear, BatchNorm2d, GroupNorm, relu/relu6/hardswish/hardsigmoid, Dropout, Identity, Sequential, squeeze-excitation, MobileNetV1/V2/V3 and ResNet classifiers and backbones, FPN, RetinaNet")
     }
     return try l.lowerInt8(x, &b)
 }
 
 /// Compiles a quantized model (QAT or PTQ checkpoint, eval mode) into an integer program.
 public enum Int8Engine {
+    /// The engine as a module the tasks evaluate: `Int8Detector` for a detector whose detections follow
+    /// from its dense outputs, else `Int8Model`. `compare`: also run `model` (the fake-quant model) and
+    /// compare codes on every forward.
+    public static func module(for model: Module, compare: Bool = false) throws -> any Int8EngineModule {
+        let program = try compile(model)
+        if let d = model as? any DenseDetector { return Int8Detector(program, base: d, compare: compare) }
+        return Int8Model(program, reference: compare ? model : nil)
+    }
+
+    /// A detector on the engine (its dense part compiled from `model`).
+    public static func detector(for model: any DenseDetector, compare: Bool = false) throws -> Int8Detector {
+        Int8Detector(try compile(model), base: model, compare: compare)
+    }
+
     /// The kernel path this CPU runs ("avx512-vnni" or "portable").
     public static var kernelPath: String { Int8Kernels.path == 2 ? "avx512-vnni" : "portable" }
 
@@ -196,6 +229,6 @@ public enum Int8Engine {
         let y = try lowerChild(model, x, &b)
         guard let c = b.inputChannels else { throw Int8Error(path: model.path, "no layer reads the input; nothing to run") }
         return Int8Program(ops: b.ops, input: x, output: y, valueCount: b.grids.count, outputIsVector: b.vector.contains(y),
-                           inputChannels: c)
+                           outputIsRows: b.rows.contains(y), inputChannels: c)
     }
 }

@@ -24,7 +24,8 @@ extension Activation: Int8Lowerable {
         case .relu: act = Int32(QI8_ACT_RELU)
         case .relu6: act = Int32(QI8_ACT_RELU6)
         case .hardswish: act = Int32(QI8_ACT_HARDSWISH)
-        default: throw Int8Error(path: path, "activation \(kind.rawValue); the int8 engine runs relu, relu6 and hardswish")
+        case .hardsigmoid: act = Int32(QI8_ACT_HARDSIGMOID)
+        default: throw Int8Error(path: path, "activation \(kind.rawValue); the int8 engine runs relu, relu6, hardswish and hardsigmoid")
         }
         if let op = b.openEpilogue(x), op.activation == Int32(QI8_ACT_NONE) {
             op.activation = act
@@ -120,12 +121,17 @@ func lowerResidual(_ block: (Int, inout Int8Builder) throws -> Int, shortcut: ((
     let s = try shortcut?(x, &b) ?? x
     b.pin(s)
     let y = try block(x, &b)
+    return try lowerAdd(y, s, quantizer: addQuantizer, activation: activation, owner: owner, &b)
+}
+
+/// y + s, the activation, then `quantizer` (nil or off: float out). Joins the epilogue of the op that
+/// produced y when it can (y's only consumer, no activation yet, s computed before it), else an add op.
+func lowerAdd(_ y: Int, _ s: Int, quantizer q: Module?, activation: Int32, owner: Module, _ b: inout Int8Builder) throws -> Int {
     let quantizer: Int8Quantizer?
-    if let q = addQuantizer {
+    if let q {
         guard let e = q as? Int8Quantizer else { throw Int8Error(path: q.path, "\(type(of: q)) is not a quantizer the int8 engine reads") }
         quantizer = e.isQuantizing ? e : nil
     } else { quantizer = nil }
-    // The add (and its activation and quantizer) in the epilogue of the conv that produced y.
     if let op = b.openEpilogue(y), op.fuseResidual(s) {
         op.activation = activation
         guard let e = quantizer else { return y }
@@ -137,6 +143,21 @@ func lowerResidual(_ block: (Int, inout Int8Builder) throws -> Int, shortcut: ((
     b.appendEpilogueOp(add)
     guard let e = quantizer else { return out }
     return b.quantized(out, to: try e.activationGrid())
+}
+
+extension SqueezeExcitation: Int8Lowerable {
+    /// x * hardsigmoid(fc2(relu(fc1(avgpool(x))))): fc1 and fc2 are quantized 1x1 convs on the pooled
+    /// features; the scaling is a float op (the next layer's quantizer follows it).
+    public func lowerInt8(_ x: Int, _ b: inout Int8Builder) throws -> Int {
+        b.pin(x)
+        let p = b.newValue(nil)
+        b.append(Int8GlobalAvgPool(name: path + ".pool", input: x, output: p))
+        var h = try lowerChild(Activation(.relu), try lowerChild(fc1, p, &b), &b)
+        h = try lowerChild(Activation(.hardsigmoid), try lowerChild(fc2, h, &b), &b)
+        let y = b.newValue(nil)
+        b.append(Int8ChannelScale(name: path + ".scale", input: x, scale: h, output: y))
+        return y
+    }
 }
 
 extension InvertedResidual: Int8Lowerable {

@@ -5,7 +5,14 @@ import NN
 /// The int8 engine as a module: a task evaluates it through `forward` exactly as it evaluates the
 /// fake-quant model (eval only; no gradients). With a `reference` (the fake-quant model it was compiled
 /// from) every forward also runs the reference and compares (`comparison`).
-public final class Int8Model: Module {
+/// A module that runs on the int8 engine (what `Int8Engine.module(for:)` returns).
+public protocol Int8EngineModule: Module {
+    var program: Int8Program { get }
+    /// The comparison with the fake-quant model so far (empty unless built with `compare`).
+    var comparison: Int8Comparison { get }
+}
+
+public final class Int8Model: Module, Int8EngineModule {
     public let program: Int8Program
     let reference: Module?
     public private(set) var comparison = Int8Comparison()
@@ -33,6 +40,10 @@ public final class Int8Model: Module {
 public struct Int8Comparison: Sendable {
     public var layerwise = Int8Agreement()
     public var endToEnd = Int8Agreement()
+    /// The engine against itself with the fake-quant op's two-rounding requantization instead of its
+    /// folded one: two exact integer engines that differ only in float rounding, end to end. How far
+    /// such differences travel in this model: the yardstick for `endToEnd`.
+    public var twoRounding = Int8Agreement()
     public var samples = 0
     public var samePrediction = 0
     public var maxOutputDifference: Float = 0
@@ -41,7 +52,7 @@ public struct Int8Comparison: Sendable {
     public var predictionAgreement: Double { samples == 0 ? 1 : Double(samePrediction) / Double(samples) }
 
     mutating func merge(_ o: Int8Comparison) {
-        layerwise.merge(o.layerwise); endToEnd.merge(o.endToEnd)
+        layerwise.merge(o.layerwise); endToEnd.merge(o.endToEnd); twoRounding.merge(o.twoRounding)
         samples += o.samples; samePrediction += o.samePrediction
         maxOutputDifference = max(maxOutputDifference, o.maxOutputDifference)
     }
@@ -51,8 +62,10 @@ public struct Int8Comparison: Sendable {
     public static func measure(_ program: Int8Program, reference: Module, input: Tensor) -> (Tensor, Int8Comparison) {
         let (captured, fake) = CapturedCodes.run(reference, input: input)
         var c = Int8Comparison()
-        _ = program.run(input, observe: { c.layerwise.compare($0, captured) }, substitute: { t in
-            guard let g = t.grid, let ref = captured[g.path], ref.count == t.count else { return nil }
+        var calls: [String: Int] = [:]
+        _ = program.run(input, observe: { c.layerwise.compare($0, captured, calls: &calls) }, substitute: { t in
+            guard let g = t.grid, let list = captured[g.path], let k = calls[g.path], k - 1 < list.count, list[k - 1].count == t.count else { return nil }
+            let ref = list[k - 1]
             let r = Int8Tensor(n: t.n, h: t.h, w: t.w, c: t.c, grid: g)
             let inv = g.inverse, hw = t.h * t.w
             for b in 0..<t.n { for i in 0..<hw { for ch in 0..<t.c {
@@ -60,7 +73,20 @@ public struct Int8Comparison: Sendable {
             }}}
             return r
         })
-        let y = program.run(input, observe: { c.endToEnd.compare($0, captured) })
+        var calls2: [String: Int] = [:]
+        var own: [String: [[Float]]] = [:]
+        let y = program.run(input, observe: { t in
+            c.endToEnd.compare(t, captured, calls: &calls2)
+            // The engine's own values in the fake model's layout (NCHW), for the two-rounding run.
+            let v = t.values(), hw = t.h * t.w
+            var nchw = [Float](repeating: 0, count: v.count)
+            for b in 0..<t.n { for i in 0..<hw { for ch in 0..<t.c { nchw[(b * t.c + ch) * hw + i] = v[(b * hw + i) * t.c + ch] } } }
+            own[t.grid!.path, default: []].append(nchw)
+        })
+        var calls3: [String: Int] = [:]
+        program.setFoldedRequantization(false)
+        _ = program.run(input, observe: { c.twoRounding.compare($0, own, calls: &calls3) })
+        program.setFoldedRequantization(true)
         if y.shape == fake.shape {
             let ys = y.scalars, fs = fake.scalars
             c.maxOutputDifference = zip(ys, fs).map { abs($0 - $1) }.max() ?? 0
@@ -103,13 +129,17 @@ public struct Int8Agreement: Sendable {
         for p in o.unmatched where !unmatched.contains(p) { unmatched.append(p) }
     }
 
-    /// Compares one coded engine value with the fake-quant model's value at the same quantizer.
-    mutating func compare(_ t: Int8Tensor, _ captured: [String: [Float]]) {
+    /// Compares one coded engine value with the fake-quant model's value at the same quantizer (the
+    /// same call of it: `calls` counts the engine's values per path).
+    mutating func compare(_ t: Int8Tensor, _ captured: [String: [[Float]]], calls: inout [String: Int]) {
         guard let g = t.grid else { return }
-        guard let ref = captured[g.path], ref.count == t.count else {
+        let k = calls[g.path, default: 0]
+        calls[g.path] = k + 1
+        guard let list = captured[g.path], k < list.count, list[k].count == t.count else {
             if !unmatched.contains(g.path) { unmatched.append(g.path) }
             return
         }
+        let ref = list[k]
         let inv = g.inverse, hw = t.h * t.w
         var equalHere = 0
         for b in 0..<t.n { for i in 0..<hw { for c in 0..<t.c {
@@ -137,12 +167,13 @@ enum CapturedCodes {
         }
     }
 
-    static func run(_ model: Module, input: Tensor) -> ([String: [Float]], Tensor) {
+    /// Per quantizer path, its outputs in call order (a head's quantizers run once per pyramid level).
+    static func run(_ model: Module, input: Tensor) -> ([String: [[Float]]], Tensor) {
         model.assignPaths()
         let wasTraining = model.isTraining
         model.eval()
-        var out: [String: [Float]] = [:]
-        let sink: (String, [Float]) -> Void = { out[$0] = $1 }
+        var out: [String: [[Float]]] = [:]
+        let sink: (String, [Float]) -> Void = { out[$0, default: []].append($1) }
         var restoreInputs: [(QuantizableLayer, Module?)] = []
         var restoreAdds: [(AddQuantizable, Module?)] = []
         for (_, m) in model.namedModules() {

@@ -11,6 +11,9 @@ protocol Int8EpilogueOp: Int8Op {
     /// Adds value `v` (same shape as the output) after the affine map, before the activation: a
     /// residual add fused into the epilogue; false when it cannot.
     func fuseResidual(_ v: Int) -> Bool
+    /// Requantize in one rounding (`Int8FoldedRequantization`, the default) or as the fake-quant op
+    /// does, y = alpha * acc + beta then y * (1 / s) (two roundings).
+    var foldsRequantization: Bool { get set }
 }
 
 /// The C epilogue of an op writing into `out` (stored codes on `grid`, or floats) from row `rowOffset`.
@@ -114,6 +117,7 @@ final class Int8Add: Int8EpilogueOp {
     init(name: String, _ a: Int, _ b: Int, output: Int) { self.name = name; inputs = [a, b]; self.output = output }
     func composeAffine(scale: [Float], shift: [Float]) -> Bool { false }
     func fuseResidual(_ v: Int) -> Bool { false }
+    var foldsRequantization: Bool { get { false } set {} }
 
     func run(_ values: [Int8Tensor?]) -> Int8Tensor {
         let a = values[inputs[0]]!, b = values[inputs[1]]!
@@ -133,6 +137,7 @@ final class Int8Add: Int8EpilogueOp {
     case Int32(QI8_ACT_RELU): return Swift.max(v, 0)
     case Int32(QI8_ACT_RELU6): return Swift.min(Swift.max(v, 0), 6)
     case Int32(QI8_ACT_HARDSWISH): return v * Swift.min(Swift.max(v + 3, 0), 6) / 6
+    case Int32(QI8_ACT_HARDSIGMOID): return Swift.min(Swift.max(v + 3, 0), 6) / 6
     default: return v
     }
 }
@@ -199,6 +204,31 @@ final class Int8MaxPool: Int8Op {
                 for kx in 0..<k { let ix = ox * s - p + kx; if ix < 0 || ix >= x.w { continue }
                     let i = ((b * x.h + iy) * x.w + ix) * c
                     for ch in 0..<c { y.floats[o + ch] = Swift.max(y.floats[o + ch], x.floats[i + ch]) }
+                }
+            }
+        }}}
+        return y
+    }
+}
+
+/// x * s with s per image and channel ([N, 1, 1, C] floats): squeeze-and-excitation's scaling; x floats
+/// or codes (dequantized), float out.
+final class Int8ChannelScale: Int8Op {
+    let name: String
+    let inputs: [Int]
+    let output: Int
+    init(name: String, input: Int, scale: Int, output: Int) { self.name = name; inputs = [input, scale]; self.output = output }
+    func run(_ values: [Int8Tensor?]) -> Int8Tensor {
+        let x = values[inputs[0]]!, s = values[inputs[1]]!
+        precondition(s.n == x.n && s.c == x.c && s.h * s.w == 1, "int8 engine: \(name) scales \(x.c) channels by \(s.c)")
+        let y = Int8Tensor(n: x.n, h: x.h, w: x.w, c: x.c, grid: nil)
+        let v = x.values(), hw = x.h * x.w, c = x.c
+        v.withUnsafeBufferPointer { vp in s.floats.withUnsafeBufferPointer { sp in y.floats.withUnsafeMutableBufferPointer { yp in
+            let vb = vp.baseAddress!, sb = sp.baseAddress!, yb = yp.baseAddress!
+            parallelChunks(x.n * hw, grain: 256) { r in
+                for p in r {
+                    let b = p / hw
+                    for ch in 0..<c { yb[p * c + ch] = vb[p * c + ch] * sb[b * c + ch] }
                 }
             }
         }}}

@@ -53,18 +53,13 @@ public enum CheckpointEvaluation {
         if fp32 { try loadFloatWeights(c, into: model, recipe: recipe, path: path) }
         else { try loadForEvaluation(c, into: model, recipe: recipe, path: path) }
         var evaluated: Module = model
-        var int8: Int8Model? = nil
+        var int8: (any Int8EngineModule)? = nil
         if case .int8(let compare) = engine {
             guard quantized else {
                 throw TrainingError("\(path): --engine int8 runs quantized checkpoints (QAT or PTQ); this one \(fp32 ? "is evaluated with --quant fp32" : "has float weights only")")
             }
-            guard recipe.task == "classification" else {
-                throw TrainingError("\(path): --engine int8 runs classifiers so far; a \(recipe.task) model is not lowered to the int8 engine yet (evaluate it without --engine)")
-            }
             model.eval()
-            let program: Int8Program
-            do { program = try Int8Engine.compile(model) } catch { throw TrainingError("\(path): \(error)") }
-            int8 = Int8Model(program, reference: compare ? model : nil)
+            do { int8 = try Int8Engine.module(for: model, compare: compare) } catch { throw TrainingError("\(path): \(error)") }
             evaluated = int8!
         }
         let m = try task.evaluate(model: evaluated, split: split)
@@ -79,7 +74,8 @@ public enum CheckpointEvaluation {
                 r.metrics.values["int8_max_code_difference_layerwise"] = Double(c.layerwise.maxDifference)
                 r.metrics.values["int8_codes_equal_end_to_end"] = c.endToEnd.fraction
                 r.metrics.values["int8_max_code_difference_end_to_end"] = Double(c.endToEnd.maxDifference)
-                r.metrics.values["int8_same_prediction"] = c.predictionAgreement
+                r.metrics.values["int8_codes_equal_two_rounding"] = c.twoRounding.fraction
+                if c.samples > 0 { r.metrics.values["int8_same_prediction"] = c.predictionAgreement }
             }
         }
         return r
@@ -98,7 +94,9 @@ public enum CheckpointEvaluation {
             s += "int8 engine against the fake-quant model:\n"
             s += line("layerwise (each op fed the fake-quant model's input codes):", c.layerwise)
             s += line("end to end (the engine's own codes):", c.endToEnd)
-            s += String(format: "  same top-1 prediction: %.2f%% of %d samples\n", 100 * c.predictionAgreement, c.samples)
+            s += line("yardstick, end to end, the engine against itself with the fake-quant op's two-rounding requantization:", c.twoRounding)
+            if c.samples > 0 { s += String(format: "  same top-1 prediction: %.2f%% of %d samples\n", 100 * c.predictionAgreement, c.samples) }
+            s += String(format: "  largest output difference: %.4g\n", c.maxOutputDifference)
             if c.endToEnd.equal < c.endToEnd.elements {
                 s += "  end-to-end share equal by quantizer, in execution order:\n"
                 for p in c.endToEnd.order {

@@ -1,4 +1,5 @@
 import Foundation
+import Int8Engine
 import UserPaths
 import Kernels
 import Autodiff
@@ -48,9 +49,11 @@ public enum Prediction {
     static let palette: [(UInt8, UInt8, UInt8)] = [(255, 64, 64), (64, 220, 64), (64, 128, 255), (255, 200, 0), (255, 64, 255), (0, 230, 230),
                                                    (255, 140, 0), (160, 100, 255), (180, 255, 100), (255, 120, 160), (120, 200, 255), (230, 230, 230)]
 
-    public static func run(checkpoint path: String, inputs: [String], out: String, score: Double, log: (String) -> Void = { print($0) }) throws -> Output {
+    /// `int8`: run the detector's dense part on the int8 engine (a quantized checkpoint).
+    public static func run(checkpoint path: String, inputs: [String], out: String, score: Double, int8: Bool = false,
+                           log: (String) -> Void = { print($0) }) throws -> Output {
         guard (0...1).contains(score) else { throw TrainingError("--score \(score): a score threshold is in [0, 1]") }
-        let (model, recipe, classes) = try loadDetector(path)
+        let (model, recipe, classes) = try loadDetector(path, int8: int8)
         let files = try collect(inputs)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let outputs = files.map { out + "/" + (($0 as NSString).lastPathComponent as NSString).deletingPathExtension + ".png" }
@@ -111,7 +114,7 @@ public enum Prediction {
     }
 
     /// The detector of a checkpoint written by `qat train` on a detection recipe (quantized if it was).
-    static func loadDetector(_ path: String) throws -> (any Detector, Recipe, [String]) {
+    static func loadDetector(_ path: String, int8: Bool = false) throws -> (any Detector, Recipe, [String]) {
         let c = try TrainingRun.loadCheckpoint(path)   // missing files and folders are named there
         let recipe: Recipe
         do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(error)") }
@@ -124,7 +127,10 @@ public enum Prediction {
             try DetectionTask.makeDetector(recipe, classes: classes.count, rng: &$0)
         }
         try loadForEvaluation(c, into: model, recipe: recipe, path: path)
-        return (DetectionTask.detector(model), recipe, classes)
+        guard int8 else { return (DetectionTask.detector(model), recipe, classes) }
+        guard TrainingRun.isQuantized(c) else { throw TrainingError("\(path): --engine int8 runs quantized checkpoints (QAT or PTQ); this one has float weights only") }
+        model.eval()
+        do { return (DetectionTask.detector(try Int8Engine.module(for: model)), recipe, classes) } catch { throw TrainingError("\(path): \(error)") }
     }
 }
 

@@ -122,9 +122,12 @@ struct PredictCommand: ParsableCommand {
     var out: String
     @Option(help: "Draw and write detections with at least this score.")
     var score = 0.3
+    @Option(help: "int8: run the quantized detector's dense part on the integer engine.")
+    var engine: String?
 
     func run() throws {
         guard !inputs.isEmpty else { throw ValidationError("name at least one image or folder") }
-        _ = try guarded { try Prediction.run(checkpoint: checkpoint, inputs: inputs, out: out, score: score) }
+        if let engine, engine != "int8" { throw ValidationError("--engine takes int8 (the integer engine); leave it out for the fake-quant model, got \(engine)") }
+        _ = try guarded { try Prediction.run(checkpoint: checkpoint, inputs: inputs, out: out, score: score, int8: engine != nil) }
     }
 }

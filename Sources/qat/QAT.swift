@@ -171,10 +171,14 @@ struct InferCommand: ParsableCommand {
     var engine = "fp32"
     @Option(help: "Quantization of the int8 model, wNaM (weights per channel, activations per tensor, calibrated on random images).")
     var quant = "w8a8"
+    @Option(help: "With --engine int8: also write that quantized model as a QDQ ONNX file (for timing ONNX Runtime on the same model).")
+    var onnxOut: String?
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func validate() throws {
+        if onnxOut != nil && engine != "int8" { throw ValidationError("--onnx-out writes the int8 engine's quantized model: add --engine int8") }
+        if let onnxOut { try guarded { try ProtectedFiles.check(output: onnxOut) } }
         guard ["fp32", "int8"].contains(engine) else { throw ValidationError("--engine must be fp32 or int8, got \(engine)") }
         if TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
         guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
@@ -186,7 +190,8 @@ struct InferCommand: ParsableCommand {
 
     func run() throws {
         if let threads { Parallel.setThreads(threads) }
-        try printBench(InferBench.run(model: model, width: width, batch: batch, size: size, reps: reps, engine: engine, quant: quant), json: json, text: InferBench.format)
+        try printBench(InferBench.run(model: model, width: width, batch: batch, size: size, reps: reps, engine: engine, quant: quant, onnxOut: onnxOut),
+                       json: json, text: InferBench.format)
     }
 }
 

@@ -9,30 +9,10 @@ import CInt8
 /// The engine against the fake-quant model it is compiled from: every quantized activation's codes,
 /// and the outputs.
 final class Int8ModelTests: XCTestCase {
-    /// Random BN statistics (so merging them matters), quantized by `plan`, calibrated on random batches.
     func prepared(_ model: Module, plan: QuantPlan, inputs: [Tensor], seed: UInt64 = 1) throws -> Module {
-        var rng = RNG(seed: seed)
-        func u() -> Float { Float(rng.nextUInt64() >> 40) / Float(1 << 24) }
-        for (_, m) in model.namedModules() {
-            guard let bn = m as? BatchNorm2d else { continue }
-            let c = bn.weight.count
-            for i in 0..<c {
-                bn.weight.pointer[i] = 0.5 + u()
-                bn.bias.pointer[i] = u() - 0.5
-                bn.runningMean.pointer[i] = 0.2 * (u() - 0.5)
-                bn.runningVar.pointer[i] = 0.5 + u()
-            }
-        }
-        let handle = try quantize(model, plan: plan)
-        handle.calibrate(model, batches: inputs, forward: { model($0) })
-        model.eval()
-        return model
+        try preparedModel(model, plan: plan, inputs: inputs, seed: seed)
     }
-
-    func batch(_ n: Int, _ size: Int, seed: UInt64) -> Tensor {
-        var rng = RNG(seed: seed)
-        return Tensor.randn([n, 3, size, size], rng: &rng)
-    }
+    func batch(_ n: Int, _ size: Int, seed: UInt64) -> Tensor { randomBatch(n, size, seed: seed) }
 
     /// Compiles, runs the agreement check on a fresh batch, and compares outputs.
     @discardableResult
@@ -117,11 +97,22 @@ final class Int8ModelTests: XCTestCase {
         }
     }
 
-    func testSqueezeExcitationIsNamedAsUnsupported() throws {
-        var rng = RNG(seed: 10)
-        let m = try prepared(try MobileNetV3(.small, width: 0.5, numClasses: 10, rng: &rng), plan: .bits(weight: 8, activation: 8), inputs: [batch(2, 32, seed: 1)])
+    func testMobileNetV3SqueezeExcitationAndHardswish() throws {
+        for size in [MobileNetV3.Size.small, .large] {
+            var rng = RNG(seed: 10)
+            let m = try prepared(try MobileNetV3(size, width: 0.5, numClasses: 10, rng: &rng), plan: .bits(weight: 8, activation: 8),
+                                 inputs: [batch(4, 64, seed: 1)])
+            try check(m, size: 64)
+            XCTAssertTrue(try Int8Engine.compile(m).operationNames.contains { $0.hasSuffix(".scale") }, "squeeze-excitation scaling")
+        }
+    }
+
+    func testGroupedConvolutionIsNamedAsUnsupported() throws {
+        var rng = RNG(seed: 14)
+        let m = Sequential(try Conv2d(3, 8, kernel: 3, rng: &rng), try Conv2d(8, 8, kernel: 3, groups: 2, rng: &rng))
+        _ = try prepared(m, plan: .bits(weight: 8, activation: 8), inputs: [batch(2, 16, seed: 1)])
         XCTAssertThrowsError(try Int8Engine.compile(m)) { e in
-            XCTAssertTrue("\(e)".contains("SqueezeExcitation has no int8 lowering"), "\(e)")
+            XCTAssertTrue("\(e)".contains("'1'") && "\(e)".contains("grouped convolution"), "\(e)")
         }
     }
 

@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-enum { QI8_ACT_NONE = 0, QI8_ACT_RELU = 1, QI8_ACT_RELU6 = 2, QI8_ACT_HARDSWISH = 3 };
+enum { QI8_ACT_NONE = 0, QI8_ACT_RELU = 1, QI8_ACT_RELU6 = 2, QI8_ACT_HARDSWISH = 3, QI8_ACT_HARDSIGMOID = 4 };
 /// Kernel paths. AUTO picks the best the CPU runs.
 enum { QI8_PATH_AUTO = 0, QI8_PATH_PORTABLE = 1, QI8_PATH_AVX512VNNI = 2 };
 
