@@ -67,7 +67,7 @@ let package = Package(
         // itself as nodes (ONNXExportable), quantizers as QuantizeLinear/DequantizeLinear (QDQ).
         .target(name: "ONNX", dependencies: ["Kernels", "Autodiff", "NN", "Quant", "Detection", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["schema"], swiftSettings: optimize),
-        // The int8 inference engine: CInt8's C kernels (AVX-512 VNNI chosen at run time, portable C
+        // The int8 inference engine: CInt8's C kernels (AVX-512 VNNI or AVX2 chosen at run time, portable C
         // otherwise; no build flag) under Int8Engine's lowering of quantized models.
         .target(name: "CInt8", path: "Sources/CInt8", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         .target(name: "Int8Engine", dependencies: ["CInt8", "Kernels", "Autodiff", "NN", "Quant", "Detection"], swiftSettings: optimize),

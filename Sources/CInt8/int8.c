@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include <stdlib.h>
+#include <stdio.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -17,8 +18,19 @@ int qi8_best_path(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) best_path_cached = QI8_PATH_AVX512VNNI;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best_path_cached = QI8_PATH_AVX2;
 #endif
     return best_path_cached;
+}
+
+int qi8_supports(int path) {
+    if (path == QI8_PATH_PORTABLE || path == QI8_PATH_AUTO) return 1;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (path == QI8_PATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (path == QI8_PATH_AVX512VNNI) return qi8_best_path() == QI8_PATH_AVX512VNNI;
+#endif
+    return 0;
 }
 
 static int resolve(int path) { return path == QI8_PATH_AUTO ? qi8_best_path() : path; }
@@ -263,10 +275,125 @@ VNNI static void gemm_vnni(int m, int n, int k, const uint8_t *a, long lda, cons
 }
 #endif
 
+
+#if defined(__x86_64__)
+#define AVX2 __attribute__((target("avx2,fma")))
+
+
+/* The epilogue on 8 channels (AVX2): the operations of epilogue16 in the same order. */
+static inline __attribute__((always_inline)) AVX2
+void epilogue8(const qi8_epilogue *ep, long row, int c0, int count, __m256 acc) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane);
+    uint8_t codes[8];
+    float out[8];
+    if (ep->qalpha) {
+        __m256 q = _mm256_fmadd_ps(_mm256_maskload_ps(ep->qalpha + c0, m), acc, _mm256_maskload_ps(ep->qbeta + c0, m));
+        q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(ep->qlo)), _mm256_set1_ps(ep->qhi));
+        __m256i i = _mm256_cvtps_epi32(q);
+        __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+        _mm_storel_epi64((__m128i *)codes, _mm_packus_epi16(p16, p16));
+        memcpy(ep->out_codes + row * ep->ldc + c0, codes, (size_t)count);
+        return;
+    }
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_maskload_ps(ep->alpha + c0, m), acc), _mm256_maskload_ps(ep->beta + c0, m));
+    if (ep->residual.codes) {
+        uint8_t rb[8] = {0};
+        memcpy(rb, ep->residual.codes + row * ep->ldc + c0, (size_t)count);
+        __m256 rv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)rb)));
+        y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_sub_ps(rv, _mm256_set1_ps(ep->residual.zero)), _mm256_set1_ps(ep->residual.scale)));
+    } else if (ep->residual.floats) {
+        y = _mm256_add_ps(y, _mm256_maskload_ps(ep->residual.floats + row * ep->ldc + c0, m));
+    }
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    switch (ep->activation) {
+    case QI8_ACT_RELU: y = _mm256_max_ps(y, zero); break;
+    case QI8_ACT_RELU6: y = _mm256_min_ps(_mm256_max_ps(y, zero), six); break;
+    case QI8_ACT_HARDSWISH: {
+        __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(y, _mm256_set1_ps(3.0f)), zero), six);
+        y = _mm256_div_ps(_mm256_mul_ps(y, t), six);
+        break;
+    }
+    case QI8_ACT_HARDSIGMOID:
+        y = _mm256_div_ps(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(y, _mm256_set1_ps(3.0f)), zero), six), six);
+        break;
+    default: break;
+    }
+    if (ep->out_codes) {
+        __m256 q = _mm256_round_ps(_mm256_mul_ps(y, _mm256_set1_ps(ep->inv_scale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm256_add_ps(q, _mm256_set1_ps(ep->zero_point));
+        q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(ep->lo)), _mm256_set1_ps(ep->hi));
+        __m256i i = _mm256_cvtps_epi32(q);
+        __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+        _mm_storel_epi64((__m128i *)codes, _mm_packus_epi16(p16, p16));
+        memcpy(ep->out_codes + row * ep->ldc + c0, codes, (size_t)count);
+    } else {
+        _mm256_storeu_ps(out, y);
+        memcpy(ep->out_float + row * ep->ldc + c0, out, sizeof(float) * (size_t)count);
+    }
+}
+
+/* AVX2 (no VNNI): exact products with vpmaddwd on 16-bit operands, read from the same packed layout.
+   A quad of 4 codes is widened to [a0 a1 a2 a3] x 4 int16; 8 channels' quads to int16; vpmaddwd gives
+   two partial sums per channel, added pairwise at the end. 4 rows x 8 channels per tile. */
+AVX2 static void gemm_avx2(int m, int n, int k, const uint8_t *a, long lda, const int8_t *packed,
+                           const int32_t *corr, const int32_t *zw, const qi8_epilogue *ep) {
+    long k4 = (k + 3) / 4, kfull = k / 4;
+    int nblocks = (n + QI8_NB - 1) / QI8_NB;
+    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    for (int r0 = 0; r0 < m; r0 += 4) {
+        int mr = m - r0 < 4 ? m - r0 : 4;
+        const uint8_t *ar[4];
+        int32_t rs[4] = {0, 0, 0, 0};
+        for (int r = 0; r < 4; r++) ar[r] = a + (long)(r0 + (r < mr ? r : mr - 1)) * lda;
+        if (zw) for (int r = 0; r < mr; r++) rs[r] = row_sum(ar[r], k);
+        for (int jb = 0; jb < nblocks; jb++) {
+            for (int half = 0; half < 2; half++) {
+                int c0 = jb * QI8_NB + half * 8;
+                if (c0 >= n) break;
+                const int8_t *bp = packed + (long)jb * k4 * QI8_NB * 4 + half * 32;
+                __m256i lo[4], hi[4];
+                for (int r = 0; r < 4; r++) { lo[r] = _mm256_setzero_si256(); hi[r] = _mm256_setzero_si256(); }
+                for (long q = 0; q < k4; q++) {
+                    __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bp + q * 64)));
+                    __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bp + q * 64 + 16)));
+                    if (q < kfull) {
+                        for (int r = 0; r < 4; r++) {
+                            int32_t v; memcpy(&v, ar[r] + q * 4, 4);
+                            __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(v));
+                            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, b0));
+                            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
+                        }
+                    } else {
+                        for (int r = 0; r < 4; r++) {
+                            int32_t v = 0;
+                            for (long t = 0; t < k - kfull * 4; t++) v |= (int32_t)ar[r][q * 4 + t] << (8 * t);
+                            __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(v));
+                            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, b0));
+                            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
+                        }
+                    }
+                }
+                int cnt = n - c0 < 8 ? n - c0 : 8;
+                for (int r = 0; r < mr; r++) {
+                    __m256i v = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo[r], hi[r]), order);
+                    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    v = _mm256_add_epi32(v, _mm256_maskload_epi32(corr + c0, m));
+                    if (zw) v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_maskload_epi32(zw + c0, m), _mm256_set1_epi32(rs[r])));
+                    epilogue8(ep, r0 + r, c0, cnt, _mm256_cvtepi32_ps(v));
+                }
+            }
+        }
+    }
+}
+
+#endif
+
 void qi8_gemm(int path, int m, int n, int k, const uint8_t *a, long lda, const int8_t *packed,
               const int32_t *corr, const int32_t *zw, const qi8_epilogue *ep) {
 #if defined(__x86_64__)
     if (resolve(path) == QI8_PATH_AVX512VNNI) { gemm_vnni(m, n, k, a, lda, packed, corr, zw, ep); return; }
+    if (resolve(path) == QI8_PATH_AVX2) { gemm_avx2(m, n, k, a, lda, packed, corr, zw, ep); return; }
 #endif
     gemm_portable(m, n, k, a, lda, packed, corr, zw, ep);
 }
@@ -313,7 +440,7 @@ AVX512 static void depthwise_avx512(int row0, int row1, const uint8_t *x, int h,
     int slots = (kh - 1) * dh + 1;
     float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)(slots * wpad * cpad));
     long *held = (long *)malloc(sizeof(long) * (size_t)slots);
-    if (!buf || !held) { free(buf); free(held); return; }
+    if (!buf || !held) { fprintf(stderr, "int8 engine: out of memory in a depthwise convolution\n"); abort(); }
     for (int i = 0; i < slots; i++) {
         held[i] = -1;
         float *dst = buf + (long)i * wpad * cpad;   /* padding columns stay zero */
@@ -383,6 +510,89 @@ AVX512 static void depthwise_avx512(int row0, int row1, const uint8_t *x, int h,
 }
 #endif
 
+#if defined(__x86_64__)
+/* Depthwise on AVX2: the AVX-512 kernel's algorithm (ring of zero-padded float row buffers, two
+   output pixels per step) on 8 lanes. */
+AVX2 static void depthwise_avx2(int row0, int row1, const uint8_t *x, int h, int w, int c, float zx,
+                                const float *wf, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                int oh_count, int ow_count, const qi8_epilogue *ep) {
+    const __m256 vzx = _mm256_set1_ps(zx);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int wpad = w + 2 * pw + 16;
+    int need = (ow_count - 1) * sw + (kw - 1) * dw + 2;
+    if (need > wpad) wpad = need;
+    long cpad = ((long)c + 7) / 8 * 8;
+    int slots = (kh - 1) * dh + 1;
+    float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)((slots * wpad * cpad + 15) / 16 * 16));
+    long *held = (long *)malloc(sizeof(long) * (size_t)slots);
+    if (!buf || !held) { fprintf(stderr, "int8 engine: out of memory in a depthwise convolution\n"); abort(); }
+    for (int i = 0; i < slots; i++) {
+        held[i] = -1;
+        float *dst = buf + (long)i * wpad * cpad;
+        memset(dst, 0, sizeof(float) * (size_t)(pw * cpad));
+        memset(dst + (long)(w + pw) * cpad, 0, sizeof(float) * (size_t)((wpad - w - pw) * cpad));
+    }
+    const float *rows[16], *wrows[16];
+    for (int row = row0; row < row1; row++) {
+        int img = row / oh_count, oy = row % oh_count;
+        int nvalid = 0;
+        for (int ky = 0; ky < kh; ky++) {
+            int iy = oy * sh - ph + ky * dh;
+            if (iy < 0 || iy >= h) continue;
+            long key = (long)img * h + iy;
+            int slot = iy % slots;
+            float *dst = buf + (long)slot * wpad * cpad;
+            if (held[slot] != key) {
+                held[slot] = key;
+                const uint8_t *src = x + key * w * c;
+                for (int ix = 0; ix < w; ix++) {
+                    float *d = dst + (long)(ix + pw) * cpad;
+                    const uint8_t *sp = src + (long)ix * c;
+                    int c0 = 0;
+                    for (; c0 + 8 <= c; c0 += 8)
+                        _mm256_storeu_ps(d + c0, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + c0)))), vzx));
+                    for (; c0 < cpad; c0++) d[c0] = c0 < c ? (float)sp[c0] - zx : 0;
+                }
+            }
+            rows[nvalid] = dst;
+            wrows[nvalid] = wf + (long)ky * kw * c;
+            nvalid++;
+        }
+        for (int c0 = 0; c0 < c; c0 += 8) {
+            int cnt = c - c0 < 8 ? c - c0 : 8;
+            __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), lane);
+            int ox = 0;
+            for (; ox + 2 <= ow_count; ox += 2) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+                for (int v = 0; v < nvalid; v++) {
+                    const float *b0 = rows[v] + (long)(ox * sw) * cpad + c0, *b1 = b0 + (long)sw * cpad;
+                    const float *wr = wrows[v] + c0;
+                    for (int kx = 0; kx < kw; kx++) {
+                        __m256 wv = _mm256_maskload_ps(wr + (long)kx * c, m);
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(b0 + (long)kx * dw * cpad), wv, a0);   /* exact */
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(b1 + (long)kx * dw * cpad), wv, a1);
+                    }
+                }
+                epilogue8(ep, (long)row * ow_count + ox, c0, cnt, a0);
+                epilogue8(ep, (long)row * ow_count + ox + 1, c0, cnt, a1);
+            }
+            for (; ox < ow_count; ox++) {
+                __m256 a0 = _mm256_setzero_ps();
+                for (int v = 0; v < nvalid; v++) {
+                    const float *b0 = rows[v] + (long)(ox * sw) * cpad + c0;
+                    const float *wr = wrows[v] + c0;
+                    for (int kx = 0; kx < kw; kx++)
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(b0 + (long)kx * dw * cpad), _mm256_maskload_ps(wr + (long)kx * c, m), a0);
+                }
+                epilogue8(ep, (long)row * ow_count + ox, c0, cnt, a0);
+            }
+        }
+    }
+    free(buf);
+    free(held);
+}
+#endif
+
 static void depthwise_portable(int row0, int row1, const uint8_t *x, int h, int w, int c, float zx,
                                const float *wf, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                                int oh_count, int ow_count, const qi8_epilogue *ep) { DEPTHWISE_BODY }
@@ -393,6 +603,10 @@ void qi8_depthwise(int path, int row0, int row1, const uint8_t *x, int h, int w,
 #if defined(__x86_64__)
     if (resolve(path) == QI8_PATH_AVX512VNNI && kh <= 16) {
         depthwise_avx512(row0, row1, x, h, w, c, zx, wf, kh, kw, sh, sw, ph, pw, dh, dw, oh_count, ow_count, ep);
+        return;
+    }
+    if (resolve(path) == QI8_PATH_AVX2 && kh <= 16) {
+        depthwise_avx2(row0, row1, x, h, w, c, zx, wf, kh, kw, sh, sw, ph, pw, dh, dw, oh_count, ow_count, ep);
         return;
     }
 #endif
@@ -504,6 +718,52 @@ static void quantize_nchw_portable(int image0, int image1, const float *x, int c
 }
 
 #if defined(__x86_64__)
+/* The same loops compiled for AVX2 + FMA. */
+AVX2 static void add_avx2(long begin, long end, qi8_operand a, qi8_operand b, const qi8_epilogue *ep) {
+    for (long i = begin; i < end; i++) {
+        float v = activate(operand_value(&a, i) + operand_value(&b, i), ep->activation);
+        if (ep->out_codes) ep->out_codes[i] = quantize_value(ep, v);
+        else ep->out_float[i] = v;
+    }
+}
+
+AVX2 static void quantize_avx2(long begin, long end, qi8_operand a, const qi8_epilogue *ep) {
+    if (a.codes) {
+        /* Codes to codes: a table of the 256 stored codes, the same arithmetic per entry. */
+        uint8_t lut[256];
+        for (int u = 0; u < 256; u++) lut[u] = quantize_value(ep, ((float)u - a.zero) * a.scale);
+        for (long i = begin; i < end; i++) ep->out_codes[i] = lut[a.codes[i]];
+        return;
+    }
+    for (long i = begin; i < end; i++) ep->out_codes[i] = quantize_value(ep, a.floats[i]);
+}
+
+AVX2 static void quantize_nchw_avx2(int image0, int image1, const float *x, int c, long hw, const qi8_epilogue *ep) {
+    /* Blocks of 64 pixels: each channel plane quantized contiguously (vectorizes), then interleaved. */
+    uint8_t tmp[8][64];
+    if (c > 8) {
+        for (long img = image0; img < image1; img++)
+            for (long p = 0; p < hw; p++)
+                for (int ch = 0; ch < c; ch++)
+                    ep->out_codes[(img * hw + p) * c + ch] = quantize_value(ep, x[(img * c + ch) * hw + p]);
+        return;
+    }
+    for (long img = image0; img < image1; img++) {
+        for (long p0 = 0; p0 < hw; p0 += 64) {
+            int n = hw - p0 < 64 ? (int)(hw - p0) : 64;
+            for (int ch = 0; ch < c; ch++) {
+                const float *src = x + (img * c + ch) * hw + p0;
+                for (int i = 0; i < n; i++) tmp[ch][i] = quantize_value(ep, src[i]);
+            }
+            uint8_t *dst = ep->out_codes + (img * hw + p0) * c;
+            for (int i = 0; i < n; i++)
+                for (int ch = 0; ch < c; ch++) dst[i * c + ch] = tmp[ch][i];
+        }
+    }
+}
+#endif
+
+#if defined(__x86_64__)
 /* The same loops compiled for AVX-512 (rounding inline, 16 lanes). */
 AVX512 static void add_avx512(long begin, long end, qi8_operand a, qi8_operand b, const qi8_epilogue *ep) {
     for (long i = begin; i < end; i++) {
@@ -552,6 +812,7 @@ AVX512 static void quantize_nchw_avx512(int image0, int image1, const float *x, 
 void qi8_add(int path, long begin, long end, qi8_operand a, qi8_operand b, const qi8_epilogue *ep) {
 #if defined(__x86_64__)
     if (resolve(path) == QI8_PATH_AVX512VNNI) { add_avx512(begin, end, a, b, ep); return; }
+    if (resolve(path) == QI8_PATH_AVX2) { add_avx2(begin, end, a, b, ep); return; }
 #endif
     add_portable(begin, end, a, b, ep);
 }
@@ -559,6 +820,7 @@ void qi8_add(int path, long begin, long end, qi8_operand a, qi8_operand b, const
 void qi8_quantize(int path, long begin, long end, qi8_operand a, const qi8_epilogue *ep) {
 #if defined(__x86_64__)
     if (resolve(path) == QI8_PATH_AVX512VNNI) { quantize_avx512(begin, end, a, ep); return; }
+    if (resolve(path) == QI8_PATH_AVX2) { quantize_avx2(begin, end, a, ep); return; }
 #endif
     quantize_portable(begin, end, a, ep);
 }
@@ -566,6 +828,7 @@ void qi8_quantize(int path, long begin, long end, qi8_operand a, const qi8_epilo
 void qi8_quantize_nchw(int path, int image0, int image1, const float *x, int c, long hw, const qi8_epilogue *ep) {
 #if defined(__x86_64__)
     if (resolve(path) == QI8_PATH_AVX512VNNI) { quantize_nchw_avx512(image0, image1, x, c, hw, ep); return; }
+    if (resolve(path) == QI8_PATH_AVX2) { quantize_nchw_avx2(image0, image1, x, c, hw, ep); return; }
 #endif
     quantize_nchw_portable(image0, image1, x, c, hw, ep);
 }

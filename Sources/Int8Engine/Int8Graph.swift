@@ -220,7 +220,7 @@ public enum Int8Engine {
     }
 
     /// The kernel path this CPU runs ("avx512-vnni" or "portable").
-    public static var kernelPath: String { Int8Kernels.path == 2 ? "avx512-vnni" : "portable" }
+    public static var kernelPath: String { Int8Kernels.name(Int8Kernels.path) }
 
     public static func compile(_ model: Module) throws -> Int8Program {
         model.assignPaths()

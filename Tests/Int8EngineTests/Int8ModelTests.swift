@@ -76,17 +76,19 @@ final class Int8ModelTests: XCTestCase {
         XCTAssertEqual(names, ["quantize 0.inputQuantizer", "0", "3"], "BN, hardswish and the next input quantizer fuse into conv 0")
     }
 
-    func testPortableKernelsGiveTheSameCodes() throws {
+    func testEveryKernelPathGivesTheSameOutputs() throws {
         var rng = RNG(seed: 8)
         let m = try prepared(try MobileNetV2(width: 0.25, numClasses: 10, rng: &rng), plan: .bits(weight: 8, activation: 8), inputs: [batch(2, 32, seed: 1)])
         let program = try Int8Engine.compile(m)
         let x = batch(2, 32, seed: 5)
         let saved = Int8Kernels.path
         defer { Int8Kernels.path = saved }
-        Int8Kernels.path = Int8Kernels.best
-        let a = program.run(x).scalars
         Int8Kernels.path = Int8Kernels.portable
-        XCTAssertEqual(program.run(x).scalars, a)
+        let a = program.run(x).scalars
+        for p in Int8Kernels.available {
+            Int8Kernels.path = p
+            XCTAssertEqual(program.run(x).scalars, a, Int8Kernels.name(p))
+        }
     }
 
     func testUnquantizedModelIsRefusedWithThePath() throws {

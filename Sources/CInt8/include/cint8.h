@@ -1,5 +1,5 @@
 // Integer kernels of the int8 inference engine (Sources/Int8Engine). C with intrinsics, chosen at run
-// time (AVX-512 VNNI where the CPU has it, else portable C), so one binary serves every x86-64 machine.
+// time (AVX-512 VNNI, else AVX2 + FMA, else portable C), so one binary serves every x86-64 machine.
 //
 // Arithmetic contract (the engine's documentation restates it): activations are 8-bit codes stored
 // as uint8 (a signed grid is stored shifted by +128, its zero point with it), weights are int8 codes
@@ -17,8 +17,8 @@ extern "C" {
 #endif
 
 enum { QI8_ACT_NONE = 0, QI8_ACT_RELU = 1, QI8_ACT_RELU6 = 2, QI8_ACT_HARDSWISH = 3, QI8_ACT_HARDSIGMOID = 4 };
-/// Kernel paths. AUTO picks the best the CPU runs.
-enum { QI8_PATH_AUTO = 0, QI8_PATH_PORTABLE = 1, QI8_PATH_AVX512VNNI = 2 };
+/// Kernel paths. AUTO picks the best the CPU runs: AVX-512 VNNI, else AVX2 + FMA, else portable C.
+enum { QI8_PATH_AUTO = 0, QI8_PATH_PORTABLE = 1, QI8_PATH_AVX512VNNI = 2, QI8_PATH_AVX2 = 3 };
 
 /// One operand of an elementwise op: stored codes (value (u - zero) * scale) when `codes` is set, else floats.
 typedef struct {
@@ -51,6 +51,8 @@ typedef struct {
 
 /// The path AUTO resolves to on this CPU.
 int qi8_best_path(void);
+/// Whether this CPU runs `path` (portable: always).
+int qi8_supports(int path);
 /// Bytes of a packed [n, k] weight matrix: ceil(n/16) blocks of ceil(k/4) quads of 16 x 4 int8.
 long qi8_packed_bytes(int n, int k);
 /// Packs row-major int8 weights w[n][k] (zero padded).
