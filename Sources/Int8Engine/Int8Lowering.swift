@@ -66,13 +66,25 @@ func requireQuantizer(_ q: Module?, owner: Module, role: String) throws -> Int8Q
     return e
 }
 
+/// A quantized layer's input codes, weight codes and conv op, appended to the builder (Conv2d, Linear).
+func lowerQuantized(_ owner: Module, inputQuantizer: Module?, weightQuantizer: Module?, weight: [Float], bias: [Float]?,
+                    cin: Int, cout: Int, groups: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                    dilation: (Int, Int), _ x: Int, _ b: inout Int8Builder) throws -> Int {
+    let iq = try requireQuantizer(inputQuantizer, owner: owner, role: "input")
+    let wq = try requireQuantizer(weightQuantizer, owner: owner, role: "weight")
+    let inGrid = try iq.activationGrid()
+    if x == 0, b.inputChannels == nil { b.inputChannels = cin }
+    let xin = b.quantized(x, to: inGrid)
+    let (codes, scale, zero) = try wq.weightCodes(weight, outChannels: cout)
+    let y = b.newValue(nil)
+    b.appendEpilogueOp(try Int8Conv(name: owner.path, input: xin, output: y, inGrid: inGrid,
+                                    weights: Int8Weights(codes: codes, scale: scale, zero: zero, outChannels: cout), bias: bias,
+                                    cin: cin, cout: cout, groups: groups, kernel: kernel, stride: stride, padding: padding, dilation: dilation))
+    return y
+}
+
 extension Conv2d: Int8Lowerable {
     public func lowerInt8(_ x: Int, _ b: inout Int8Builder) throws -> Int {
-        let iq = try requireQuantizer(inputQuantizer, owner: self, role: "input")
-        let wq = try requireQuantizer(weightQuantizer, owner: self, role: "weight")
-        let inGrid = try iq.activationGrid()
-        if x == 0, b.inputChannels == nil { b.inputChannels = inChannels }
-        let xin = b.quantized(x, to: inGrid)
         var w = weight.scalars
         var bias = self.bias?.scalars
         if let bn = foldedBN?.bn {
@@ -83,30 +95,18 @@ extension Conv2d: Int8Lowerable {
             for o in 0..<outChannels { for i in 0..<k { w[o * k + i] *= sf[o] } }
             bias = (0..<outChannels).map { bn.bias.scalars[$0] + ((bias?[$0] ?? 0) - bn.runningMean.scalars[$0]) * sf[$0] }
         }
-        let (codes, scale, zero) = try wq.weightCodes(w, outChannels: outChannels)
-        let y = b.newValue(nil)
-        let op = try Int8Conv(name: path, input: xin, output: y, inGrid: inGrid,
-                              weights: Int8Weights(codes: codes, scale: scale, zero: zero, outChannels: outChannels), bias: bias,
-                              cin: inChannels, cout: outChannels, groups: groups, kernel: kernelSize, stride: stride,
-                              padding: padding, dilation: dilation)
-        b.appendEpilogueOp(op)
-        return y
+        return try lowerQuantized(self, inputQuantizer: inputQuantizer, weightQuantizer: weightQuantizer, weight: w, bias: bias,
+                                  cin: inChannels, cout: outChannels, groups: groups, kernel: kernelSize, stride: stride,
+                                  padding: padding, dilation: dilation, x, &b)
     }
 }
 
 extension Linear: Int8Lowerable {
     /// A 1x1 conv on [N, 1, 1, in] (the pooled features).
     public func lowerInt8(_ x: Int, _ b: inout Int8Builder) throws -> Int {
-        let iq = try requireQuantizer(inputQuantizer, owner: self, role: "input")
-        let wq = try requireQuantizer(weightQuantizer, owner: self, role: "weight")
-        let inGrid = try iq.activationGrid()
-        let xin = b.quantized(x, to: inGrid)
-        let (codes, scale, zero) = try wq.weightCodes(weight.scalars, outChannels: outFeatures)
-        let y = b.newValue(nil)
-        let op = try Int8Conv(name: path, input: xin, output: y, inGrid: inGrid,
-                              weights: Int8Weights(codes: codes, scale: scale, zero: zero, outChannels: outFeatures), bias: bias?.scalars,
-                              cin: inFeatures, cout: outFeatures, groups: 1, kernel: (1, 1), stride: (1, 1), padding: (0, 0), dilation: (1, 1))
-        b.appendEpilogueOp(op)
+        let y = try lowerQuantized(self, inputQuantizer: inputQuantizer, weightQuantizer: weightQuantizer, weight: weight.scalars,
+                                   bias: bias?.scalars, cin: inFeatures, cout: outFeatures, groups: 1, kernel: (1, 1), stride: (1, 1),
+                                   padding: (0, 0), dilation: (1, 1), x, &b)
         b.vector.insert(y)
         return y
     }

@@ -105,11 +105,8 @@ struct KernelsBench: ParsableCommand {
     }
 }
 
-struct TrainStepCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "train-step",
-        abstract: "Time one training step of a backbone (features, loss mean(y^2), SGD momentum 0.9): bench_torch.py's mbv2_train.")
-
+/// The workload flags `qat bench train-step` and `qat bench infer` share (bench_torch.py's defaults).
+struct BackboneWorkload: ParsableArguments {
     @Option(help: "Backbone: \(Backbones.names.joined(separator: ", ")).")
     var model = "mobilenet_v2"
     @Option(help: "Width multiplier.")
@@ -118,10 +115,26 @@ struct TrainStepCommand: ParsableCommand {
     var batch = 8
     @Option(help: "Square input size in pixels.")
     var size = 256
-    @Option(help: "Timed steps (median is reported, after 3 warm-up steps).")
+    @Option(help: "Timed repetitions (median is reported, after warm-up).")
     var reps = 10
     @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
     var threads: Int?
+
+    func validate() throws {
+        guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
+        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4] (the recipes' model.width range), got \(width)") }
+        try FlagCheck.reps(reps)
+        try FlagCheck.batch(batch, size: size, minSize: 32)
+        try FlagCheck.threads(threads)
+    }
+}
+
+struct TrainStepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step",
+        abstract: "Time one training step of a backbone (features, loss mean(y^2), SGD momentum 0.9): bench_torch.py's mbv2_train.")
+
+    @OptionGroup var workload: BackboneWorkload
     @Option(help: "Also time the QAT step, e.g. w8a8 (bench_torch.py's mbv2_qat), and report its ratio to the float step.")
     var quant: String?
     @Flag(help: "Print the report as JSON.")
@@ -129,20 +142,16 @@ struct TrainStepCommand: ParsableCommand {
 
     func validate() throws {
         if let quant, TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
-        guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
-        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4] (the recipes' model.width range), got \(width)") }
-        try FlagCheck.reps(reps)
-        try FlagCheck.batch(batch, size: size, minSize: 32)
-        let last = (size + 31) / 32
-        guard batch * last * last >= 2 else {
-            throw ValidationError("--batch \(batch) at --size \(size) leaves one value per channel at stride 32; BatchNorm needs two in training: use --batch 2 or --size 64")
+        let w = workload, last = (w.size + 31) / 32
+        guard w.batch * last * last >= 2 else {
+            throw ValidationError("--batch \(w.batch) at --size \(w.size) leaves one value per channel at stride 32; BatchNorm needs two in training: use --batch 2 or --size 64")
         }
-        try FlagCheck.threads(threads)
     }
 
     func run() throws {
-        if let threads { Parallel.setThreads(threads) }
-        let r = try TrainStepBench.run(model: model, width: width, batch: batch, size: size, reps: reps, quant: quant)
+        let w = workload
+        if let threads = w.threads { Parallel.setThreads(threads) }
+        let r = try TrainStepBench.run(model: w.model, width: w.width, batch: w.batch, size: w.size, reps: w.reps, quant: quant)
         if json {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))
@@ -155,18 +164,7 @@ struct InferCommand: ParsableCommand {
         commandName: "infer",
         abstract: "Time inference of a backbone's features (bench_torch.py's mbv2_infer): our FP32 path, and with --engine int8 the int8 engine, alternately in one run.")
 
-    @Option(help: "Backbone: \(Backbones.names.joined(separator: ", ")) (the int8 engine runs mobilenet_v1, mobilenet_v2 and resnet18).")
-    var model = "mobilenet_v2"
-    @Option(help: "Width multiplier.")
-    var width = 0.5
-    @Option(help: "Images per batch.")
-    var batch = 8
-    @Option(help: "Square input size in pixels.")
-    var size = 256
-    @Option(help: "Timed batches (median is reported, after 2 warm-up batches).")
-    var reps = 10
-    @Option(help: "Threads for kernels and GEMMs (overrides QAT_NUM_THREADS).")
-    var threads: Int?
+    @OptionGroup var workload: BackboneWorkload
     @Option(help: "fp32, or int8 (also times fp32 for the ratio).")
     var engine = "fp32"
     @Option(help: "Quantization of the int8 model, wNaM (weights per channel, activations per tensor, calibrated on random images).")
@@ -181,16 +179,12 @@ struct InferCommand: ParsableCommand {
         if let onnxOut { try guarded { try ProtectedFiles.check(output: onnxOut) } }
         guard ["fp32", "int8"].contains(engine) else { throw ValidationError("--engine must be fp32 or int8, got \(engine)") }
         if TrainStepBench.parseQuant(quant) == nil { throw ValidationError("--quant \(quant) is not wNaM with N, M in 2...8 (e.g. w8a8)") }
-        guard Backbones.names.contains(model) else { throw ValidationError("--model \(model) is not one of \(Backbones.names.joined(separator: ", "))") }
-        guard width > 0, width <= 4 else { throw ValidationError("--width must be in (0, 4], got \(width)") }
-        try FlagCheck.reps(reps)
-        try FlagCheck.batch(batch, size: size, minSize: 32)
-        try FlagCheck.threads(threads)
     }
 
     func run() throws {
-        if let threads { Parallel.setThreads(threads) }
-        try printBench(InferBench.run(model: model, width: width, batch: batch, size: size, reps: reps, engine: engine, quant: quant, onnxOut: onnxOut),
+        let w = workload
+        if let threads = w.threads { Parallel.setThreads(threads) }
+        try printBench(InferBench.run(model: w.model, width: w.width, batch: w.batch, size: w.size, reps: w.reps, engine: engine, quant: quant, onnxOut: onnxOut),
                        json: json, text: InferBench.format)
     }
 }

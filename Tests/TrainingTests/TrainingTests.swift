@@ -128,6 +128,19 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertFalse(ef.quantized)
         XCTAssertEqual(ef.metrics.samples, e.metrics.samples)
         XCTAssertTrue(CheckpointEvaluation.table(e, checkpoint: "x").contains("macro accuracy"))
+        // The int8 engine on the QAT checkpoint (BN folded in QAT): codes against the fake-quant model.
+        let e8 = try CheckpointEvaluation.run(checkpoint: root + "/qat/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false,
+                                              engine: .int8(compare: true))
+        let c8 = try XCTUnwrap(e8.comparison)
+        XCTAssertGreaterThanOrEqual(c8.layerwise.fraction, 0.999, "\(c8.layerwise.perDifference)")
+        XCTAssertLessThanOrEqual(c8.layerwise.maxDifference, 1)
+        XCTAssertEqual(e8.metrics.samples, e.metrics.samples)
+        XCTAssertNotNil(e8.metrics.values["int8_codes_equal_layerwise"])
+        XCTAssertTrue(CheckpointEvaluation.table(e8, checkpoint: "x").contains("layerwise"))
+        XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: best, data: nil, split: "test", overrides: [], fp32: false,
+                                                          engine: .int8(compare: false))) { err in
+            XCTAssertTrue("\(err)".contains("has float weights only"), "\(err)")
+        }
 
         let ptq = try tinyRecipe(overrides: ["quant.mode=ptq", "quant.init_from=\(best)", "train.epochs=0", "quant.weight.bits=4",
                                              "quant.activation.bits=4", "quant.equalize=true", "quant.bias_correction=true"])

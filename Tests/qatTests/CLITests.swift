@@ -68,6 +68,12 @@ final class ModelCLITests: XCTestCase {
             XCTAssertEqual(obj?["model"] as? String, m)
             XCTAssertGreaterThan(obj?["msPerStep"] as? Double ?? 0, 0)
         }
+        // The int8 engine against our FP32 path on a small MobileNetV2 (W8A8, calibrated on random images).
+        let (ci, oi, ei) = try runQAT(["bench", "infer", "--engine", "int8", "--width", "0.25", "--batch", "2", "--size", "32", "--reps", "1", "--json"])
+        XCTAssertEqual(ci, 0, ei)
+        let inf = try JSONSerialization.jsonObject(with: Data(oi.utf8)) as? [String: Any]
+        XCTAssertGreaterThan(inf?["int8MsPerBatch"] as? Double ?? 0, 0, oi)
+        XCTAssertGreaterThan(inf?["fp32MsPerBatch"] as? Double ?? 0, 0, oi)
         let (bad, _, e2) = try runQAT(["bench", "train-step", "--model", "vgg"])
         XCTAssertNotEqual(bad, 0)
         XCTAssertTrue(e2.contains("mobilenet_v2"), e2)

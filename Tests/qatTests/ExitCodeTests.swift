@@ -51,6 +51,13 @@ final class ExitCodeTests: XCTestCase {
         try assertUsageError(["model", "summary", "mobilenet_v2", "--size", "100000"], "--size must be 32...2048")
         try assertUsageError(["quant", "demo", "--fp32-steps", "9223372036854775807"], "--fp32-steps must be 1...1000000")
         try assertUsageError(["bench", "kernels", "--reps", "0"], "--reps must be 1...100000")
+        try assertUsageError(["bench", "infer", "--engine", "int4"], "--engine must be fp32 or int8")
+        try assertUsageError(["bench", "infer", "--onnx-out", dir + "/m.onnx"], "add --engine int8")
+        try assertUsageError(["bench", "infer", "--engine", "int8", "--quant", "w9a8"], "--quant w9a8 is not wNaM")
+        try assertUsageError(["bench", "infer", "--model", "vgg"], "--model vgg is not one of")
+        try assertUsageError(["eval", dir + "/none.h5", "--compare"], "add --engine int8")
+        try assertUsageError(["eval", dir + "/none.h5", "--engine", "int4"], "--engine takes int8")
+        try assertUsageError(["predict", dir + "/none.h5", dir, "--out", dir + "/p", "--engine", "fp16"], "--engine takes int8")
     }
 
     func testPathsThatCannotBeReadOrWrittenNameTheCause() throws {
