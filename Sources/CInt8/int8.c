@@ -676,48 +676,58 @@ static inline uint8_t quantize_value(const qi8_epilogue *ep, float v) {
 
 /* The elementwise loops, compiled once per kernel path (plain C the compiler vectorizes; rounding
    inline with SSE4.1 and later). */
-#define DEFINE_ELEMENTWISE(ATTR, SUFFIX)                                                                                   \
-ATTR static void add_##SUFFIX(long begin, long end, qi8_operand a, qi8_operand b, const qi8_epilogue *ep) {                \
-    for (long i = begin; i < end; i++) {                                                                                   \
-        float v = activate(operand_value(&a, i) + operand_value(&b, i), ep->activation);                                   \
-        if (ep->out_codes) ep->out_codes[i] = quantize_value(ep, v);                                                       \
-        else ep->out_float[i] = v;                                                                                         \
-    }                                                                                                                      \
-}                                                                                                                          \
-                                                                                                                           \
-ATTR static void quantize_##SUFFIX(long begin, long end, qi8_operand a, const qi8_epilogue *ep) {                          \
-    if (a.codes) {                                                                                                         \
-        /* Codes to codes: a table of the 256 stored codes, the same arithmetic per entry. */                              \
-        uint8_t lut[256];                                                                                                  \
-        for (int u = 0; u < 256; u++) lut[u] = quantize_value(ep, ((float)u - a.zero) * a.scale);                          \
-        for (long i = begin; i < end; i++) ep->out_codes[i] = lut[a.codes[i]];                                             \
-        return;                                                                                                            \
-    }                                                                                                                      \
-    for (long i = begin; i < end; i++) ep->out_codes[i] = quantize_value(ep, a.floats[i]);                                 \
-}                                                                                                                          \
-                                                                                                                           \
-ATTR static void quantize_nchw_##SUFFIX(int image0, int image1, const float *x, int c, long hw, const qi8_epilogue *ep) {  \
-    /* Blocks of 64 pixels: each channel plane quantized contiguously (vectorizes), then interleaved. */                   \
-    uint8_t tmp[8][64];                                                                                                    \
-    if (c > 8) {                                                                                                           \
-        for (long img = image0; img < image1; img++)                                                                       \
-            for (long p = 0; p < hw; p++)                                                                                  \
-                for (int ch = 0; ch < c; ch++)                                                                             \
-                    ep->out_codes[(img * hw + p) * c + ch] = quantize_value(ep, x[(img * c + ch) * hw + p]);               \
-        return;                                                                                                            \
-    }                                                                                                                      \
-    for (long img = image0; img < image1; img++) {                                                                         \
-        for (long p0 = 0; p0 < hw; p0 += 64) {                                                                             \
-            int n = hw - p0 < 64 ? (int)(hw - p0) : 64;                                                                    \
-            for (int ch = 0; ch < c; ch++) {                                                                               \
-                const float *src = x + (img * c + ch) * hw + p0;                                                           \
-                for (int i = 0; i < n; i++) tmp[ch][i] = quantize_value(ep, src[i]);                                       \
-            }                                                                                                              \
-            uint8_t *dst = ep->out_codes + (img * hw + p0) * c;                                                            \
-            for (int i = 0; i < n; i++)                                                                                    \
-                for (int ch = 0; ch < c; ch++) dst[i * c + ch] = tmp[ch][i];                                               \
-        }                                                                                                                  \
-    }                                                                                                                      \
+#define DEFINE_ELEMENTWISE(ATTR, SUFFIX)                                                                                      \
+ATTR static void add_##SUFFIX(long begin, long end, qi8_operand a, qi8_operand b, const qi8_epilogue *ep_in) {                \
+    /* A local copy: stores through the output pointers cannot alias it, so the loop keeps its fields in registers. */        \
+    const qi8_epilogue local = *ep_in, *ep = &local;                                                                          \
+    uint8_t *const oc = ep->out_codes;                                                                                        \
+    float *const of = ep->out_float;                                                                                          \
+    for (long i = begin; i < end; i++) {                                                                                      \
+        float v = activate(operand_value(&a, i) + operand_value(&b, i), ep->activation);                                      \
+        if (oc) oc[i] = quantize_value(ep, v);                                                                                \
+        else of[i] = v;                                                                                                       \
+    }                                                                                                                         \
+}                                                                                                                             \
+                                                                                                                              \
+ATTR static void quantize_##SUFFIX(long begin, long end, qi8_operand a, const qi8_epilogue *ep_in) {                          \
+    const qi8_epilogue local = *ep_in, *ep = &local;                                                                          \
+    uint8_t *const oc = ep->out_codes;                                                                                        \
+    if (a.codes) {                                                                                                            \
+        /* Codes to codes: a table of the 256 stored codes, the same arithmetic per entry. */                                 \
+        uint8_t lut[256];                                                                                                     \
+        for (int u = 0; u < 256; u++) lut[u] = quantize_value(ep, ((float)u - a.zero) * a.scale);                             \
+        const uint8_t *const in = a.codes;                                                                                    \
+        for (long i = begin; i < end; i++) oc[i] = lut[in[i]];                                                                \
+        return;                                                                                                               \
+    }                                                                                                                         \
+    const float *const in = a.floats;                                                                                         \
+    for (long i = begin; i < end; i++) oc[i] = quantize_value(ep, in[i]);                                                     \
+}                                                                                                                             \
+                                                                                                                              \
+ATTR static void quantize_nchw_##SUFFIX(int image0, int image1, const float *x, int c, long hw, const qi8_epilogue *ep_in) {  \
+    const qi8_epilogue local = *ep_in, *ep = &local;                                                                          \
+    uint8_t *const oc = ep->out_codes;                                                                                        \
+    /* Blocks of 64 pixels: each channel plane quantized contiguously (vectorizes), then interleaved. */                      \
+    uint8_t tmp[8][64];                                                                                                       \
+    if (c > 8) {                                                                                                              \
+        for (long img = image0; img < image1; img++)                                                                          \
+            for (long p = 0; p < hw; p++)                                                                                     \
+                for (int ch = 0; ch < c; ch++)                                                                                \
+                    oc[(img * hw + p) * c + ch] = quantize_value(ep, x[(img * c + ch) * hw + p]);                             \
+        return;                                                                                                               \
+    }                                                                                                                         \
+    for (long img = image0; img < image1; img++) {                                                                            \
+        for (long p0 = 0; p0 < hw; p0 += 64) {                                                                                \
+            int n = hw - p0 < 64 ? (int)(hw - p0) : 64;                                                                       \
+            for (int ch = 0; ch < c; ch++) {                                                                                  \
+                const float *src = x + (img * c + ch) * hw + p0;                                                              \
+                for (int i = 0; i < n; i++) tmp[ch][i] = quantize_value(ep, src[i]);                                          \
+            }                                                                                                                 \
+            uint8_t *dst = oc + (img * hw + p0) * c;                                                                          \
+            for (int i = 0; i < n; i++)                                                                                       \
+                for (int ch = 0; ch < c; ch++) dst[i * c + ch] = tmp[ch][i];                                                  \
+        }                                                                                                                     \
+    }                                                                                                                         \
 }
 DEFINE_ELEMENTWISE(, portable)
 #if defined(__x86_64__)
