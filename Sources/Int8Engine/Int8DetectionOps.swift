@@ -85,20 +85,26 @@ final class Int8DenseRows: Int8Op {
         let total = branches.reduce(0) { $0 + $1.width }
         let y = Int8Tensor(n: n, h: 1, w: rows, c: total, grid: nil)
         var column = 0
-        for br in branches {
-            var r0 = 0
-            for v in br.levels {
-                let t = values[v]!
-                let vals = t.values()
-                let per = t.h * t.w * t.c / br.width
-                precondition(t.n == n && per * br.width == t.h * t.w * t.c, "int8 engine: \(name): level of \(t.c) channels for \(br.width) outputs per anchor")
-                for b in 0..<n { for r in 0..<per { for j in 0..<br.width {
-                    y.floats[(b * rows + r0 + r) * total + column + j] = vals[(b * per + r) * br.width + j]
-                }}}
-                r0 += per
+        y.floats.withUnsafeMutableBufferPointer { yp in
+            let dst = yp.baseAddress!
+            for br in branches {
+                var r0 = 0
+                for v in br.levels {
+                    let t = values[v]!
+                    let vals = t.values()
+                    let per = t.h * t.w * t.c / br.width, width = br.width
+                    precondition(t.n == n && per * width == t.h * t.w * t.c, "int8 engine: \(name): level of \(t.c) channels for \(width) outputs per anchor")
+                    vals.withUnsafeBufferPointer { vp in
+                        let src = vp.baseAddress!
+                        for b in 0..<n { for r in 0..<per {
+                            (dst + (b * rows + r0 + r) * total + column).update(from: src + (b * per + r) * width, count: width)
+                        }}
+                    }
+                    r0 += per
+                }
+                precondition(r0 == rows, "int8 engine: \(name): branches with different anchor counts")
+                column += br.width
             }
-            precondition(r0 == rows, "int8 engine: \(name): branches with different anchor counts")
-            column += br.width
         }
         return y
     }

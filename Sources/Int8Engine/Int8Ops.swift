@@ -196,17 +196,25 @@ final class Int8MaxPool: Int8Op {
         let x = values[inputs[0]]!
         let oh = (x.h + 2 * p - k) / s + 1, ow = (x.w + 2 * p - k) / s + 1
         let y = Int8Tensor(n: x.n, h: oh, w: ow, c: x.c, grid: nil)
-        let c = x.c
-        for b in 0..<x.n { for oy in 0..<oh { for ox in 0..<ow {
-            let o = ((b * oh + oy) * ow + ox) * c
-            for ch in 0..<c { y.floats[o + ch] = -Float.infinity }
-            for ky in 0..<k { let iy = oy * s - p + ky; if iy < 0 || iy >= x.h { continue }
-                for kx in 0..<k { let ix = ox * s - p + kx; if ix < 0 || ix >= x.w { continue }
-                    let i = ((b * x.h + iy) * x.w + ix) * c
-                    for ch in 0..<c { y.floats[o + ch] = Swift.max(y.floats[o + ch], x.floats[i + ch]) }
+        let c = x.c, (k, s, p, h, w) = (k, s, p, x.h, x.w)
+        x.floats.withUnsafeBufferPointer { xp in y.floats.withUnsafeMutableBufferPointer { yp in
+            let src = xp.baseAddress!, dst = yp.baseAddress!
+            parallelChunks(x.n * oh, grain: 1) { r in
+                for row in r {
+                    let b = row / oh, oy = row % oh
+                    for ox in 0..<ow {
+                        let o = (row * ow + ox) * c
+                        for ch in 0..<c { dst[o + ch] = -Float.infinity }
+                        for ky in 0..<k { let iy = oy * s - p + ky; if iy < 0 || iy >= h { continue }
+                            for kx in 0..<k { let ix = ox * s - p + kx; if ix < 0 || ix >= w { continue }
+                                let i = ((b * h + iy) * w + ix) * c
+                                for ch in 0..<c { dst[o + ch] = Swift.max(dst[o + ch], src[i + ch]) }
+                            }
+                        }
+                    }
                 }
             }
-        }}}
+        }}
         return y
     }
 }
