@@ -16,13 +16,16 @@ final class Int8Conv: Int8EpilogueOp {
     let kind: Kind
     /// A fused residual add's other operand (value id), read in the epilogue.
     var residual: Int?
-    var foldsRequantization = true
+    var foldsRequantization = true { didSet { foldCache = nil } }
+    /// The folded requantization constants (nil inside: this epilogue does not fold), derived once from
+    /// the epilogue rather than on every forward; any change to the epilogue clears them.
+    private var foldCache: Int8FoldedRequantization.Constants??
     let cin: Int, cout: Int
     let kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
     let inGrid: Int8Grid
     var alpha: [Float], beta: [Float]
-    var activation: Int32 = Int32(QI8_ACT_NONE)
-    var outGrid: Int8Grid?
+    var activation: Int32 = Int32(QI8_ACT_NONE) { didSet { foldCache = nil } }
+    var outGrid: Int8Grid? { didSet { foldCache = nil } }
     // dense
     let k: Int
     var packed: [Int8] = []
@@ -70,6 +73,7 @@ final class Int8Conv: Int8EpilogueOp {
         guard residual == nil, activation == Int32(QI8_ACT_NONE), outGrid == nil else { return false }
         residual = v
         inputs.append(v)
+        foldCache = nil
         return true
     }
 
@@ -77,6 +81,7 @@ final class Int8Conv: Int8EpilogueOp {
         guard residual == nil else { return false }
         guard activation == Int32(QI8_ACT_NONE), outGrid == nil else { return false }
         for c in 0..<cout { alpha[c] *= scale[c]; beta[c] = beta[c] * scale[c] + shift[c] }
+        foldCache = nil
         return true
     }
 
@@ -88,7 +93,11 @@ final class Int8Conv: Int8EpilogueOp {
         let units = x.n * oh, path = Int8Kernels.path
         let zx = inGrid.storedZero, grid = outGrid, act = activation
         let (cin, cout, k, kh, kw, sh, sw, ph, pw, dh, dw) = (cin, cout, k, kh, kw, sh, sw, ph, pw, dh, dw)
-        let fold = foldsRequantization ? Int8FoldedRequantization.constants(alpha: alpha, beta: beta, activation: act, grid: grid, residual: residual != nil) : nil
+        if foldCache == nil {
+            foldCache = .some(foldsRequantization ? Int8FoldedRequantization.constants(alpha: alpha, beta: beta, activation: act, grid: grid,
+                                                                                       residual: residual != nil) : nil)
+        }
+        let fold = foldCache!
         let res = residual.map { values[$0]! }
         if let res { precondition(res.count == y.count, "int8 engine: \(name)'s residual has \(res.count) values for \(y.count) outputs") }
         let qa = fold?.alpha ?? [], qb = fold?.beta ?? []

@@ -84,8 +84,6 @@ public final class Int8Program {
         for op in ops { if let e = op as? Int8EpilogueOp { e.foldsRequantization = on } }
     }
 
-    /// Number of integer (int8 x int8) layers, the rest being float glue (adds, pooling, quantize).
-    public var integerLayers: Int { ops.filter { $0 is Int8Conv }.count }
     public var operationNames: [String] { ops.map { $0.name } }
 
     /// Runs the graph on a float NCHW batch; `observe` sees every coded value (its grid names the
@@ -183,7 +181,7 @@ public struct Int8Builder {
             return v
         }
         let out = newValue(grid)
-        ops.append(Int8Quantize(name: grid.path, input: v, output: out, grid: grid, source: grids[v]))
+        ops.append(Int8Quantize(name: grid.path, input: v, output: out, grid: grid))
         if vector.contains(v) { vector.insert(out) }
         return out
     }

@@ -46,8 +46,10 @@ struct Int8FoldedRequantization: @unchecked Sendable {
     var beta: UnsafePointer<Float>
     var lo: Float, hi: Float
 
-    /// The folded constants of an epilogue, nil when it cannot fold (float out, hardswish).
-    static func constants(alpha: [Float], beta: [Float], activation: Int32, grid: Int8Grid?, residual: Bool) -> (alpha: [Float], beta: [Float], lo: Float, hi: Float)? {
+    typealias Constants = (alpha: [Float], beta: [Float], lo: Float, hi: Float)
+
+    /// The folded constants of an epilogue, nil when it cannot fold (float out, hardswish, a residual).
+    static func constants(alpha: [Float], beta: [Float], activation: Int32, grid: Int8Grid?, residual: Bool) -> Constants? {
         guard !residual, let g = grid, [Int32(QI8_ACT_NONE), Int32(QI8_ACT_RELU), Int32(QI8_ACT_RELU6)].contains(activation) else { return nil }
         let inv = g.inverse, z = Float(g.storedZero)
         var (lo, hi) = (Float(g.qmin + g.offset), Float(g.qmax + g.offset))
@@ -76,7 +78,7 @@ final class Int8Quantize: Int8Op {
     let inputs: [Int]
     let output: Int
     let grid: Int8Grid
-    init(name: String, input: Int, output: Int, grid: Int8Grid, source: Int8Grid?) {
+    init(name: String, input: Int, output: Int, grid: Int8Grid) {
         self.name = "quantize " + name; inputs = [input]; self.output = output; self.grid = grid
     }
     func run(_ values: [Int8Tensor?]) -> Int8Tensor {

@@ -76,7 +76,7 @@ struct EvalCommand: ParsableCommand {
     var quant: String?
     @Option(help: "Where to write the metrics JSON (default: <checkpoint>.<split>[.fp32|.int8].metrics.json beside it); never a checkpoint, recipe or metrics file.")
     var out: String?
-    @Option(help: "int8: run the integer engine compiled from the quantized checkpoint (classifiers) instead of the fake-quant model.")
+    @Option(help: "int8: run the integer engine compiled from the quantized checkpoint (classifiers, RetinaNet) instead of the fake-quant model.")
     var engine: String?
     @Flag(help: "With --engine int8: also run the fake-quant model and report how many activation codes equal its codes.")
     var compare = false
