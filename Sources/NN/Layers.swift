@@ -161,7 +161,10 @@ public final class BatchNorm2d: Module {
     @Param public var bias: Tensor
     @Buffer public var runningMean: Tensor
     @Buffer public var runningVar: Tensor
-    public let eps: Float, momentum: Float
+    public let eps: Float
+    /// Weight of a batch's statistics in the running ones (PyTorch's momentum): running = (1 - m) running
+    /// + m batch. `BatchNormReestimation` sets 1/k on the k-th batch for a cumulative average.
+    public var momentum: Float
     /// When true, training-mode forwards still normalise with (and never update) the running statistics.
     public var frozenStatistics = false
     /// Set when the preceding conv folds this BN (it then applies the normalisation itself).

@@ -312,6 +312,9 @@ public struct Recipe: Sendable, Equatable {
         public var biasCorrection = false
         /// Learned rounding of the weights (PTQ only; `AdaRound`).
         public var adaround = AdaRound()
+        /// BatchNorm re-estimation (`BatchNormReestimation`) on this many unaugmented training batches,
+        /// applied to best.h5 when the run ends (QAT and PTQ); nil: off.
+        public var bnReestimationBatches: Int?
         public var overrides: [Override] = []
         /// FP32 (or QAT) checkpoint to start from: float weights load, quantizers calibrate.
         public var initFrom: String?
@@ -322,13 +325,19 @@ public struct Recipe: Sendable, Equatable {
              .choice("ste", \.ste, ["clipped", "identity"]), .section("dropout", \.dropout), .bool("fold_bn", \.foldBN),
              .optInt("freeze_bn_after", \.freezeBNAfter, min: 0), .int("calibration_batches", \.calibrationBatches, min: 1),
              .bool("residual_adds", \.residualAdds), .bool("equalize", \.equalize), .bool("bias_correction", \.biasCorrection),
-             Field.section("adaround", \.adaround).writtenWhenSet(), overridesField, .optString("init_from", \.initFrom)]
+             Field.section("adaround", \.adaround).writtenWhenSet(),
+             Field.optInt("bn_reestimation_batches", \.bnReestimationBatches, min: 1).writtenWhenSet(), overridesField, .optString("init_from", \.initFrom)]
         }
 
         public func check(_ r: Reader, _ context: RecipeContext) throws {
             if mode != "fp32" && !weight.enabled && !activation.enabled {
                 throw RecipeError(origin: r.value("weight")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("weight.enabled"),
                                   "quant.weight.enabled and quant.activation.enabled are both false: nothing would be quantized (use quant.mode: fp32)")
+            }
+            if bnReestimationBatches != nil && mode == "fp32" {
+                throw RecipeError(origin: r.value("bn_reestimation_batches")?.origin ?? r.tree?.origin ?? r.fallbackOrigin,
+                                  key: r.full("bn_reestimation_batches"),
+                                  "BatchNorm re-estimation recomputes the statistics of a quantized model: set quant.mode: qat or ptq (it is fp32), or remove the key")
             }
             if adaround.enabled && mode != "ptq" {
                 throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.enabled"),

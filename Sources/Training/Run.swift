@@ -68,6 +68,8 @@ public final class TrainingRun {
     public private(set) var step = 0
     var best = -Double.infinity, bestStep = -1
     var nonFinite = 0, consecutiveNonFinite = 0
+    /// best.h5's BatchNorm statistics were re-estimated (`quant.bn_reestimation_batches`).
+    var bnReestimated = false
     var elapsed = 0.0, elapsedAtStart = 0.0
     /// For tests: behave as if interrupted after this many steps (of this process).
     public var stopAfterSteps: Int?
@@ -190,6 +192,7 @@ public final class TrainingRun {
         c.recipe = recipe.resolvedYAML(); c.model = recipe.model.backbone
         let st: [String: Any] = ["quantized": handle != nil, "best": best.isFinite ? best : NSNull(), "best_step": bestStep,
                                  "nonfinite_steps": nonFinite, "elapsed_seconds": elapsed, "classes": task.classes]
+            .merging(bnReestimated ? ["bn_reestimated": true] : [:]) { a, _ in a }
         c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
         if let ema { EMAEntries.store(ema.shadow, in: &c) }
         do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
@@ -369,6 +372,37 @@ public final class TrainingRun {
         return .interrupted(step: step, signal: signal)
     }
 
+    /// `quant.bn_reestimation_batches`: best.h5's BatchNorm statistics re-estimated on its quantized model
+    /// (the evaluation weights: the EMA's when the recipe keeps one), evaluated on `eval.split`, and
+    /// written back to best.h5, whose state then records it (a resumed run does not redo it). The best
+    /// value becomes the re-estimated model's, whether it rose or fell; both are logged.
+    func reestimateBatchNorm(batches n: Int) throws {
+        let path = dir + "/checkpoints/best.h5"
+        let c = try TrainingRun.loadCheckpoint(path)
+        if TrainingRun.state(c)["bn_reestimated"] as? Bool == true { bnReestimated = true; return }
+        do { try c.apply(to: model, strict: true, file: path) } catch { throw TrainingError("\(error)") }
+        if let ema { EMAEntries.load(c, into: ema.shadow) }
+        let inputs = try task.calibrationInputs(batches: n)
+        let paths = try withEvaluationWeights { () -> [String] in
+            let p = BatchNormReestimation.run(model, batches: inputs) { self.model($0) }
+            if let ema {   // the EMA's buffers are the statistics evaluation uses
+                let current = Dictionary(uniqueKeysWithValues: model.namedBuffers())
+                for (name, t) in ema.shadow { if let v = current[name] { t.pointer.update(from: v.pointer, count: t.count) } }
+            }
+            return p
+        }
+        let m = try evaluate(split: recipe.eval.split)
+        guard let v = m[recipe.eval.metric] else {
+            throw TrainingError("eval.metric \(recipe.eval.metric): the \(recipe.task) task reports no such metric (it reports \(m.names().joined(separator: ", ")))")
+        }
+        let before = best
+        best = v; bnReestimated = true
+        try save("best.h5")
+        try record(["type": "eval", "step": step, "split": m.split, "bn_reestimated": true].merging(m.record) { a, _ in a })
+        console.line(String(format: "bn re-estimation: %d BatchNorms on %d batches; %@ %@ %.4f -> %.4f (best.h5 rewritten)",
+                            paths.count, inputs.count, m.split, recipe.eval.metric, before, v))
+    }
+
     /// PTQ conversion (when the recipe asks for it), final evaluation of best.h5 on the final split,
     /// final.json.
     func finish(start: Date, stepsAtStart: Int) throws -> FinalReport {
@@ -398,6 +432,7 @@ public final class TrainingRun {
             try evaluateAndKeepBest(epoch: max(0, step / batchesPerEpoch - 1))
             try save("last.h5")
         }
+        if let n = recipe.quant.bnReestimationBatches { try reestimateBatchNorm(batches: n) }
         elapsed = elapsedAtStart + Date().timeIntervalSince(start)
         var final: TaskMetrics? = nil
         if recipe.eval.finalSplit != "none" {

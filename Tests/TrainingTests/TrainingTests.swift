@@ -142,6 +142,36 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertTrue("\(err)".contains("has float weights only"), "\(err)")
         }
 
+        // BatchNorm re-estimation after QAT: best.h5 gets the re-estimated statistics (its weights are
+        // the last step's, as without it), the re-estimated val metric is recorded and becomes `best`, and
+        // qat eval of best.h5 reproduces the final numbers.
+        let bnr = try tinyRecipe(overrides: ["train.optimizer.lr=0.01", "quant.mode=qat", "quant.init_from=\(best)", "train.epochs=1",
+                                             "quant.bn_reestimation_batches=3"])
+        XCTAssertTrue(bnr.resolvedYAML().contains("bn_reestimation_batches: 3"))
+        XCTAssertFalse(qat.resolvedYAML().contains("bn_reestimation"))
+        guard case .finished(let fb) = try TrainingRun(recipe: bnr, runDir: root + "/bnr", resume: false, quiet: true).run() else { return XCTFail() }
+        XCTAssertTrue(try String(contentsOfFile: root + "/bnr/train.log", encoding: .utf8).contains("bn re-estimation: "))
+        let cb = try Checkpoint.load(from: root + "/bnr/checkpoints/best.h5"), cl = try Checkpoint.load(from: root + "/bnr/checkpoints/last.h5")
+        XCTAssertEqual(TrainingRun.state(cb)["bn_reestimated"] as? Bool, true)
+        XCTAssertNil(TrainingRun.state(cl)["bn_reestimated"])
+        XCTAssertEqual(cb.params, cl.params)
+        let means = cb.buffers.keys.filter { $0.hasSuffix("runningMean") }
+        XCTAssertFalse(means.isEmpty)
+        XCTAssertTrue(means.contains { cb.buffers[$0] != cl.buffers[$0] }, "no running statistics changed")
+        let records = try String(contentsOfFile: root + "/bnr/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let reest = try XCTUnwrap(records.first { $0["bn_reestimated"] as? Bool == true })
+        XCTAssertEqual(reest["accuracy"] as? Double, fb.best)
+        let eb = try CheckpointEvaluation.run(checkpoint: root + "/bnr/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
+        XCTAssertEqual(eb.metrics, fb.final)
+        XCTAssertThrowsError(try tinyRecipe(overrides: ["quant.bn_reestimation_batches=3"])) { e in
+            XCTAssertTrue("\(e)".contains("quant.bn_reestimation_batches") && "\(e)".contains("qat or ptq"), "\(e)")
+        }
+        XCTAssertThrowsError(try tinyRecipe(overrides: ["quant.mode=qat", "quant.bn_reestimation_batches=0"])) { e in
+            XCTAssertTrue("\(e)".contains("quant.bn_reestimation_batches"), "\(e)")
+        }
+
         let ptq = try tinyRecipe(overrides: ["quant.mode=ptq", "quant.init_from=\(best)", "train.epochs=0", "quant.weight.bits=4",
                                              "quant.activation.bits=4", "quant.equalize=true", "quant.bias_correction=true"])
         let p = try TrainingRun(recipe: ptq, runDir: root + "/ptq", resume: false, quiet: true)
