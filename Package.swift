@@ -30,6 +30,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "Int8Engine", targets: ["Int8Engine"]),
+        .library(name: "Prune", targets: ["Prune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,11 +72,13 @@ let package = Package(
         // otherwise; no build flag) under Int8Engine's lowering of quantized models.
         .target(name: "CInt8", path: "Sources/CInt8", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         .target(name: "Int8Engine", dependencies: ["CInt8", "Kernels", "Autodiff", "NN", "Quant", "Detection"], swiftSettings: optimize),
+        // Structured pruning: channel groups from the modules' ChannelFlow, importance criteria, removal.
+        .target(name: "Prune", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX", "Int8Engine"],
+        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX", "Int8Engine", "Prune"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5", "Prune",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         // A process that saves checkpoints in a loop, for the test that kills it mid-save (CheckpointTests).
@@ -98,6 +101,7 @@ let package = Package(
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "Int8EngineTests", dependencies: ["Int8Engine", "CInt8", "NN", "Quant", "Autodiff", "Kernels", "Detection"]),
+        .testTarget(name: "PruneTests", dependencies: ["Prune", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Detection", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),
     ],

@@ -16,8 +16,9 @@ public final class Conv2d: Module, QuantizableLayer, BiasCorrectable {
     /// Fuse a per-tensor input quantizer into depthwise convs (same values and gradients, less memory
     /// traffic). Off only to compare against the unfused path.
     public var fuseInputQuantizer = true
-    public let inChannels: Int, outChannels: Int
-    public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
+    /// Channel counts and groups change only when channels are removed (`keepChannels`).
+    public internal(set) var inChannels: Int, outChannels: Int, groups: Int
+    public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)
     public var quantizationChannels: (output: Int, input: Int) { (outChannels, inChannels) }
     public var weightGroups: Int { groups }
     public var acceptsBiasCorrection: Bool { foldedBN == nil }
@@ -127,7 +128,8 @@ public final class Linear: Module, QuantizableLayer {
     @OptionalParam public var bias: Tensor?
     public var weightQuantizer: Module?
     public var inputQuantizer: Module?
-    public let inFeatures: Int, outFeatures: Int
+    /// Change only when features are removed (`keepChannels`).
+    public internal(set) var inFeatures: Int, outFeatures: Int
     public var quantizationChannels: (output: Int, input: Int) { (outFeatures, inFeatures) }
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) throws {

@@ -37,13 +37,48 @@ public struct Recipe: Sendable, Equatable {
         /// stride 1 (ResNet: a 3x3 stride-1 stem without max-pooling), so the backbone's total stride is 8
         /// instead of 32 and 32-px chips end in 4x4 maps.
         public var smallInput = false
+        /// Channel counts of pruned groups (`qat prune` writes them): the model is built, then each named
+        /// channel group (named by its first producing layer) shrinks to `keep` channels before weights load.
+        public var channels: [ChannelCount] = []
+        public struct ChannelCount: Equatable, Sendable {
+            public var group: String
+            public var keep: Int
+            public init(group: String, keep: Int) { self.group = group; self.keep = keep }
+        }
         public init() {}
         public static var fields: [Field<Model>] {
             [.choice("backbone", \.backbone, Recipe.backbones), .double("width", \.width, min: 0.05, max: 4), .choice("head", \.head, ["linear"]),
              .double("dropout", \.dropout, min: 0, max: 0.99), Field.optString("init_from", \.initFrom).addedWithDetection(),
-             Field.bool("small_input", \.smallInput).writtenWhenSet()]
+             Field.bool("small_input", \.smallInput).writtenWhenSet(), channelsField.writtenWhenSet()]
+        }
+
+        static var channelsField: Field<Model> {
+            Field("channels", read: { m, s, _ in
+                guard let items = try m.list("channels") else { return }
+                var seen = Set<String>()
+                s.channels = try items.enumerated().map { i, item in
+                    let r = try Reader(item, path: m.full("channels") + "[\(i)]", origin: item.origin)
+                    guard let group = try r.optString("group") else {
+                        throw RecipeError(origin: item.origin, key: r.full("group"), "each entry needs a group (the path of the group's first producing layer, as `qat prune` writes it)")
+                    }
+                    guard let keep = try r.optInt("keep", min: 1) else {
+                        throw RecipeError(origin: item.origin, key: r.full("keep"), "each entry needs keep: the group's channel count (at least 1)")
+                    }
+                    guard seen.insert(group).inserted else {
+                        throw RecipeError(origin: item.origin, key: r.full("group"), "group '\(group)' is listed twice")
+                    }
+                    try r.finish()
+                    return ChannelCount(group: group, keep: keep)
+                }
+            }, write: { s, _ in
+                Resolved.list(s.channels.map { Resolved.map([("group", Resolved.string($0.group)), ("keep", Resolved.int($0.keep))]) })
+            })
         }
         public func check(_ r: Reader, _ context: RecipeContext) throws {
+            if !channels.isEmpty && context.task == "detection" {
+                throw RecipeError(origin: r.value("channels")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("channels"),
+                                  "pruned channel counts apply to classification models only for now (the detector's FPN and heads do not declare their channel flow yet)")
+            }
             if smallInput && context.task == "detection" {
                 throw RecipeError(origin: r.value("small_input")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("small_input"),
                                   "is for classification on small chips (total stride 8); a detector needs the C3-C5 maps at strides 8, 16 and 32: remove it")

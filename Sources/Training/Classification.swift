@@ -2,6 +2,7 @@ import Foundation
 import Kernels
 import Autodiff
 import NN
+import Prune
 import Datasets
 import Recipes
 import Checkpoint
@@ -27,8 +28,17 @@ public final class ClassificationTask: TrainingTask {
     public var dataRoot: String { data.root }
 
     public func makeModel(rng: inout RNG) throws -> Module {
-        let m = try Backbones.make(recipe.model.backbone, width: recipe.model.width, numClasses: classes.count, smallInput: recipe.model.smallInput, rng: &rng)
+        let m = try ClassificationTask.classifier(recipe, classes: classes.count, rng: &rng)
         for (_, mod) in m.namedModules() { if let d = mod as? Dropout { d.p = Float(recipe.model.dropout) } }
+        return m
+    }
+
+    /// The recipe's backbone with a linear classifier, its pruned groups (`model.channels`) shrunk.
+    public static func classifier(_ r: Recipe, classes: Int, rng: inout RNG) throws -> Module {
+        let m = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, smallInput: r.model.smallInput, rng: &rng)
+        if !r.model.channels.isEmpty {
+            do { try Pruner.resize(m, channels: r.model.channels.map { ($0.group, $0.keep) }) } catch { throw TrainingError("\(error)") }
+        }
         return m
     }
 
@@ -63,7 +73,7 @@ public final class ClassificationTask: TrainingTask {
         do { tr = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)") } catch { throw TrainingError("\(key): \(error)") }
         guard tr.task == "classification" else { throw TrainingError("\(key): \(path) is a \(tr.task) checkpoint; a classifier must teach a classifier") }
         var rng = RNG(seed: 0)
-        let m = try Backbones.make(tr.model.backbone, width: tr.model.width, numClasses: classes.count, smallInput: tr.model.smallInput, rng: &rng)
+        let m = try ClassificationTask.classifier(tr, classes: classes.count, rng: &rng)
         // A teacher of another class count fails here on the classifier's shape.
         do { try loadFloatWeights(c, into: m, recipe: tr, path: path) } catch { throw TrainingError("\(key): \(error)") }
         m.eval()

@@ -17,7 +17,7 @@ struct QAT: ParsableCommand {
         commandName: "qat",
         abstract: "Quantization-aware training research framework (Swift, CPU).",
         discussion: "Threads: set QAT_NUM_THREADS (default: all cores); GEMMs are split over them (OpenBLAS runs single-threaded inside).",
-        subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, DataCommand.self, Detect.self, PredictCommand.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, SweepCommand.self, ExportCommand.self, BenchCommand.self, ModelCommand.self, QuantCommand.self, PruneCommand.self, DataCommand.self, Detect.self, PredictCommand.self])
 
     /// Chooses OpenBLAS's kernels for CPUs it does not recognise (see `BLASDispatch`), then runs the
     /// command. Exit status: 0 done; 1 an error in an input (recipe, data, checkpoint, a path that
@@ -228,7 +228,7 @@ struct SummaryCommand: ParsableCommand {
             let classes = try guarded { synthetic ? AircraftType.catalog.count : try makeTask(r).classes.count }
             let m: Module = try guarded {
                 r.task == "detection" ? try DetectionTask.makeDetector(r, classes: classes, rng: &rng) as Module
-                                      : try Backbones.make(r.model.backbone, width: r.model.width, numClasses: classes, smallInput: r.model.smallInput, rng: &rng)
+                                      : try ClassificationTask.classifier(r, classes: classes, rng: &rng)
             }
             print("\(name): \(r.model.backbone) x\(r.model.width), \(classes) classes, input \(r.data.inputSize) px")
             print(ModelSummary(m, inputShape: [1, 3, r.data.inputSize, r.data.inputSize]).format())

@@ -1,0 +1,238 @@
+import Foundation
+import Kernels
+import Autodiff
+import NN
+import Prune
+import Checkpoint
+import Recipes
+import Files
+import UserPaths
+
+/// `qat prune CKPT (--ratio R | --plan PLAN.yaml) [--criterion C] --out NEW.h5`: removes channels from
+/// a classifier checkpoint's float model (groups from `ChannelGraph`, scored by `Importance`, removed by
+/// `Pruner`) and writes
+/// - NEW.h5: the pruned float weights (no optimizer state) with a stored recipe whose `model.channels`
+///   rebuilds the pruned shapes, so `qat eval NEW.h5` works;
+/// - NEW.yaml: that recipe as a fine-tuning run (`quant.init_from: NEW.h5`, FP32), to train with
+///   `qat train NEW.yaml` or to use as a sweep variant's recipe (then QAT from its best.h5).
+/// The report gives parameters, MACs and measured FP32 latency (batch 1 and 8) before and after, and
+/// the metric on `evalSplit` when asked.
+public enum ChannelPruning {
+    public struct GroupRow: Codable, Sendable, Equatable {
+        public var group: String
+        public var before: Int
+        public var after: Int
+    }
+
+    public struct Report: Codable, Sendable {
+        public var checkpoint: String
+        public var out: String
+        public var recipe: String
+        public var criterion: String
+        public var groups: [GroupRow]
+        public var paramsBefore: Int, paramsAfter: Int
+        public var macsBefore: Int, macsAfter: Int
+        /// Median milliseconds of an eval-mode forward at batch 1 and batch 8 (FP32 engine, this machine).
+        public var latencyBefore: [String: Double], latencyAfter: [String: Double]
+        public var metric: String?
+        public var metricBefore: Double?, metricAfter: Double?
+    }
+
+    /// A plan file: `criterion` (optional) and `ratios`, a mapping from group name to ratio in [0, 1).
+    public static func readPlan(_ path: String) throws -> (criterion: PruneCriterion?, ratios: [(String, Double)]) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw TrainingError("--plan: cannot read \(path)" + (PathProblem.brokenLink(path).map { ": " + $0 } ?? ""))
+        }
+        let tree: Tree
+        do { tree = try Tree.parse(text, file: path) } catch { throw TrainingError("--plan: \(error)") }
+        let r: Reader
+        do { r = try Reader(tree, path: "", origin: Origin(file: path)) } catch { throw TrainingError("--plan: \(error)") }
+        do {
+            let c = try r.optString("criterion")
+            let criterion = try c.map { name -> PruneCriterion in
+                guard let v = PruneCriterion(rawValue: name) else {
+                    throw RecipeError(origin: r.value("criterion")?.origin, key: "criterion", "'\(name)' is not a criterion; use one of \(PruneCriterion.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return v
+            }
+            guard case .map(let entries, _)? = r.value("ratios"), !entries.isEmpty else {
+                throw RecipeError(origin: r.value("ratios")?.origin ?? tree.origin, key: "ratios",
+                                  "needs a mapping from channel group (its first producing layer's path, as `qat prune --list` prints) to a ratio in [0, 1)")
+            }
+            let ratios = try entries.map { name, v -> (String, Double) in
+                guard case .scalar(let s, _, _) = v, let x = Double(s), x >= 0, x < 1 else {
+                    throw RecipeError(origin: v.origin, key: "ratios.\(name)", "must be a ratio in [0, 1) (the share of the group's channels removed)")
+                }
+                return (name, x)
+            }
+            try r.finish()
+            return (criterion, ratios)
+        } catch let e as RecipeError { throw TrainingError("--plan: \(e)") }
+    }
+
+    /// The float model of a checkpoint with its groups, for listing.
+    public static func groups(checkpoint path: String, overrides: [String] = []) throws -> [ChannelGroup] {
+        let (_, _, model) = try prunableModel(checkpoint: path, overrides: overrides)
+        do { return try ChannelGraph.groups(of: model) } catch { throw TrainingError("\(error)") }
+    }
+
+    static func prunableModel(checkpoint path: String, overrides: [String]) throws -> (Recipe, Checkpoint, Module) {
+        let c = try loadTrainedCheckpoint(path, use: "be pruned")
+        let recipe: Recipe
+        do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: overrides) } catch { throw TrainingError("\(error)") }
+        guard recipe.task == "classification" else {
+            throw TrainingError("\(path) is a \(recipe.task) checkpoint: pruning supports classifiers for now (the detector's FPN and heads do not declare their channel flow yet)")
+        }
+        if let t = recipe.threads { Parallel.setThreads(t) }
+        let classes = try classCount(c, path: path)
+        var rng = RNG(seed: recipe.seed)
+        let model = try ClassificationTask.classifier(recipe, classes: classes, rng: &rng)
+        try loadFloatWeights(c, into: model, recipe: recipe, path: path)
+        model.eval()
+        return (recipe, c, model)
+    }
+
+    /// The classifier's output count, from the checkpoint's stored class list (no dataset needed).
+    static func classCount(_ c: Checkpoint, path: String) throws -> Int {
+        guard let classes = TrainingRun.state(c)["classes"] as? [String], !classes.isEmpty else {
+            throw TrainingError("\(path) records no class list (written by an older version); evaluate or retrain it first")
+        }
+        return classes.count
+    }
+
+    public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, ratio: Double?, plan: String?, out: String,
+                           evalSplit: String? = nil, overrides: [String] = [], l0Threshold: Float = Importance.defaultL0Threshold,
+                           log: (String) -> Void = { _ in }) throws -> Report {
+        guard out.hasSuffix(".h5") else { throw TrainingError("--out: \(out): name the file NAME.h5 (NAME.yaml is written beside it)") }
+        let recipeOut = String(out.dropLast(3)) + ".yaml"
+        for o in [out, recipeOut] {
+            guard URL(fileURLWithPath: o).standardizedFileURL.path != URL(fileURLWithPath: path).standardizedFileURL.path else {
+                throw TrainingError("--out: \(o) is the checkpoint being pruned; name another file")
+            }
+            do { try ProtectedFiles.check(output: o) } catch { throw TrainingError("--out: \(error)") }
+        }
+        if FileManager.default.fileExists(atPath: recipeOut) { throw TrainingError("--out: \(recipeOut) exists; name another output or remove it") }
+        let (recipe, source, model) = try prunableModel(checkpoint: path, overrides: overrides)
+        let groups: [ChannelGroup]
+        do { groups = try ChannelGraph.groups(of: model) } catch { throw TrainingError("\(error)") }
+        var ratios: [(String, Double)]
+        var criterion = cliCriterion ?? .l1
+        switch (ratio, plan) {
+        case (let r?, nil):
+            guard r >= 0 && r < 1 else { throw TrainingError("--ratio \(r) must be in [0, 1)") }
+            ratios = Pruner.uniform(groups, ratio: r)
+            if criterion == .bn { ratios = ratios.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } } }
+        case (nil, let p?):
+            let parsed = try readPlan(p)
+            ratios = parsed.ratios
+            if let c = parsed.criterion {
+                if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(p)'s criterion \(c.rawValue)") }
+                criterion = c
+            }
+        default:
+            throw TrainingError("give exactly one of --ratio R (every prunable group) and --plan PLAN.yaml")
+        }
+        let size = recipe.data.inputSize
+        let summaryBefore = ModelSummary(model, inputShape: [1, 3, size, size])
+        let latencyBefore = latency(model, size: size)
+        let task = try evalSplit.map { _ in try makeTask(recipe) }
+        func evaluate() throws -> Double? {
+            guard let task, let split = evalSplit else { return nil }
+            let m = try task.evaluate(model: model, split: split)
+            guard let v = m[recipe.eval.metric] else { throw TrainingError("the evaluation of \(split) has no metric \(recipe.eval.metric)") }
+            return v
+        }
+        let metricBefore = try evaluate()
+
+        let decisions: [Pruner.Decision]
+        do {
+            decisions = try Pruner.decide(groups, ratios: ratios, criterion: criterion, l0Threshold: l0Threshold)
+            try Pruner.apply(decisions, to: groups)
+        } catch { throw TrainingError("\(error)") }
+        let summaryAfter = ModelSummary(model, inputShape: [1, 3, size, size])
+        let latencyAfter = latency(model, size: size)
+        let metricAfter = try evaluate()
+
+        // The recipe that rebuilds the pruned shapes: every group of the model at its current count
+        // when it differs from the unpruned model's (earlier prunings included).
+        var pruned = recipe
+        var unpruned = recipe
+        unpruned.model.channels = []
+        var freshRNG = RNG(seed: 0)
+        let fresh = try ClassificationTask.classifier(unpruned, classes: try classCount(source, path: path), rng: &freshRNG)
+        let freshCounts: [String: Int]
+        do { freshCounts = Dictionary(uniqueKeysWithValues: try ChannelGraph.groups(of: fresh).map { ($0.name, $0.channels) }) }
+        catch { throw TrainingError("\(error)") }
+        let now: [ChannelGroup]
+        do { now = try ChannelGraph.groups(of: model) } catch { throw TrainingError("\(error)") }
+        pruned.model.channels = now.filter { $0.isPrunable && freshCounts[$0.name] != $0.channels }.map { .init(group: $0.name, keep: $0.channels) }
+        pruned.quant.mode = "fp32"
+        pruned.quant.initFrom = nil
+        pruned.quant.bnReestimationBatches = nil
+        pruned.quant.adaround.enabled = false
+
+        var c = Checkpoint.capture(model: model)
+        c.step = 0; c.epoch = 0; c.seed = recipe.seed
+        c.recipe = pruned.resolvedYAML(); c.model = recipe.model.backbone
+        var st = TrainingRun.state(source)
+        st["pruned_from"] = path; st["prune_criterion"] = criterion.rawValue
+        st["best"] = NSNull(); st["best_step"] = -1
+        c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
+        do { try c.save(to: out) } catch { throw TrainingError("--out: \(error)") }
+
+        var finetune = pruned
+        finetune.name = recipe.name + "-pruned"
+        finetune.quant.initFrom = out
+        let header = "# Fine-tunes the pruned model of \(out) (written by qat prune from \(path), criterion \(criterion.rawValue)).\n"
+        do { try AtomicFile.write(Data((header + finetune.resolvedYAML()).utf8), to: recipeOut, replacing: .outputsOnly) }
+        catch { throw TrainingError("--out: \(error)") }
+
+        let before = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
+        let rows = decisions.map { GroupRow(group: $0.group, before: before[$0.group] ?? $0.before, after: $0.kept.count) }
+        return Report(checkpoint: path, out: out, recipe: recipeOut, criterion: criterion.rawValue, groups: rows,
+                      paramsBefore: summaryBefore.totalParams, paramsAfter: summaryAfter.totalParams,
+                      macsBefore: summaryBefore.totalMACs, macsAfter: summaryAfter.totalMACs,
+                      latencyBefore: latencyBefore, latencyAfter: latencyAfter,
+                      metric: evalSplit.map { _ in recipe.eval.metric }, metricBefore: metricBefore, metricAfter: metricAfter)
+    }
+
+    /// Median milliseconds of eval-mode forwards (after two warm-up runs) at batch 1 and 8.
+    static func latency(_ model: Module, size: Int, runs: Int = 7) -> [String: Double] {
+        var out: [String: Double] = [:]
+        var rng = RNG(seed: 1)
+        for batch in [1, 8] {
+            let x = Tensor.randn([batch, 3, size, size], rng: &rng)
+            var times: [Double] = []
+            noGrad {
+                for i in 0..<(runs + 2) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = model(x)
+                    if i >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+                }
+            }
+            out["batch\(batch)"] = times.sorted()[times.count / 2]
+        }
+        return out
+    }
+
+    public static func table(_ r: Report) -> String {
+        var lines = ["group                                   channels", String(repeating: "-", count: 52)]
+        for g in r.groups where g.after != g.before {
+            lines.append(g.group.padding(toLength: max(40, g.group.count), withPad: " ", startingAt: 0) + String(format: "%4d -> %4d", g.before, g.after))
+        }
+        let untouched = r.groups.filter { $0.after == $0.before }.count
+        if untouched > 0 { lines.append("(\(untouched) groups unchanged)") }
+        func ratio(_ a: Int, _ b: Int) -> String { String(format: "%.2fx", Double(a) / Double(max(b, 1))) }
+        lines.append(String(format: "parameters: %d -> %d (%@ fewer)", r.paramsBefore, r.paramsAfter, ratio(r.paramsBefore, r.paramsAfter)))
+        lines.append(String(format: "MACs per image: %d -> %d (%@ fewer)", r.macsBefore, r.macsAfter, ratio(r.macsBefore, r.macsAfter)))
+        for b in ["batch1", "batch8"] {
+            let x = r.latencyBefore[b] ?? .nan, y = r.latencyAfter[b] ?? .nan
+            lines.append(String(format: "FP32 latency %@: %.2f -> %.2f ms (%.2fx faster)", b, x, y, x / y))
+        }
+        if let m = r.metric, let a = r.metricBefore, let b = r.metricAfter {
+            lines.append(String(format: "%@ before fine-tuning: %.2f%% -> %.2f%%", m, 100 * a, 100 * b))
+        }
+        lines.append("wrote \(r.out) and \(r.recipe) (criterion \(r.criterion)); fine-tune: qat train \(r.recipe)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
