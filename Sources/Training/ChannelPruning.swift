@@ -100,7 +100,7 @@ public enum ChannelPruning {
         return classes.count
     }
 
-    public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, ratio: Double?, plan: String?, out: String,
+    public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, ratio: Double?, plan: String?, macs: Double? = nil, out: String,
                            evalSplit: String? = nil, overrides: [String] = [], l0Threshold: Float = Importance.defaultL0Threshold,
                            log: (String) -> Void = { _ in }) throws -> Report {
         guard out.hasSuffix(".h5") else { throw TrainingError("--out: \(out): name the file NAME.h5 (NAME.yaml is written beside it)") }
@@ -117,12 +117,23 @@ public enum ChannelPruning {
         do { groups = try ChannelGraph.groups(of: model) } catch { throw TrainingError("\(error)") }
         var ratios: [(String, Double)]
         var criterion = cliCriterion ?? .l1
-        switch (ratio, plan) {
-        case (let r?, nil):
+        let size = recipe.data.inputSize
+        let summaryBefore = ModelSummary(model, inputShape: [1, 3, size, size])
+        func eligible(_ r: Double) -> [(String, Double)] {
+            let all = Pruner.uniform(groups, ratio: r)
+            return criterion != .bn ? all : all.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } }
+        }
+        switch (ratio, plan, macs) {
+        case (let r?, nil, nil):
             guard r >= 0 && r < 1 else { throw TrainingError("--ratio \(r) must be in [0, 1)") }
-            ratios = Pruner.uniform(groups, ratio: r)
-            if criterion == .bn { ratios = ratios.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } } }
-        case (nil, let p?):
+            ratios = eligible(r)
+        case (nil, nil, let m?):
+            guard m > 0 && m < 1 else { throw TrainingError("--macs \(m) must be in (0, 1): the share of the model's MACs to keep") }
+            let r = try uniformRatio(keepingMACs: m, of: summaryBefore.totalMACs, recipe: recipe, classes: try classCount(source, path: path),
+                                     groups: groups, plan: eligible, size: size)
+            log(String(format: "--macs %.3f: uniform ratio %.4f", m, r))
+            ratios = eligible(r)
+        case (nil, let p?, nil):
             let parsed = try readPlan(p)
             ratios = parsed.ratios
             if let c = parsed.criterion {
@@ -130,10 +141,8 @@ public enum ChannelPruning {
                 criterion = c
             }
         default:
-            throw TrainingError("give exactly one of --ratio R (every prunable group) and --plan PLAN.yaml")
+            throw TrainingError("give exactly one of --ratio R (every prunable group), --macs M (a uniform ratio that keeps M of the MACs) and --plan PLAN.yaml")
         }
-        let size = recipe.data.inputSize
-        let summaryBefore = ModelSummary(model, inputShape: [1, 3, size, size])
         let latencyBefore = latency(model, size: size)
         let task = try evalSplit.map { _ in try makeTask(recipe) }
         func evaluate() throws -> Double? {
@@ -194,6 +203,30 @@ public enum ChannelPruning {
                       macsBefore: summaryBefore.totalMACs, macsAfter: summaryAfter.totalMACs,
                       latencyBefore: latencyBefore, latencyAfter: latencyAfter,
                       metric: evalSplit.map { _ in recipe.eval.metric }, metricBefore: metricBefore, metricAfter: metricAfter)
+    }
+
+    /// The smallest uniform ratio (to 1e-4) whose pruned model keeps at most `share` of `total` MACs,
+    /// found by bisection on models rebuilt from channel counts (no weights).
+    static func uniformRatio(keepingMACs share: Double, of total: Int, recipe: Recipe, classes: Int, groups: [ChannelGroup],
+                             plan: (Double) -> [(String, Double)], size: Int) throws -> Double {
+        let current = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
+        func macs(_ r: Double) throws -> Int {
+            var rr = recipe
+            var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
+            for (name, x) in plan(r) { let n = current[name]!; counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down))) }
+            rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
+            var rng = RNG(seed: 0)
+            return ModelSummary(try ClassificationTask.classifier(rr, classes: classes, rng: &rng), inputShape: [1, 3, size, size]).totalMACs
+        }
+        var lo = 0.0, hi = 0.95
+        guard try Double(macs(hi)) <= share * Double(total) else {
+            throw TrainingError(String(format: "--macs %.3f: even a ratio of 0.95 keeps %.3f of the MACs (unprunable layers); ask for more", share, Double(try macs(hi)) / Double(total)))
+        }
+        while hi - lo > 1e-4 {
+            let mid = (lo + hi) / 2
+            if try Double(macs(mid)) <= share * Double(total) { hi = mid } else { lo = mid }
+        }
+        return hi
     }
 
     /// Median milliseconds of eval-mode forwards (after two warm-up runs) at batch 1 and 8.

@@ -11,7 +11,7 @@ struct PruneCommand: ParsableCommand {
         discussion: """
         Channel groups (channels that must go together: a producer's filters, its BatchNorm, the depthwise conv after it, \
         every branch of a residual add, the inputs of their consumers) come from the model; --list prints them. \
-        --ratio R removes R of every prunable group's channels; --plan PLAN.yaml gives a ratio per group \
+        --ratio R removes R of every prunable group's channels; --macs M finds the uniform ratio that keeps M of the MACs; --plan PLAN.yaml gives a ratio per group \
         (`criterion: l1` optional, `ratios: {GROUP: R, ...}`). The lowest-scoring channels go. \
         Writes NEW.h5 (pruned float weights; its stored recipe's model.channels rebuilds the shapes, so qat eval works) \
         and NEW.yaml (fine-tuning recipe: quant.init_from NEW.h5); prints parameters, MACs and FP32 latency before and after.
@@ -21,6 +21,8 @@ struct PruneCommand: ParsableCommand {
     var checkpoint: String
     @Option(help: "Share of every prunable group's channels to remove, in [0, 1).")
     var ratio: Double?
+    @Option(help: "Keep this share of the model's MACs, in (0, 1): the smallest uniform ratio that gets there.")
+    var macs: Double?
     @Option(help: "YAML plan: ratios per group (and optionally the criterion).")
     var plan: String?
     @Option(help: "Channel importance: \(PruneCriterion.allCases.map(\.rawValue).joined(separator: ", ")) (default l1).")
@@ -45,7 +47,10 @@ struct PruneCommand: ParsableCommand {
         if let evalSplit, !["train", "val", "test"].contains(evalSplit) { throw ValidationError("--eval-split must be train, val or test, got \(evalSplit)") }
         guard l0Threshold >= 0 && l0Threshold < 1 else { throw ValidationError("--l0-threshold must be in [0, 1), got \(l0Threshold)") }
         if list { return }
-        guard (ratio == nil) != (plan == nil) else { throw ValidationError("give exactly one of --ratio R and --plan PLAN.yaml (or --list)") }
+        guard [ratio != nil, plan != nil, macs != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --ratio R, --macs M and --plan PLAN.yaml (or --list)")
+        }
+        if let macs, !(macs > 0 && macs < 1) { throw ValidationError("--macs must be in (0, 1), got \(macs)") }
         if let ratio, !(ratio >= 0 && ratio < 1) { throw ValidationError("--ratio must be in [0, 1), got \(ratio)") }
         guard out != nil else { throw ValidationError("--out NEW.h5 is required") }
     }
@@ -61,7 +66,7 @@ struct PruneCommand: ParsableCommand {
         }
         if let report { try guarded { try ProtectedFiles.check(output: report) } }
         let r = try guarded {
-            try ChannelPruning.run(checkpoint: checkpoint, criterion: criterion.flatMap(PruneCriterion.init(rawValue:)), ratio: ratio, plan: plan, out: out!,
+            try ChannelPruning.run(checkpoint: checkpoint, criterion: criterion.flatMap(PruneCriterion.init(rawValue:)), ratio: ratio, plan: plan, macs: macs, out: out!,
                                    evalSplit: evalSplit, overrides: sets, l0Threshold: Float(l0Threshold)) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         }
         print(ChannelPruning.table(r), terminator: "")

@@ -79,6 +79,11 @@ final class ChannelPruningTests: XCTestCase {
         try fails(nil, ratio: 0.5, out: best, ["is the checkpoint being pruned"])
         try fails(nil, ratio: 0.5, out: root + "/y.onnx", ["NAME.h5"])
         try fails(nil, ratio: nil, ["exactly one of --ratio"])
+        // --macs: the uniform ratio that keeps at most that share of the MACs (and not much less).
+        let half = try ChannelPruning.run(checkpoint: best, criterion: .l1, ratio: nil, plan: nil, macs: 0.5, out: root + "/half.h5")
+        let kept = Double(half.macsAfter) / Double(half.macsBefore)
+        XCTAssertLessThanOrEqual(kept, 0.5)
+        XCTAssertGreaterThan(kept, 0.4)
         // A recipe whose model.channels names no group, or an impossible count, names the key.
         XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: best, data: nil, split: "val",
                                                           overrides: ["model.channels=[{group: features.2.conv.0, keep: 3}]"], fp32: false)) { e in
