@@ -229,13 +229,17 @@ public struct Recipe: Sendable, Equatable {
         public var maxNonFinite = 5
         /// Knowledge distillation from a float teacher (classification).
         public var distill = Distill()
+        /// Network slimming's sparsity training (Liu et al. 2017): lambda * sign(gamma) is added to every
+        /// BatchNorm's gamma gradient (the subgradient of lambda * sum |gamma|), so `qat prune --criterion bn`
+        /// finds channels to remove. 0: off.
+        public var bnSparsity = 0.0
         public init() {}
         public static var fields: [Field<Train>] {
             [.int("epochs", \.epochs, min: 0, cap: .epochs), .optInt("steps", \.steps, min: 0, cap: .steps), .int("batch", \.batch, min: 2, cap: .batch),
              .section("optimizer", \.optimizer), .section("schedule", \.schedule),
              .optDouble("clip_grad_norm", \.clipGradNorm, min: 0), .optDouble("ema", \.ema, min: 0, max: 0.999999),
              .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1),
-             Field.section("distill", \.distill).writtenWhenSet()]
+             Field.section("distill", \.distill).writtenWhenSet(), Field.double("bn_sparsity", \.bnSparsity, min: 0, max: 1).writtenWhenSet()]
         }
     }
 

@@ -3,12 +3,13 @@ import Kernels
 import Autodiff
 import NN
 import Prune
+import Quant
 import Checkpoint
 import Recipes
 import Files
 import UserPaths
 
-/// `qat prune CKPT (--ratio R | --plan PLAN.yaml) [--criterion C] --out NEW.h5`: removes channels from
+/// `qat prune CKPT (--global-ratio R | --macs M | --plan PLAN.yaml | --max-loss X --sensitivity S.json) [--criterion C] --out NEW.h5`: removes channels from
 /// a classifier checkpoint's float model (groups from `ChannelGraph`, scored by `Importance`, removed by
 /// `Pruner`) and writes
 /// - NEW.h5: the pruned float weights (no optimizer state) with a stored recipe whose `model.channels`
@@ -16,7 +17,9 @@ import UserPaths
 /// - NEW.yaml: that recipe as a fine-tuning run (`quant.init_from: NEW.h5`, FP32), to train with
 ///   `qat train NEW.yaml` or to use as a sweep variant's recipe (then QAT from its best.h5).
 /// The report gives parameters, MACs and measured FP32 latency (batch 1 and 8) before and after, and
-/// the metric on `evalSplit` when asked.
+/// the metric on `evalSplit` when asked. `bnBatches` > 0 re-estimates the pruned model's BatchNorm
+/// statistics on that many unaugmented training batches (adaptive BN, EagleEye) before it is evaluated
+/// and saved: the statistics of layers whose inputs lost channels no longer describe their inputs.
 public enum ChannelPruning {
     public struct GroupRow: Codable, Sendable, Equatable {
         public var group: String
@@ -100,9 +103,22 @@ public enum ChannelPruning {
         return classes.count
     }
 
-    public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, ratio: Double?, plan: String?, macs: Double? = nil, out: String,
-                           evalSplit: String? = nil, overrides: [String] = [], l0Threshold: Float = Importance.defaultL0Threshold,
+    /// What is pruned: one ratio for every group, the uniform ratio that keeps a share of the MACs, a
+    /// plan file, or the plan a sensitivity report (`PruneSensitivity`) gives for an accepted loss.
+    public enum Selection: Sendable {
+        case globalRatio(Double)
+        case macs(Double)
+        case plan(String)
+        case maxLoss(Double, sensitivity: String, cap: Double)
+        /// Sensitivity-guided ratios under a MAC budget: greedily, the step (a group's next ratio in the
+        /// report) with the least added drop per MAC saved, until at most this share of the MACs is left.
+        case macsGuided(Double, sensitivity: String, cap: Double)
+    }
+
+    public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, selection: Selection, out: String,
+                           evalSplit: String? = nil, bnBatches: Int = 0, overrides: [String] = [], l0Threshold: Float = Importance.defaultL0Threshold,
                            log: (String) -> Void = { _ in }) throws -> Report {
+        guard bnBatches >= 0 else { throw TrainingError("--bn-batches \(bnBatches) must be at least 0") }
         guard out.hasSuffix(".h5") else { throw TrainingError("--out: \(out): name the file NAME.h5 (NAME.yaml is written beside it)") }
         let recipeOut = String(out.dropLast(3)) + ".yaml"
         for o in [out, recipeOut] {
@@ -123,28 +139,42 @@ public enum ChannelPruning {
             let all = Pruner.uniform(groups, ratio: r)
             return criterion != .bn ? all : all.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } }
         }
-        switch (ratio, plan, macs) {
-        case (let r?, nil, nil):
-            guard r >= 0 && r < 1 else { throw TrainingError("--ratio \(r) must be in [0, 1)") }
+        switch selection {
+        case .globalRatio(let r):
+            guard r >= 0 && r < 1 else { throw TrainingError("--global-ratio \(r) must be in [0, 1)") }
             ratios = eligible(r)
-        case (nil, nil, let m?):
+        case .macs(let m):
             guard m > 0 && m < 1 else { throw TrainingError("--macs \(m) must be in (0, 1): the share of the model's MACs to keep") }
             let r = try uniformRatio(keepingMACs: m, of: summaryBefore.totalMACs, recipe: recipe, classes: try classCount(source, path: path),
                                      groups: groups, plan: eligible, size: size)
             log(String(format: "--macs %.3f: uniform ratio %.4f", m, r))
             ratios = eligible(r)
-        case (nil, let p?, nil):
+        case .plan(let p):
             let parsed = try readPlan(p)
             ratios = parsed.ratios
             if let c = parsed.criterion {
                 if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(p)'s criterion \(c.rawValue)") }
                 criterion = c
             }
-        default:
-            throw TrainingError("give exactly one of --ratio R (every prunable group), --macs M (a uniform ratio that keeps M of the MACs) and --plan PLAN.yaml")
+        case .maxLoss(let loss, let sensitivity, let cap):
+            guard loss >= 0, cap > 0 && cap < 1 else { throw TrainingError("--max-loss must be at least 0 and --cap in (0, 1)") }
+            let rep = try PruneSensitivity.read(sensitivity)
+            guard let c = PruneCriterion(rawValue: rep.criterion) else { throw TrainingError("--sensitivity: \(sensitivity) names no known criterion") }
+            if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(sensitivity)'s criterion \(c.rawValue)") }
+            criterion = c
+            ratios = PruneSensitivity.plan(rep, maxLoss: loss, cap: cap)
+            guard !ratios.isEmpty else { throw TrainingError(String(format: "--max-loss %.4f: no group of \(sensitivity) stays within it; accept more loss", loss)) }
+        case .macsGuided(let m, let sensitivity, let cap):
+            guard m > 0 && m < 1, cap > 0 && cap < 1 else { throw TrainingError("--macs must be in (0, 1) and --cap in (0, 1)") }
+            let rep = try PruneSensitivity.read(sensitivity)
+            guard let c = PruneCriterion(rawValue: rep.criterion) else { throw TrainingError("--sensitivity: \(sensitivity) names no known criterion") }
+            if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(sensitivity)'s criterion \(c.rawValue)") }
+            criterion = c
+            ratios = try guidedRatios(keepingMACs: m, of: summaryBefore.totalMACs, report: rep, cap: cap, recipe: recipe,
+                                      classes: try classCount(source, path: path), groups: groups, size: size, log: log)
         }
         let latencyBefore = latency(model, size: size)
-        let task = try evalSplit.map { _ in try makeTask(recipe) }
+        let task = evalSplit != nil || bnBatches > 0 ? try makeTask(recipe) : nil
         func evaluate() throws -> Double? {
             guard let task, let split = evalSplit else { return nil }
             let m = try task.evaluate(model: model, split: split)
@@ -152,12 +182,15 @@ public enum ChannelPruning {
             return v
         }
         let metricBefore = try evaluate()
+        let bnInputs = try task.map { try $0.calibrationInputs(batches: bnBatches) } ?? []
 
         let decisions: [Pruner.Decision]
         do {
             decisions = try Pruner.decide(groups, ratios: ratios, criterion: criterion, l0Threshold: l0Threshold)
             try Pruner.apply(decisions, to: groups)
         } catch { throw TrainingError("\(error)") }
+        // Adaptive BN (EagleEye, Li et al. 2020): the pruned model's BatchNorm statistics re-estimated.
+        if bnBatches > 0 { BatchNormReestimation.run(model, batches: bnInputs) { model($0) } }
         let summaryAfter = ModelSummary(model, inputShape: [1, 3, size, size])
         let latencyAfter = latency(model, size: size)
         let metricAfter = try evaluate()
@@ -227,6 +260,62 @@ public enum ChannelPruning {
             if try Double(macs(mid)) <= share * Double(total) { hi = mid } else { lo = mid }
         }
         return hi
+    }
+
+    /// MACs of the classifier rebuilt from channel counts (current counts, then `ratios` applied to the
+    /// groups of `groups`), without weights.
+    static func macs(recipe: Recipe, classes: Int, groups: [ChannelGroup], ratios: [(String, Double)], size: Int) throws -> Int {
+        let current = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
+        var rr = recipe
+        var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
+        for (name, x) in ratios {
+            guard let n = current[name] else { throw TrainingError("no channel group '\(name)' in this model") }
+            counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down)))
+        }
+        rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
+        var rng = RNG(seed: 0)
+        return ModelSummary(try ClassificationTask.classifier(rr, classes: classes, rng: &rng), inputShape: [1, 3, size, size]).totalMACs
+    }
+
+    /// `Selection.macsGuided`: each group's MAC saving at each ratio is measured alone; then, while the
+    /// model (rebuilt with the chosen ratios) has more than `share` of `total` MACs, the group whose
+    /// next ratio adds the least drop (negative drops count as 0) per MAC saved moves to it.
+    static func guidedRatios(keepingMACs share: Double, of total: Int, report: PruneSensitivity.Report, cap: Double, recipe: Recipe,
+                             classes: Int, groups: [ChannelGroup], size: Int, log: (String) -> Void) throws -> [(String, Double)] {
+        let steps = report.ratios.enumerated().filter { $0.element <= cap + 1e-12 }.map(\.offset)
+        guard !steps.isEmpty else { throw TrainingError("--cap \(cap): the sensitivity report has no ratio at or below it") }
+        struct Candidate { let name: String; let ratios: [Double]; let drops: [Double]; var saved: [Double] }
+        var cands: [Candidate] = try report.curves.map { c in
+            guard groups.contains(where: { $0.name == c.group && $0.isPrunable && $0.channels == c.channels }) else {
+                throw TrainingError("--sensitivity: group \(c.group) (\(c.channels) channels) is not a prunable group of this model; was the report made for this checkpoint?")
+            }
+            return Candidate(name: c.group, ratios: steps.map { report.ratios[$0] }, drops: steps.map { max(0, c.drop[$0]) }, saved: [])
+        }
+        for i in cands.indices {
+            cands[i].saved = try cands[i].ratios.map { Double(total - (try macs(recipe: recipe, classes: classes, groups: groups, ratios: [(cands[i].name, $0)], size: size))) }
+        }
+        var level = [Int](repeating: -1, count: cands.count)
+        func chosen() -> [(String, Double)] { cands.indices.filter { level[$0] >= 0 }.map { (cands[$0].name, cands[$0].ratios[level[$0]]) } }
+        var now = total
+        while Double(now) > share * Double(total) {
+            var best: (Int, Double, Double)? = nil
+            for i in cands.indices where level[i] + 1 < cands[i].ratios.count {
+                let k = level[i] + 1
+                let dDrop = cands[i].drops[k] - (level[i] >= 0 ? cands[i].drops[level[i]] : 0)
+                let dSave = cands[i].saved[k] - (level[i] >= 0 ? cands[i].saved[level[i]] : 0)
+                guard dSave > 0 else { continue }
+                let cost = max(0, dDrop) / dSave
+                if best == nil || cost < best!.1 || (cost == best!.1 && dSave > best!.2) { best = (i, cost, dSave) }
+            }
+            guard let (i, _, _) = best else {
+                throw TrainingError(String(format: "--macs %.3f: every group is at its largest ratio (cap %.2f) with %.3f of the MACs left; raise --cap or ask for more MACs",
+                                           share, cap, Double(now) / Double(total)))
+            }
+            level[i] += 1
+            now = try macs(recipe: recipe, classes: classes, groups: groups, ratios: chosen(), size: size)
+        }
+        log(String(format: "--macs %.3f guided by %@: %d groups pruned, %.3f of the MACs left", share, report.checkpoint, chosen().count, Double(now) / Double(total)))
+        return chosen()
     }
 
     /// Median milliseconds of eval-mode forwards (after two warm-up runs) at batch 1 and 8.

@@ -272,6 +272,8 @@ public final class TrainingRun {
         console.line("run \(dir): \(recipe.model.backbone) x\(recipe.model.width), \(recipe.quant.mode), \(totalSteps) steps (\(batchesPerEpoch) per epoch), \(task.trainCount) train samples, \(task.classes.count) classes")
         // Mean of each loss term (and of their sum, "") over the finite steps since the last metrics line.
         var window: [String: Double] = [:], windowN = 0, windowStart = Date()
+        let slimmed = recipe.train.bnSparsity > 0 ? model.namedModules().compactMap { $0.1 as? BatchNorm2d } : []
+        let lambda = Float(recipe.train.bnSparsity)
         while step < totalSteps {
             if let s = stopAfterSteps, step - stepsAtStart >= s { return try interrupt(signal: 0, start: start) }
             if StopSignal.requested != 0 { return try interrupt(signal: StopSignal.requested, start: start) }
@@ -289,6 +291,12 @@ public final class TrainingRun {
             var gradNorm: Float = 0
             if l.isFinite {
                 loss.backward()
+                // train.bn_sparsity: the subgradient of lambda * sum |gamma| (network slimming).
+                for bn in slimmed {
+                    guard let g = bn.weight.grad else { continue }
+                    let w = bn.weight.pointer, gp = g.pointer
+                    for i in 0..<g.count where w[i] != 0 { gp[i] += w[i] > 0 ? lambda : -lambda }
+                }
                 // The global gradient norm (clipped when the recipe says so): a non-finite one would
                 // poison the weights, so that step is skipped like a non-finite loss (GradScaler-style).
                 gradNorm = clipGradNorm(model.parameters(), maxNorm: recipe.train.clipGradNorm.map(Float.init) ?? .infinity)

@@ -15,7 +15,7 @@ final class ChannelPruningTests: XCTestCase {
         guard case .finished = try TrainingRun(recipe: fp, runDir: root + "/fp32", resume: false, quiet: true).run() else { return XCTFail() }
         let best = root + "/fp32/checkpoints/best.h5"
         let out = root + "/pruned.h5"
-        let r = try ChannelPruning.run(checkpoint: best, criterion: .fpgm, ratio: 0.5, plan: nil, out: out, evalSplit: "val")
+        let r = try ChannelPruning.run(checkpoint: best, criterion: .fpgm, selection: .globalRatio(0.5), out: out, evalSplit: "val")
         XCTAssertLessThan(Double(r.paramsAfter), 0.5 * Double(r.paramsBefore))
         XCTAssertLessThan(Double(r.macsAfter), 0.5 * Double(r.macsBefore))
         XCTAssertTrue(r.groups.allSatisfy { $0.after == max(1, $0.before - $0.before / 2) }, "\(r.groups)")
@@ -38,7 +38,7 @@ final class ChannelPruningTests: XCTestCase {
         XCTAssertTrue(eq.quantized)
         XCTAssertEqual(eq.metrics, fq.final)
         // Pruning the pruned model again: its recipe lists the new counts of every group it shrank.
-        let again = try ChannelPruning.run(checkpoint: root + "/ft/checkpoints/best.h5", criterion: nil, ratio: 0.25, plan: nil, out: root + "/again.h5")
+        let again = try ChannelPruning.run(checkpoint: root + "/ft/checkpoints/best.h5", criterion: nil, selection: .globalRatio(0.25), out: root + "/again.h5")
         let counts = try Recipe.parse(try Checkpoint.load(from: root + "/again.h5").recipe).model.channels
         XCTAssertEqual(counts.map(\.keep), again.groups.map(\.after))
         XCTAssertLessThan(again.paramsAfter, again.paramsBefore)
@@ -56,14 +56,14 @@ final class ChannelPruningTests: XCTestCase {
             return p
         }
         let plan = try write("criterion: l2\nratios:\n  features.2.conv.0.0: 0.5\n  features.4.conv.2: 0.25\n")
-        let r = try ChannelPruning.run(checkpoint: best, criterion: nil, ratio: nil, plan: plan, out: root + "/p.h5")
+        let r = try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .plan(plan), out: root + "/p.h5")
         XCTAssertEqual(r.criterion, "l2")
         XCTAssertEqual(r.groups.map(\.group), ["features.2.conv.0.0", "features.4.conv.2"])
         XCTAssertEqual(r.groups.map(\.after), [r.groups[0].before - r.groups[0].before / 2, r.groups[1].before - r.groups[1].before / 4])
         func fails(_ planText: String?, ratio: Double? = nil, criterion: PruneCriterion? = nil, out: String? = nil, _ expected: [String],
                    line: UInt = #line) throws {
-            let p = try planText.map(write)
-            XCTAssertThrowsError(try ChannelPruning.run(checkpoint: best, criterion: criterion, ratio: ratio, plan: p,
+            let selection: ChannelPruning.Selection = try planText.map { .plan(try write($0)) } ?? .globalRatio(ratio ?? 1)
+            XCTAssertThrowsError(try ChannelPruning.run(checkpoint: best, criterion: criterion, selection: selection,
                                                         out: out ?? root + "/x-\(UUID().uuidString).h5"), line: line) { e in
                 for s in expected { XCTAssertTrue("\(e)".contains(s), "\(e) lacks \(s)", line: line) }
             }
@@ -78,9 +78,9 @@ final class ChannelPruningTests: XCTestCase {
         try fails(nil, ratio: 0.5, out: root + "/p.h5", ["p.h5"])                      // never replaces a checkpoint
         try fails(nil, ratio: 0.5, out: best, ["is the checkpoint being pruned"])
         try fails(nil, ratio: 0.5, out: root + "/y.onnx", ["NAME.h5"])
-        try fails(nil, ratio: nil, ["exactly one of --ratio"])
+        try fails(nil, ratio: 1, ["--global-ratio 1.0 must be in [0, 1)"])
         // --macs: the uniform ratio that keeps at most that share of the MACs (and not much less).
-        let half = try ChannelPruning.run(checkpoint: best, criterion: .l1, ratio: nil, plan: nil, macs: 0.5, out: root + "/half.h5")
+        let half = try ChannelPruning.run(checkpoint: best, criterion: .l1, selection: .macs(0.5), out: root + "/half.h5")
         let kept = Double(half.macsAfter) / Double(half.macsBefore)
         XCTAssertLessThanOrEqual(kept, 0.5)
         XCTAssertGreaterThan(kept, 0.4)
@@ -95,5 +95,76 @@ final class ChannelPruningTests: XCTestCase {
         XCTAssertThrowsError(try tinyRecipe(overrides: ["model.channels=[{group: a, keep: 2}, {group: a, keep: 3}]"])) { e in
             XCTAssertTrue("\(e)".contains("listed twice"), "\(e)")
         }
+    }
+
+    /// Sensitivity: each group pruned alone; a curve's point equals what qat prune gives for a plan of
+    /// that group alone; the plan for an accepted loss takes each group's largest ratio within it.
+    func testSensitivityCurvesAndMaxLossPlan() throws {
+        let root = tempDir("prune-sens")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fp = try tinyRecipe(overrides: ["train.optimizer.lr=0.01", "train.epochs=1"])
+        guard case .finished = try TrainingRun(recipe: fp, runDir: root + "/fp32", resume: false, quiet: true).run() else { return XCTFail() }
+        let best = root + "/fp32/checkpoints/best.h5"
+        XCTAssertEqual(try PruneSensitivity.parseRatios("0.1:0.9:0.1").count, 9)
+        XCTAssertEqual(try PruneSensitivity.parseRatios("0.25, 0.5"), [0.25, 0.5])
+        for bad in ["0:0.5:0.1", "0.5,1", "a,b", "0.9:0.1:0.1"] { XCTAssertThrowsError(try PruneSensitivity.parseRatios(bad), bad) }
+        let r = try PruneSensitivity.run(checkpoint: best, ratios: [0.25, 0.75], criterion: .l2, split: "val", bnBatches: 2)
+        let groups = try ChannelPruning.groups(checkpoint: best)
+        XCTAssertEqual(r.curves.map(\.group), groups.filter(\.isPrunable).map(\.name))
+        XCTAssertTrue(r.curves.allSatisfy { $0.metric.count == 2 && zip($0.metric, $0.drop).allSatisfy { abs(r.base - $0.0 - $0.1) < 1e-12 } })
+        XCTAssertTrue(PruneSensitivity.table(r).contains(r.curves[0].group))
+        XCTAssertTrue(PruneSensitivity.svg(r).hasPrefix("<svg"))
+        // One point checked against qat prune with that group alone (same criterion, same BN re-estimation).
+        let c = r.curves[3]
+        let plan = root + "/plan-one.yaml"
+        try "criterion: l2\nratios:\n  \(c.group): 0.75\n".write(toFile: plan, atomically: true, encoding: .utf8)
+        let one = try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .plan(plan), out: root + "/one.h5", evalSplit: "val", bnBatches: 2)
+        XCTAssertEqual(one.metricAfter, c.metric[1])
+        // Plans: everything within a loss of 100 points (capped at 0.7: the 0.75 points are over the cap, so 0.25);
+        // within a loss below every drop, only the groups that lost nothing.
+        XCTAssertEqual(PruneSensitivity.plan(r, maxLoss: 1, cap: 0.7).map(\.1), Array(repeating: 0.25, count: r.curves.count))
+        XCTAssertEqual(PruneSensitivity.plan(r, maxLoss: 1, cap: 0.8).map(\.1), Array(repeating: 0.75, count: r.curves.count))
+        let strict = PruneSensitivity.plan(r, maxLoss: 0, cap: 0.9)
+        XCTAssertTrue(strict.allSatisfy { name, x in r.curves.first { $0.group == name }!.drop[x == 0.25 ? 0 : 1] <= 0 })
+        let sens = root + "/sens.json"
+        try PruneSensitivity.write(r, to: sens)
+        XCTAssertTrue(PruneSensitivity.planYAML(r, maxLoss: 0.02, cap: 0.7).contains("criterion: l2"))
+        let m = try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .maxLoss(1, sensitivity: sens, cap: 0.7), out: root + "/m.h5")
+        XCTAssertEqual(m.criterion, "l2")
+        XCTAssertEqual(m.groups.count, r.curves.count)
+        // A MAC budget spent where the curves lose least: at most that share left.
+        let g = try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .macsGuided(0.6, sensitivity: sens, cap: 0.8), out: root + "/g.h5")
+        XCTAssertLessThanOrEqual(Double(g.macsAfter) / Double(g.macsBefore), 0.6)
+        XCTAssertTrue(g.groups.allSatisfy { $0.after < $0.before })
+        XCTAssertThrowsError(try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .macsGuided(0.05, sensitivity: sens, cap: 0.3), out: root + "/u.h5")) { e in
+            XCTAssertTrue("\(e)".contains("every group is at its largest ratio"), "\(e)")
+        }
+        XCTAssertThrowsError(try ChannelPruning.run(checkpoint: best, criterion: .l1, selection: .maxLoss(1, sensitivity: sens, cap: 0.7), out: root + "/n.h5")) { e in
+            XCTAssertTrue("\(e)".contains("contradicts"), "\(e)")
+        }
+        XCTAssertThrowsError(try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .maxLoss(1, sensitivity: plan, cap: 0.7), out: root + "/n.h5")) { e in
+            XCTAssertTrue("\(e)".contains("not a report of qat prune sensitivity"), "\(e)")
+        }
+    }
+
+    /// train.bn_sparsity (network slimming) shrinks the BatchNorm scales against the same run without it,
+    /// by about lambda x lr x steps each (the subgradient of lambda * sum |gamma|).
+    func testBNSparsityShrinksGammas() throws {
+        let root = tempDir("slim")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func gammas(_ extra: [String], _ tag: String) throws -> Double {
+            let r = try tinyRecipe(overrides: ["train.steps=4", "train.optimizer.momentum=0", "train.optimizer.weight_decay=0"] + extra)
+            guard case .finished = try TrainingRun(recipe: r, runDir: root + "/" + tag, resume: false, quiet: true).run() else { XCTFail(); return 0 }
+            let c = try Checkpoint.load(from: root + "/\(tag)/checkpoints/last.h5")
+            let keys = c.params.keys.filter { k in c.buffers[String(k.dropLast("weight".count)) + "runningMean"] != nil }
+            XCTAssertGreaterThan(keys.count, 10)
+            return keys.reduce(0.0) { $0 + c.params[$1]!.values.reduce(0.0) { $0 + Double(abs($1)) } }
+        }
+        let plain = try gammas([], "plain"), slim = try gammas(["train.bn_sparsity=0.01"], "slim")
+        XCTAssertLessThan(slim, plain)
+        let r = try tinyRecipe(overrides: ["train.bn_sparsity=0.01"])
+        XCTAssertTrue(r.resolvedYAML().contains("bn_sparsity: 0.01"))
+        XCTAssertFalse(try tinyRecipe().resolvedYAML().contains("bn_sparsity"))
+        XCTAssertThrowsError(try tinyRecipe(overrides: ["train.bn_sparsity=-1"])) { e in XCTAssertTrue("\(e)".contains("train.bn_sparsity"), "\(e)") }
     }
 }
