@@ -35,7 +35,9 @@ public enum ChannelPruning {
         public var groups: [GroupRow]
         public var paramsBefore: Int, paramsAfter: Int
         public var macsBefore: Int, macsAfter: Int
-        /// Median milliseconds of an eval-mode forward at batch 1 and batch 8 (FP32 engine, this machine).
+        /// Median milliseconds of an eval-mode forward at batch 1 and batch 8 (FP32 engine, this machine)
+        /// at `latencySize` px.
+        public var latencySize: Int
         public var latencyBefore: [String: Double], latencyAfter: [String: Double]
         public var metric: String?
         public var metricBefore: Double?, metricAfter: Double?
@@ -116,7 +118,8 @@ public enum ChannelPruning {
     }
 
     public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, selection: Selection, out: String,
-                           evalSplit: String? = nil, bnBatches: Int = 0, overrides: [String] = [], l0Threshold: Float = Importance.defaultL0Threshold,
+                           evalSplit: String? = nil, bnBatches: Int = 0, latencySize: Int? = nil, overrides: [String] = [],
+                           l0Threshold: Float = Importance.defaultL0Threshold,
                            log: (String) -> Void = { _ in }) throws -> Report {
         guard bnBatches >= 0 else { throw TrainingError("--bn-batches \(bnBatches) must be at least 0") }
         guard out.hasSuffix(".h5") else { throw TrainingError("--out: \(out): name the file NAME.h5 (NAME.yaml is written beside it)") }
@@ -173,7 +176,7 @@ public enum ChannelPruning {
             ratios = try guidedRatios(keepingMACs: m, of: summaryBefore.totalMACs, report: rep, cap: cap, recipe: recipe,
                                       classes: try classCount(source, path: path), groups: groups, size: size, log: log)
         }
-        let latencyBefore = latency(model, size: size)
+        let latencyBefore = latency(model, size: latencySize ?? size)
         let task = evalSplit != nil || bnBatches > 0 ? try makeTask(recipe) : nil
         func evaluate() throws -> Double? {
             guard let task, let split = evalSplit else { return nil }
@@ -192,7 +195,7 @@ public enum ChannelPruning {
         // Adaptive BN (EagleEye, Li et al. 2020): the pruned model's BatchNorm statistics re-estimated.
         if bnBatches > 0 { BatchNormReestimation.run(model, batches: bnInputs) { model($0) } }
         let summaryAfter = ModelSummary(model, inputShape: [1, 3, size, size])
-        let latencyAfter = latency(model, size: size)
+        let latencyAfter = latency(model, size: latencySize ?? size)
         let metricAfter = try evaluate()
 
         // The recipe that rebuilds the pruned shapes: every group of the model at its current count
@@ -234,7 +237,7 @@ public enum ChannelPruning {
         return Report(checkpoint: path, out: out, recipe: recipeOut, criterion: criterion.rawValue, groups: rows,
                       paramsBefore: summaryBefore.totalParams, paramsAfter: summaryAfter.totalParams,
                       macsBefore: summaryBefore.totalMACs, macsAfter: summaryAfter.totalMACs,
-                      latencyBefore: latencyBefore, latencyAfter: latencyAfter,
+                      latencySize: latencySize ?? size, latencyBefore: latencyBefore, latencyAfter: latencyAfter,
                       metric: evalSplit.map { _ in recipe.eval.metric }, metricBefore: metricBefore, metricAfter: metricAfter)
     }
 
@@ -349,7 +352,8 @@ public enum ChannelPruning {
         lines.append(String(format: "MACs per image: %d -> %d (%@ fewer)", r.macsBefore, r.macsAfter, ratio(r.macsBefore, r.macsAfter)))
         for b in ["batch1", "batch8"] {
             let x = r.latencyBefore[b] ?? .nan, y = r.latencyAfter[b] ?? .nan
-            lines.append(String(format: "FP32 latency %@: %.2f -> %.2f ms (%.2fx faster)", b, x, y, x / y))
+            lines.append(String(format: "FP32 latency %@ at %d px: %.2f -> %.2f ms (%.2fx faster; MACs %.2fx fewer)", b, r.latencySize, x, y, x / y,
+                                Double(r.macsBefore) / Double(max(r.macsAfter, 1))))
         }
         if let m = r.metric, let a = r.metricBefore, let b = r.metricAfter {
             lines.append(String(format: "%@ before fine-tuning: %.2f%% -> %.2f%%", m, 100 * a, 100 * b))

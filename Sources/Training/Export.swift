@@ -28,7 +28,9 @@ public enum NotebookExport {
             try ProtectedFiles.check(output: out)
             if html { try ProtectedFiles.check(output: htmlPath) }
         } catch { throw TrainingError("--out: \(error)") }
-        if fm.fileExists(atPath: dir + "/summary.json") { doc = try sweepDocument(dir) }
+        if dir.hasSuffix(".json"), let d = fm.contents(atPath: dir), let r = try? JSONCoding.decoder().decode(PruneSensitivity.Report.self, from: d) {
+            doc = sensitivityDocument(r, file: dir)
+        } else if fm.fileExists(atPath: dir + "/summary.json") { doc = try sweepDocument(dir) }
         else if fm.fileExists(atPath: dir + "/recipe.resolved.yaml") { doc = try runDocument(dir) }
         else if fm.fileExists(atPath: dir) {
             throw TrainingError("\(dir) is neither a run directory (no recipe.resolved.yaml) nor a collected sweep (no summary.json: run `qat sweep SWEEP.yaml --collect` first)")
@@ -136,6 +138,25 @@ public enum NotebookExport {
     /// Python for a per-class bar chart of `final['per_class_<name>']`.
     static func perClassPython(_ key: String, _ title: String) -> String {
         "vals = [100 * a if a >= 0 else float('nan') for a in data['final']['\(key)']]\nplt.figure(figsize=(9, 4.5))\nplt.bar(data['classes'], vals)\nplt.xticks(rotation=35, ha='right'); plt.ylabel('%'); plt.title('\(title)'); plt.tight_layout(); plt.show()"
+    }
+
+    /// A pruning sensitivity report (`qat prune sensitivity --out S.json`): the curves, then the table.
+    static func sensitivityDocument(_ r: PruneSensitivity.Report, file: String) -> Document {
+        let data: [String: Any] = ["ratios": r.ratios, "base": r.base, "metric": r.metric,
+                                   "curves": r.curves.map { ["group": $0.group, "channels": $0.channels, "metric": $0.metric] as [String: Any] }]
+        let plot = Plot(title: "Pruning sensitivity", svg: PruneSensitivity.svg(r), python: """
+            plt.figure(figsize=(8, 4.5))
+            for c in data['curves']:
+                plt.plot(data['ratios'], [100 * m for m in c['metric']], marker='o', label=c['group'])
+            plt.axhline(100 * data['base'], color='k', linestyle=':', label='unpruned')
+            plt.xlabel('ratio of the group\\'s channels removed'); plt.ylabel(data['metric'] + ' (%)')
+            plt.title('Pruning sensitivity'); plt.legend(fontsize=6, ncol=2); plt.show()
+            """)
+        let intro = [String(format: "Each channel group of `%@` pruned alone (criterion %@%@), %@ on %@ against the ratio; unpruned: %.2f%%.",
+                            r.checkpoint, r.criterion, r.bnBatches > 0 ? ", BatchNorm re-estimated on \(r.bnBatches) batches" : "",
+                            r.metric, r.split, 100 * r.base)]
+        return Document(title: "Pruning sensitivity: \((file as NSString).lastPathComponent)", intro: intro, data: data, plots: [plot],
+                        tables: ["```\n" + PruneSensitivity.table(r) + "```"])
     }
 
     /// A run: loss terms over steps, every evaluation metric over epochs, and per-class bars of each

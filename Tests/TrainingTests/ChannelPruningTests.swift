@@ -129,6 +129,11 @@ final class ChannelPruningTests: XCTestCase {
         let sens = root + "/sens.json"
         try PruneSensitivity.write(r, to: sens)
         XCTAssertTrue(PruneSensitivity.planYAML(r, maxLoss: 0.02, cap: 0.7).contains("criterion: l2"))
+        // The notebook export shows the curves (pre-rendered SVG and a matplotlib cell) and the table.
+        let written = try NotebookExport.export(dir: sens, out: root + "/sens.ipynb", html: true)
+        let nb = try String(contentsOfFile: written[0], encoding: .utf8), page = try String(contentsOfFile: written[1], encoding: .utf8)
+        XCTAssertTrue(nb.contains("Pruning sensitivity") && nb.contains("svg+xml") && nb.contains(r.curves[0].group))
+        XCTAssertTrue(page.contains("<svg") && page.contains(r.curves[0].group))
         let m = try ChannelPruning.run(checkpoint: best, criterion: nil, selection: .maxLoss(1, sensitivity: sens, cap: 0.7), out: root + "/m.h5")
         XCTAssertEqual(m.criterion, "l2")
         XCTAssertEqual(m.groups.count, r.curves.count)
