@@ -373,3 +373,50 @@ extension ResNet: ChannelFlow {
         return try fc.map { try graph.flow($0, g) } ?? g
     }
 }
+
+// MARK: backbones as detector feature extractors
+
+/// A backbone whose C3, C4 and C5 maps' channel groups can be traced (a detector's FPN reads them).
+public protocol FeatureChannelFlow: Backbone {
+    /// The groups of the C3, C4 and C5 maps, given the input's group.
+    func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID]
+}
+
+/// The groups after `features.layers[i]` for each i in `ends` (the layers after the last end do not run).
+func featureFlow(_ features: Sequential, ends: [Int], owner: Module, _ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+    guard let last = ends.last else { throw ChannelFlowError(path: owner.path, "a small-input backbone has no C3-C5 feature maps") }
+    var g = input, out: [ChannelGroupID] = []
+    for (i, layer) in features.layers.enumerated() where i <= last {
+        g = try graph.flow(layer, g)
+        if ends.contains(i) { out.append(g) }
+    }
+    return out
+}
+
+extension MobileNetV1: FeatureChannelFlow {
+    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+        try featureFlow(features, ends: ends, owner: self, input, graph)
+    }
+}
+
+extension MobileNetV2: FeatureChannelFlow {
+    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+        try featureFlow(features, ends: ends, owner: self, input, graph)
+    }
+}
+
+extension MobileNetV3: FeatureChannelFlow {
+    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+        try featureFlow(features, ends: ends, owner: self, input, graph)
+    }
+}
+
+extension ResNet: FeatureChannelFlow {
+    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+        guard !smallInput else { throw ChannelFlowError(path: path, "a small-input backbone has no C3-C5 feature maps") }
+        let stem = try graph.flow(bn1, try graph.flow(conv1, input))
+        let c3 = try graph.flow(layer2, try graph.flow(layer1, stem))
+        let c4 = try graph.flow(layer3, c3)
+        return [c3, c4, try graph.flow(layer4, c4)]
+    }
+}

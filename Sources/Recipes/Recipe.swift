@@ -75,10 +75,6 @@ public struct Recipe: Sendable, Equatable {
             })
         }
         public func check(_ r: Reader, _ context: RecipeContext) throws {
-            if !channels.isEmpty && context.task == "detection" {
-                throw RecipeError(origin: r.value("channels")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("channels"),
-                                  "pruned channel counts apply to classification models only for now (the detector's FPN and heads do not declare their channel flow yet)")
-            }
             if smallInput && context.task == "detection" {
                 throw RecipeError(origin: r.value("small_input")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("small_input"),
                                   "is for classification on small chips (total stride 8); a detector needs the C3-C5 maps at strides 8, 16 and 32: remove it")

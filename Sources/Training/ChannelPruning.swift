@@ -10,7 +10,7 @@ import Files
 import UserPaths
 
 /// `qat prune CKPT (--global-ratio R | --macs M | --plan PLAN.yaml | --max-loss X --sensitivity S.json) [--criterion C] --out NEW.h5`: removes channels from
-/// a classifier checkpoint's float model (groups from `ChannelGraph`, scored by `Importance`, removed by
+/// a classifier's or a RetinaNet detector's float model (groups from `ChannelGraph`, scored by `Importance`, removed by
 /// `Pruner`) and writes
 /// - NEW.h5: the pruned float weights (no optimizer state) with a stored recipe whose `model.channels`
 ///   rebuilds the pruned shapes, so `qat eval NEW.h5` works;
@@ -85,19 +85,22 @@ public enum ChannelPruning {
         let c = try loadTrainedCheckpoint(path, use: "be pruned")
         let recipe: Recipe
         do { recipe = try Recipe.parse(c.recipe, file: "\(path) (stored recipe)", overrides: overrides) } catch { throw TrainingError("\(error)") }
-        guard recipe.task == "classification" else {
-            throw TrainingError("\(path) is a \(recipe.task) checkpoint: pruning supports classifiers for now (the detector's FPN and heads do not declare their channel flow yet)")
-        }
         if let t = recipe.threads { Parallel.setThreads(t) }
-        let classes = try classCount(c, path: path)
-        var rng = RNG(seed: recipe.seed)
-        let model = try ClassificationTask.classifier(recipe, classes: classes, rng: &rng)
+        let model = try build(recipe, classes: try classCount(c, path: path))
         try loadFloatWeights(c, into: model, recipe: recipe, path: path)
         model.eval()
         return (recipe, c, model)
     }
 
-    /// The classifier's output count, from the checkpoint's stored class list (no dataset needed).
+    /// The recipe's model (its `model.channels` applied), without a dataset: a classifier, or a
+    /// detector (RetinaNet; the decoupled design does not declare its channel flow).
+    static func build(_ recipe: Recipe, classes: Int) throws -> Module {
+        var rng = RNG(seed: recipe.seed)
+        if recipe.task == "detection" { return try DetectionTask.makeDetector(recipe, classes: classes, rng: &rng) }
+        return try ClassificationTask.classifier(recipe, classes: classes, rng: &rng)
+    }
+
+    /// The model's output count, from the checkpoint's stored class list (no dataset needed).
     static func classCount(_ c: Checkpoint, path: String) throws -> Int {
         guard let classes = TrainingRun.state(c)["classes"] as? [String], !classes.isEmpty else {
             throw TrainingError("\(path) records no class list (written by an older version); evaluate or retrain it first")
@@ -203,8 +206,7 @@ public enum ChannelPruning {
         var pruned = recipe
         var unpruned = recipe
         unpruned.model.channels = []
-        var freshRNG = RNG(seed: 0)
-        let fresh = try ClassificationTask.classifier(unpruned, classes: try classCount(source, path: path), rng: &freshRNG)
+        let fresh = try build(unpruned, classes: try classCount(source, path: path))
         let freshCounts: [String: Int]
         do { freshCounts = Dictionary(uniqueKeysWithValues: try ChannelGraph.groups(of: fresh).map { ($0.name, $0.channels) }) }
         catch { throw TrainingError("\(error)") }
@@ -251,8 +253,7 @@ public enum ChannelPruning {
             var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
             for (name, x) in plan(r) { let n = current[name]!; counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down))) }
             rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
-            var rng = RNG(seed: 0)
-            return ModelSummary(try ClassificationTask.classifier(rr, classes: classes, rng: &rng), inputShape: [1, 3, size, size]).totalMACs
+            return ModelSummary(try build(rr, classes: classes), inputShape: [1, 3, size, size]).totalMACs
         }
         var lo = 0.0, hi = 0.95
         guard try Double(macs(hi)) <= share * Double(total) else {
@@ -276,8 +277,7 @@ public enum ChannelPruning {
             counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down)))
         }
         rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
-        var rng = RNG(seed: 0)
-        return ModelSummary(try ClassificationTask.classifier(rr, classes: classes, rng: &rng), inputShape: [1, 3, size, size]).totalMACs
+        return ModelSummary(try build(rr, classes: classes), inputShape: [1, 3, size, size]).totalMACs
     }
 
     /// `Selection.macsGuided`: each group's MAC saving at each ratio is measured alone; then, while the

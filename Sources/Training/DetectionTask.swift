@@ -3,6 +3,7 @@ import Files
 import Kernels
 import Autodiff
 import NN
+import Prune
 import Datasets
 import Detection
 import Evaluation
@@ -57,8 +58,13 @@ public final class DetectionTask: TrainingTask {
         c.maxDetections = d.test.maxDetections
         do {
             let backbone = try Backbones.make(r.model.backbone, width: r.model.width, numClasses: nil, rng: &rng)
-            guard d.design == "decoupled" else { return try RetinaNet(backbone: backbone, config: c, rng: &rng) }
-            return try DecoupledRetinaNet(backbone: backbone, config: try decoupledConfig(d, base: c, typeCounts: typeCounts), rng: &rng)
+            let model: any Detector = d.design == "decoupled"
+                ? try DecoupledRetinaNet(backbone: backbone, config: try decoupledConfig(d, base: c, typeCounts: typeCounts), rng: &rng)
+                : try RetinaNet(backbone: backbone, config: c, rng: &rng)
+            if !r.model.channels.isEmpty {   // a pruned detector's shapes (`qat prune`)
+                do { try Pruner.resize(model, channels: r.model.channels.map { ($0.group, $0.keep) }) } catch { throw TrainingError("\(error)") }
+            }
+            return model
         } catch let e as TrainingError { throw e } catch { throw TrainingError("detector: \(error)") }
     }
 

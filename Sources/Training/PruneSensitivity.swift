@@ -74,8 +74,7 @@ public enum PruneSensitivity {
         for (name, channels) in names {
             var values: [Double] = []
             for r in ratios {
-                var rng = RNG(seed: recipe.seed)
-                let m = try ClassificationTask.classifier(recipe, classes: classes, rng: &rng)
+                let m = try ChannelPruning.build(recipe, classes: classes)
                 try loadFloatWeights(c, into: m, recipe: recipe, path: path)
                 m.eval()
                 do {

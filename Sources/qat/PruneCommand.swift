@@ -7,7 +7,7 @@ import Files
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
-        abstract: "Structured pruning of classifier checkpoints: channels removed, sensitivity curves.",
+        abstract: "Structured pruning of classifier and RetinaNet checkpoints: channels removed, sensitivity curves.",
         subcommands: [PruneRunCommand.self, PruneSensitivityCommand.self], defaultSubcommand: PruneRunCommand.self)
 }
 
@@ -32,7 +32,7 @@ struct PruneOptions: ParsableArguments {
 struct PruneRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Remove channels from a classifier checkpoint: writes a smaller model and the recipe that fine-tunes it (qat prune CKPT ... runs this).",
+        abstract: "Remove channels from a classifier or RetinaNet checkpoint: writes a smaller model and the recipe that fine-tunes it (qat prune CKPT ... runs this).",
         discussion: """
         Channel groups (channels that must go together: a producer's filters, its BatchNorm, the depthwise conv after it, \
         every branch of a residual add, the inputs of their consumers) come from the model; --list prints them. \
@@ -44,7 +44,7 @@ struct PruneRunCommand: ParsableCommand {
         and NEW.yaml (fine-tuning recipe: quant.init_from NEW.h5); prints parameters, MACs and FP32 latency before and after.
         """)
 
-    @Argument(help: "Checkpoint (HDF5) written by qat train: a classifier, usually an FP32 run's best.h5.")
+    @Argument(help: "Checkpoint (HDF5) written by qat train: a classifier or a RetinaNet, usually an FP32 run's best.h5.")
     var checkpoint: String
     @Option(help: "Share of every prunable group's channels to remove, in [0, 1).")
     var globalRatio: Double?
@@ -119,7 +119,7 @@ struct PruneSensitivityCommand: ParsableCommand {
         commandName: "sensitivity",
         abstract: "Per-group pruning sensitivity: each channel group pruned alone at each ratio, the split evaluated; table, JSON, SVG curves, and a plan for an accepted loss.")
 
-    @Argument(help: "Checkpoint (HDF5) written by qat train: a classifier.")
+    @Argument(help: "Checkpoint (HDF5) written by qat train: a classifier or a RetinaNet.")
     var checkpoint: String
     @Option(help: "Ratios: start:end:step (inclusive) or a comma list, each in (0, 1).")
     var ratios = "0.1:0.9:0.1"

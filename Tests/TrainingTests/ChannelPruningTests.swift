@@ -172,4 +172,30 @@ final class ChannelPruningTests: XCTestCase {
         XCTAssertFalse(try tinyRecipe().resolvedYAML().contains("bn_sparsity"))
         XCTAssertThrowsError(try tinyRecipe(overrides: ["train.bn_sparsity=-1"])) { e in XCTAssertTrue("\(e)".contains("train.bn_sparsity"), "\(e)") }
     }
+
+    /// A RetinaNet checkpoint prunes the same way (backbone, FPN and head towers; the heads' outputs
+    /// kept): qat eval of NEW.h5 reproduces the pruned model's mAP, and NEW.yaml fine-tunes it.
+    func testDetectorPruning() throws {
+        let root = tempDir("prune-det")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fp = try tinyDetectionRecipe(overrides: ["train.epochs=1"])
+        guard case .finished = try TrainingRun(recipe: fp, runDir: root + "/fp32", resume: false, quiet: true).run() else { return XCTFail() }
+        let best = root + "/fp32/checkpoints/best.h5"
+        let groups = try ChannelPruning.groups(checkpoint: best)
+        XCTAssertTrue(groups.contains { $0.name == "fpn.output.2" && $0.isPrunable })
+        XCTAssertEqual(groups.first { $0.name == "classificationHead.predictor" }?.protectedBecause, "the class logits")
+        let out = root + "/pruned.h5"
+        let r = try ChannelPruning.run(checkpoint: best, criterion: .l1, selection: .globalRatio(0.3), out: out, evalSplit: "val", bnBatches: 2)
+        XCTAssertLessThan(r.macsAfter, r.macsBefore)
+        XCTAssertEqual(r.metric, "map50")
+        let e = try CheckpointEvaluation.run(checkpoint: out, data: nil, split: "val", overrides: [], fp32: false)
+        XCTAssertEqual(e.metrics["map50"], r.metricAfter)
+        let ft = try Recipe.load(path: r.recipe, overrides: ["train.epochs=1"])
+        guard case .finished = try TrainingRun(recipe: ft, runDir: root + "/ft", resume: false, quiet: true).run() else { return XCTFail() }
+        // The decoupled design does not declare its channel flow: an error naming what is missing.
+        let dec = try tinyDetectionRecipe(overrides: ["detector.design=decoupled", "model.channels=[{group: fpn.output.2, keep: 4}]"])
+        XCTAssertThrowsError(try ChannelPruning.build(dec, classes: 3)) { e in
+            XCTAssertTrue("\(e)".contains("ChannelFlow"), "\(e)")
+        }
+    }
 }
