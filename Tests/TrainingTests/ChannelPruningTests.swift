@@ -37,6 +37,12 @@ final class ChannelPruningTests: XCTestCase {
         let eq = try CheckpointEvaluation.run(checkpoint: root + "/qat/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false)
         XCTAssertTrue(eq.quantized)
         XCTAssertEqual(eq.metrics, fq.final)
+        // The pruned QAT model runs on the int8 engine (shapes come from the modules): codes as the fake-quant model's.
+        let e8 = try CheckpointEvaluation.run(checkpoint: root + "/qat/checkpoints/best.h5", data: nil, split: "test", overrides: [], fp32: false,
+                                              engine: .int8(compare: true))
+        let c8 = try XCTUnwrap(e8.comparison)
+        XCTAssertGreaterThanOrEqual(c8.layerwise.fraction, 0.999)
+        XCTAssertLessThanOrEqual(c8.layerwise.maxDifference, 1)
         // Pruning the pruned model again: its recipe lists the new counts of every group it shrank.
         let again = try ChannelPruning.run(checkpoint: root + "/ft/checkpoints/best.h5", criterion: nil, selection: .globalRatio(0.25), out: root + "/again.h5")
         let counts = try Recipe.parse(try Checkpoint.load(from: root + "/again.h5").recipe).model.channels
