@@ -24,6 +24,8 @@ public enum PruneSensitivity {
 
     public struct Report: Codable, Sendable {
         public var checkpoint: String
+        /// `base`: the unpruned model's metric, after the same BatchNorm re-estimation as the pruned ones
+        /// when `bnBatches` > 0.
         public var split: String
         public var metric: String
         public var criterion: String
@@ -63,13 +65,17 @@ public enum PruneSensitivity {
             guard let v = r[metric] else { throw TrainingError("the evaluation of \(split) has no metric \(metric)") }
             return v
         }
-        let base = try evaluate(model0)
-        log(String(format: "unpruned %@ on %@: %.2f%%", metric, split, 100 * base))
+        let bnInputs = bnBatches > 0 ? try task.calibrationInputs(batches: bnBatches) : []
+        // The base goes through the same re-estimation as every pruned model, so a drop is the pruning's alone.
+        let asIs = try evaluate(model0)
+        if bnBatches > 0 { BatchNormReestimation.run(model0, batches: bnInputs) { model0($0) } }
+        let base = bnBatches > 0 ? try evaluate(model0) : asIs
+        log(String(format: "unpruned %@ on %@: %.2f%%", metric, split, 100 * asIs)
+            + (bnBatches > 0 ? String(format: ", %.2f%% with BatchNorm re-estimated (the base of the drops)", 100 * base) : ""))
         let groups: [ChannelGroup]
         do { groups = try ChannelGraph.groups(of: model0) } catch { throw TrainingError("\(error)") }
         var names = groups.filter(\.isPrunable).map { ($0.name, $0.channels) }
         if criterion == .bn { names = names.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } } }
-        let bnInputs = bnBatches > 0 ? try task.calibrationInputs(batches: bnBatches) : []
         var curves: [Curve] = []
         for (name, channels) in names {
             var values: [Double] = []
