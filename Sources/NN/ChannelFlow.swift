@@ -25,6 +25,9 @@ public protocol ChannelSliceable: Module {
     /// Keeps only `indices` (ascending, distinct, in range) along `role`: weights, biases and
     /// statistics shrink, and the layer's channel counts follow.
     func keepChannels(_ indices: [Int], _ role: ChannelRole) throws
+    /// Sets output channels `indices` to carry zeros where the layer makes them (a conv's or linear's
+    /// filters and biases; a BatchNorm's gamma and beta): the masked form of removing them.
+    func zeroOutputChannels(_ indices: [Int])
     /// Filter weights, one row per output channel ([out, ...]); nil for layers without filters.
     var filterWeights: Tensor? { get }
     /// Per-channel scale of a normalisation (a BatchNorm's gamma); nil for other layers.
@@ -185,6 +188,14 @@ func keeping(_ t: Tensor, axis: Int, _ indices: [Int]) -> Tensor {
     return out
 }
 
+/// Zeroes rows `indices` (along axis 0) of each tensor.
+func zeroRows(_ tensors: [Tensor?], _ indices: [Int]) {
+    for case let t? in tensors {
+        let per = t.count / t.shape[0]
+        for i in indices { (t.pointer + i * per).update(repeating: 0, count: per) }
+    }
+}
+
 func checkIndices(_ indices: [Int], count: Int, _ layer: Module, _ role: ChannelRole) throws {
     guard !indices.isEmpty else { throw ChannelFlowError(path: layer.path, "would lose all \(count) \(role.rawValue) channels") }
     for (k, i) in indices.enumerated() where i < 0 || i >= count || (k > 0 && indices[k - 1] >= i) {
@@ -226,6 +237,7 @@ extension Conv2d: ChannelSliceable, ChannelFlow {
     }
 
     public var filterWeights: Tensor? { weight }
+    public func zeroOutputChannels(_ indices: [Int]) { zeroRows([weight, bias], indices) }
 
     /// A dense conv consumes its input's group and produces a new one; a depthwise conv keeps its
     /// input's channels (same group). Other grouped convs are not supported.
@@ -261,6 +273,7 @@ extension Linear: ChannelSliceable, ChannelFlow {
     }
 
     public var filterWeights: Tensor? { weight }
+    public func zeroOutputChannels(_ indices: [Int]) { zeroRows([weight, bias], indices) }
 
     /// Features after global pooling are the channels before it, one to one.
     public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
@@ -282,6 +295,7 @@ extension BatchNorm2d: ChannelSliceable, ChannelFlow {
     }
 
     public var channelScale: Tensor? { weight }
+    public func zeroOutputChannels(_ indices: [Int]) { zeroRows([weight, bias], indices) }
 
     public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
         try graph.add(ChannelSlice(self, .output), to: input)
@@ -345,26 +359,33 @@ extension BasicBlock: ChannelFlow {
     }
 }
 
-extension MobileNetV1: ChannelFlow {
+/// A backbone that is a `features` stack (C3-C5 at `ends`) and an optional classifier: the MobileNets.
+public protocol FeatureStackBackbone: Backbone {
+    var features: Sequential { get }
+    var classifier: Sequential? { get }
+    var ends: [Int] { get }
+}
+
+extension FeatureStackBackbone {
     public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
         let f = try graph.flow(features, input)
         return try classifier.map { try graph.flow($0, f) } ?? f
+    }
+
+    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
+        guard let last = ends.last else { throw ChannelFlowError(path: path, "a small-input backbone has no C3-C5 feature maps") }
+        var g = input, out: [ChannelGroupID] = []
+        for (i, layer) in features.layers.enumerated() where i <= last {
+            g = try graph.flow(layer, g)
+            if ends.contains(i) { out.append(g) }
+        }
+        return out
     }
 }
 
-extension MobileNetV2: ChannelFlow {
-    public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
-        let f = try graph.flow(features, input)
-        return try classifier.map { try graph.flow($0, f) } ?? f
-    }
-}
-
-extension MobileNetV3: ChannelFlow {
-    public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
-        let f = try graph.flow(features, input)
-        return try classifier.map { try graph.flow($0, f) } ?? f
-    }
-}
+extension MobileNetV1: FeatureStackBackbone, ChannelFlow, FeatureChannelFlow {}
+extension MobileNetV2: FeatureStackBackbone, ChannelFlow, FeatureChannelFlow {}
+extension MobileNetV3: FeatureStackBackbone, ChannelFlow, FeatureChannelFlow {}
 
 extension ResNet: ChannelFlow {
     public func channelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> ChannelGroupID {
@@ -380,35 +401,6 @@ extension ResNet: ChannelFlow {
 public protocol FeatureChannelFlow: Backbone {
     /// The groups of the C3, C4 and C5 maps, given the input's group.
     func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID]
-}
-
-/// The groups after `features.layers[i]` for each i in `ends` (the layers after the last end do not run).
-func featureFlow(_ features: Sequential, ends: [Int], owner: Module, _ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
-    guard let last = ends.last else { throw ChannelFlowError(path: owner.path, "a small-input backbone has no C3-C5 feature maps") }
-    var g = input, out: [ChannelGroupID] = []
-    for (i, layer) in features.layers.enumerated() where i <= last {
-        g = try graph.flow(layer, g)
-        if ends.contains(i) { out.append(g) }
-    }
-    return out
-}
-
-extension MobileNetV1: FeatureChannelFlow {
-    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
-        try featureFlow(features, ends: ends, owner: self, input, graph)
-    }
-}
-
-extension MobileNetV2: FeatureChannelFlow {
-    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
-        try featureFlow(features, ends: ends, owner: self, input, graph)
-    }
-}
-
-extension MobileNetV3: FeatureChannelFlow {
-    public func featureChannelFlow(_ input: ChannelGroupID, _ graph: ChannelGraphBuilder) throws -> [ChannelGroupID] {
-        try featureFlow(features, ends: ends, owner: self, input, graph)
-    }
 }
 
 extension ResNet: FeatureChannelFlow {

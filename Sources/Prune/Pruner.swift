@@ -65,6 +65,17 @@ public enum Pruner {
         }
     }
 
+    /// The masked form of `apply`: the channels the decisions drop stay, carrying zeros (their producers'
+    /// filters and biases and their BatchNorms' gamma and beta zeroed). With activations that map 0 to 0
+    /// (relu, relu6, hardswish) a model gives the same outputs either way, which is how removal is tested.
+    public static func mask(_ decisions: [Decision], in groups: [ChannelGroup]) throws {
+        for d in decisions {
+            let g = try group(d.group, in: groups, key: "plan")
+            let removed = Array(Set(0..<g.channels).subtracting(d.kept)).sorted()
+            for s in g.slices where s.role != .input { s.layer.zeroOutputChannels(removed) }
+        }
+    }
+
     /// Shrinks groups to the given channel counts (their first channels kept): rebuilds a pruned
     /// model's shapes from its recipe before its weights load.
     public static func resize(_ model: Module, channels: [(group: String, keep: Int)], key: String = "model.channels") throws {

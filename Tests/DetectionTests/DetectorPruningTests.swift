@@ -56,20 +56,7 @@ final class DetectorPruningTests: XCTestCase {
             let groups = try ChannelGraph.groups(of: pruned)
             let decisions = try Pruner.decide(groups, ratios: Pruner.uniform(groups, ratio: 0.4), criterion: .l1)
             try Pruner.apply(decisions, to: groups)
-            let mg = try ChannelGraph.groups(of: masked)
-            for d in decisions {
-                let g = try XCTUnwrap(mg.first { $0.name == d.group })
-                let removed = Set(0..<g.channels).subtracting(d.kept)
-                for s in g.slices where s.role != .input {
-                    var tensors: [Tensor] = []
-                    if let bn = s.layer as? BatchNorm2d { tensors = [bn.weight, bn.bias] }
-                    else if let c = s.layer as? Conv2d { tensors = [c.weight] + (c.bias.map { [$0] } ?? []) }
-                    for t in tensors {
-                        let per = t.count / t.shape[0]
-                        for i in removed { for j in 0..<per { t.pointer[i * per + j] = 0 } }
-                    }
-                }
-            }
+            try Pruner.mask(decisions, in: try ChannelGraph.groups(of: masked))
             XCTAssertLessThan(Double(pruned.parameterCount), 0.75 * Double(masked.parameterCount), backbone)
             var rng = RNG(seed: 3)
             let x = Tensor.randn([1, 3, 64, 64], rng: &rng)

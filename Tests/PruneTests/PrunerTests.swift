@@ -5,28 +5,9 @@ import NN
 @testable import Prune
 
 final class PrunerTests: XCTestCase {
-    /// What the pruned model must compute: the original with the removed channels' producing filters
-    /// (and biases) zeroed and their BatchNorm outputs masked (gamma and beta 0), so they carry zeros.
-    func mask(_ decisions: [Pruner.Decision], in model: Module) throws {
-        let groups = try ChannelGraph.groups(of: model)
-        for d in decisions {
-            let g = try XCTUnwrap(groups.first { $0.name == d.group })
-            let removed = Set(0..<g.channels).subtracting(d.kept)
-            for s in g.slices where s.role != .input {
-                var tensors: [Tensor] = []
-                if let bn = s.layer as? BatchNorm2d { tensors = [bn.weight, bn.bias] }
-                else if let c = s.layer as? Conv2d { tensors = [c.weight] + (c.bias.map { [$0] } ?? []) }
-                else if let l = s.layer as? Linear { tensors = [l.weight] + (l.bias.map { [$0] } ?? []) }
-                for t in tensors {
-                    let per = t.count / t.shape[0]
-                    for i in removed { for j in 0..<per { t.pointer[i * per + j] = 0 } }
-                }
-            }
-        }
-    }
-
     /// Removing channels is exact on every backbone: the pruned model's outputs equal the masked
-    /// original's, for a uniform plan and for a random per-group plan, under every criterion.
+    /// original's (`Pruner.mask`: the removed channels' filters, biases and BatchNorm outputs zeroed),
+    /// for a uniform plan and for a random per-group plan, under every criterion.
     func testPrunedModelsComputeWhatTheMaskedOriginalsCompute() throws {
         let cases: [(String, PruneCriterion, Bool)] = [("mobilenet_v1", .l1, false), ("mobilenet_v2", .fpgm, true), ("mobilenet_v2", .l2, false),
                                                        ("mobilenet_v3_small", .l0, false), ("mobilenet_v3_large", .bn, false), ("resnet18", .l1, true)]
@@ -40,7 +21,7 @@ final class PrunerTests: XCTestCase {
             let decisions = try Pruner.decide(groups, ratios: plan, criterion: criterion)
             XCTAssertTrue(decisions.contains { $0.kept.count < $0.before }, name)
             try Pruner.apply(decisions, to: groups)
-            try mask(decisions, in: masked)
+            try Pruner.mask(decisions, in: try ChannelGraph.groups(of: masked))
             let before = masked.parameterCount, after = pruned.parameterCount
             XCTAssertLessThan(Double(after), 0.9 * Double(before), "\(name): \(before) -> \(after) parameters")
             var rng = RNG(seed: 11)
