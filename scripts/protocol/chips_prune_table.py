@@ -47,7 +47,8 @@ def main():
     text = ("# Chips: prune -> fine-tune -> QAT W8A8 (MobileNetV2 x0.5, small input)\n\n"
             f"Runs: `{a.runs}` (scripts/protocol/chips_prune.sh), controls: `{a.sweep}`. Seeds: {', '.join(seeds)}.\n"
             f"Pruned at the MAC budget of the folder name with adaptive BN (64 batches); fine-tuned at lr 0.01 as the unpruned control `{a.control}` of the same seed, then QAT W8A8 for 5 epochs (the sweep's qat-w8a8 settings).\n"
-            "Speed-ups: median eval-mode forward before / after in `qat prune` (at the report's latency size, the threads the script ran with).\n\n"
+            "Speed-ups: median eval-mode forward before / after in `qat prune` (at the report's latency size, the threads the script ran with; "
+            "when several runs share the cores, as in the committed run (three 1-thread lanes on 2 cores), they are noise: docs/RESULTS.md has quiet measurements).\n\n"
             + "\n".join(rows) + "\n")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     open(a.out, "w").write(text)
