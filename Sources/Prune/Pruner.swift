@@ -16,10 +16,19 @@ public enum Pruner {
 
     /// The channels kept when `ratio` of them go: the floor(ratio * n) lowest-scoring channels are
     /// removed (ties: the later channel goes first), so a ratio below 1 always keeps one.
-    public static func kept(scores: [Double], ratio: Double) -> [Int] {
-        let n = scores.count, removed = min(n - 1, Int((Double(n) * ratio).rounded(.down)))
+    /// With `roundTo` > 1 the kept count is rounded to the nearest multiple of it (at least one
+    /// multiple, at most every channel), as Torch-Pruning's `round_to`: widths that fill SIMD tiles.
+    public static func kept(scores: [Double], ratio: Double, roundTo: Int = 1) -> [Int] {
+        let n = scores.count, removed = n - keptCount(n, ratio: ratio, roundTo: roundTo)
         let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] < scores[$1] : $0 > $1 }
         return Array(order[removed...]).sorted()
+    }
+
+    /// How many of `n` channels `kept` keeps at `ratio`.
+    public static func keptCount(_ n: Int, ratio: Double, roundTo: Int = 1) -> Int {
+        let k = n - min(n - 1, Int((Double(n) * ratio).rounded(.down)))
+        guard roundTo > 1 else { return k }
+        return min(n, max(roundTo, Int((Double(k) / Double(roundTo)).rounded()) * roundTo))
     }
 
     /// The prunable group named `name` (errors name the closest group when there is none).
@@ -36,14 +45,15 @@ public enum Pruner {
     /// Decisions for per-group ratios in [0, 1) (`ratios` keyed by group name), scored by `criterion`
     /// on the model as it is.
     public static func decide(_ groups: [ChannelGroup], ratios: [(String, Double)], criterion: PruneCriterion,
-                              l0Threshold: Float = Importance.defaultL0Threshold) throws -> [Decision] {
+                              l0Threshold: Float = Importance.defaultL0Threshold, roundTo: Int = 1) throws -> [Decision] {
+        guard roundTo >= 1 else { throw PruneError("round-to \(roundTo) must be at least 1") }
         var seen = Set<String>()
         return try ratios.map { name, r in
             guard r >= 0 && r < 1 else { throw PruneError("ratio \(r) for group '\(name)' is outside [0, 1)") }
             guard seen.insert(name).inserted else { throw PruneError("group '\(name)' is given twice") }
             let g = try group(name, in: groups, key: "plan")
             let s = try Importance.scores(g, criterion, l0Threshold: l0Threshold)
-            return Decision(group: name, before: g.channels, kept: kept(scores: s, ratio: r))
+            return Decision(group: name, before: g.channels, kept: kept(scores: s, ratio: r, roundTo: roundTo))
         }
     }
 

@@ -121,10 +121,11 @@ public enum ChannelPruning {
     }
 
     public static func run(checkpoint path: String, criterion cliCriterion: PruneCriterion?, selection: Selection, out: String,
-                           evalSplit: String? = nil, bnBatches: Int = 0, latencySize: Int? = nil, overrides: [String] = [],
+                           evalSplit: String? = nil, bnBatches: Int = 0, latencySize: Int? = nil, roundTo: Int = 1, overrides: [String] = [],
                            l0Threshold: Float = Importance.defaultL0Threshold,
                            log: (String) -> Void = { _ in }) throws -> Report {
         guard bnBatches >= 0 else { throw TrainingError("--bn-batches \(bnBatches) must be at least 0") }
+        guard roundTo >= 1 else { throw TrainingError("--round-to \(roundTo) must be at least 1") }
         guard out.hasSuffix(".h5") else { throw TrainingError("--out: \(out): name the file NAME.h5 (NAME.yaml is written beside it)") }
         let recipeOut = String(out.dropLast(3)) + ".yaml"
         for o in [out, recipeOut] {
@@ -152,7 +153,7 @@ public enum ChannelPruning {
         case .macs(let m):
             guard m > 0 && m < 1 else { throw TrainingError("--macs \(m) must be in (0, 1): the share of the model's MACs to keep") }
             let r = try uniformRatio(keepingMACs: m, of: summaryBefore.totalMACs, recipe: recipe, classes: try classCount(source, path: path),
-                                     groups: groups, plan: eligible, size: size)
+                                     groups: groups, plan: eligible, size: size, roundTo: roundTo)
             log(String(format: "--macs %.3f: uniform ratio %.4f", m, r))
             ratios = eligible(r)
         case .plan(let p):
@@ -177,7 +178,7 @@ public enum ChannelPruning {
             if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(sensitivity)'s criterion \(c.rawValue)") }
             criterion = c
             ratios = try guidedRatios(keepingMACs: m, of: summaryBefore.totalMACs, report: rep, cap: cap, recipe: recipe,
-                                      classes: try classCount(source, path: path), groups: groups, size: size, log: log)
+                                      classes: try classCount(source, path: path), groups: groups, size: size, roundTo: roundTo, log: log)
         }
         let latencyBefore = latency(model, size: latencySize ?? size)
         let task = evalSplit != nil || bnBatches > 0 ? try makeTask(recipe) : nil
@@ -192,7 +193,7 @@ public enum ChannelPruning {
 
         let decisions: [Pruner.Decision]
         do {
-            decisions = try Pruner.decide(groups, ratios: ratios, criterion: criterion, l0Threshold: l0Threshold)
+            decisions = try Pruner.decide(groups, ratios: ratios, criterion: criterion, l0Threshold: l0Threshold, roundTo: roundTo)
             try Pruner.apply(decisions, to: groups)
         } catch { throw TrainingError("\(error)") }
         // Adaptive BN (EagleEye, Li et al. 2020): the pruned model's BatchNorm statistics re-estimated.
@@ -246,12 +247,12 @@ public enum ChannelPruning {
     /// The smallest uniform ratio (to 1e-4) whose pruned model keeps at most `share` of `total` MACs,
     /// found by bisection on models rebuilt from channel counts (no weights).
     static func uniformRatio(keepingMACs share: Double, of total: Int, recipe: Recipe, classes: Int, groups: [ChannelGroup],
-                             plan: (Double) -> [(String, Double)], size: Int) throws -> Double {
+                             plan: (Double) -> [(String, Double)], size: Int, roundTo: Int = 1) throws -> Double {
         let current = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
         func macs(_ r: Double) throws -> Int {
             var rr = recipe
             var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
-            for (name, x) in plan(r) { let n = current[name]!; counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down))) }
+            for (name, x) in plan(r) { counts[name] = Pruner.keptCount(current[name]!, ratio: x, roundTo: roundTo) }
             rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
             return ModelSummary(try build(rr, classes: classes), inputShape: [1, 3, size, size]).totalMACs
         }
@@ -268,13 +269,13 @@ public enum ChannelPruning {
 
     /// MACs of the classifier rebuilt from channel counts (current counts, then `ratios` applied to the
     /// groups of `groups`), without weights.
-    static func macs(recipe: Recipe, classes: Int, groups: [ChannelGroup], ratios: [(String, Double)], size: Int) throws -> Int {
+    static func macs(recipe: Recipe, classes: Int, groups: [ChannelGroup], ratios: [(String, Double)], size: Int, roundTo: Int = 1) throws -> Int {
         let current = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
         var rr = recipe
         var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
         for (name, x) in ratios {
             guard let n = current[name] else { throw TrainingError("no channel group '\(name)' in this model") }
-            counts[name] = n - min(n - 1, Int((Double(n) * x).rounded(.down)))
+            counts[name] = Pruner.keptCount(n, ratio: x, roundTo: roundTo)
         }
         rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
         return ModelSummary(try build(rr, classes: classes), inputShape: [1, 3, size, size]).totalMACs
@@ -284,7 +285,7 @@ public enum ChannelPruning {
     /// model (rebuilt with the chosen ratios) has more than `share` of `total` MACs, the group whose
     /// next ratio adds the least drop (negative drops count as 0) per MAC saved moves to it.
     static func guidedRatios(keepingMACs share: Double, of total: Int, report: PruneSensitivity.Report, cap: Double, recipe: Recipe,
-                             classes: Int, groups: [ChannelGroup], size: Int, log: (String) -> Void) throws -> [(String, Double)] {
+                             classes: Int, groups: [ChannelGroup], size: Int, roundTo: Int = 1, log: (String) -> Void) throws -> [(String, Double)] {
         let steps = report.ratios.enumerated().filter { $0.element <= cap + 1e-12 }.map(\.offset)
         guard !steps.isEmpty else { throw TrainingError("--cap \(cap): the sensitivity report has no ratio at or below it") }
         struct Candidate { let name: String; let ratios: [Double]; let drops: [Double]; var saved: [Double] }
@@ -295,7 +296,7 @@ public enum ChannelPruning {
             return Candidate(name: c.group, ratios: steps.map { report.ratios[$0] }, drops: steps.map { max(0, c.drop[$0]) }, saved: [])
         }
         for i in cands.indices {
-            cands[i].saved = try cands[i].ratios.map { Double(total - (try macs(recipe: recipe, classes: classes, groups: groups, ratios: [(cands[i].name, $0)], size: size))) }
+            cands[i].saved = try cands[i].ratios.map { Double(total - (try macs(recipe: recipe, classes: classes, groups: groups, ratios: [(cands[i].name, $0)], size: size, roundTo: roundTo))) }
         }
         var level = [Int](repeating: -1, count: cands.count)
         func chosen() -> [(String, Double)] { cands.indices.filter { level[$0] >= 0 }.map { (cands[$0].name, cands[$0].ratios[level[$0]]) } }
@@ -315,7 +316,7 @@ public enum ChannelPruning {
                                            share, cap, Double(now) / Double(total)))
             }
             level[i] += 1
-            now = try macs(recipe: recipe, classes: classes, groups: groups, ratios: chosen(), size: size)
+            now = try macs(recipe: recipe, classes: classes, groups: groups, ratios: chosen(), size: size, roundTo: roundTo)
         }
         log(String(format: "--macs %.3f guided by %@: %d groups pruned, %.3f of the MACs left", share, report.checkpoint, chosen().count, Double(now) / Double(total)))
         return chosen()

@@ -64,6 +64,8 @@ struct PruneRunCommand: ParsableCommand {
     var out: String?
     @Option(help: "Evaluate the metric on this split (train, val, test) before and after pruning (no fine-tuning).")
     var evalSplit: String?
+    @Option(help: "Round each pruned group's width to a multiple of this (at least one multiple): widths that fill SIMD tiles.")
+    var roundTo = 1
     @Option(help: "Input size of the latency measurement (default: the recipe's data.input_size).")
     var latencySize: Int?
     @Option(help: "Write the report as JSON here.")
@@ -76,6 +78,7 @@ struct PruneRunCommand: ParsableCommand {
         if let evalSplit, !["train", "val", "test"].contains(evalSplit) { throw ValidationError("--eval-split must be train, val or test, got \(evalSplit)") }
         guard l0Threshold >= 0 && l0Threshold < 1 else { throw ValidationError("--l0-threshold must be in [0, 1), got \(l0Threshold)") }
         if let latencySize { try FlagCheck.range("--latency-size", latencySize, 8...1024, "pixels") }
+        try FlagCheck.range("--round-to", roundTo, 1...256, "channels")
         if list { return }
         guard [globalRatio != nil, plan != nil, macs != nil, maxLoss != nil].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --global-ratio R, --macs M, --plan PLAN.yaml and --max-loss X (or --list)")
@@ -105,7 +108,7 @@ struct PruneRunCommand: ParsableCommand {
         else { selection = .maxLoss(maxLoss! / 100, sensitivity: sensitivity!, cap: cap) }
         let r = try guarded {
             try ChannelPruning.run(checkpoint: checkpoint, criterion: options.parsedCriterion, selection: selection, out: out!, evalSplit: evalSplit,
-                                   bnBatches: options.bnBatches, latencySize: latencySize, overrides: options.sets, l0Threshold: Float(l0Threshold)) {
+                                   bnBatches: options.bnBatches, latencySize: latencySize, roundTo: roundTo, overrides: options.sets, l0Threshold: Float(l0Threshold)) {
                 FileHandle.standardError.write(Data(($0 + "\n").utf8))
             }
         }

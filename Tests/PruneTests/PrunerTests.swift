@@ -76,6 +76,12 @@ final class PrunerTests: XCTestCase {
         XCTAssertEqual(Pruner.kept(scores: [3, 1, 1, 1], ratio: 0.5), [0, 1])
         XCTAssertEqual(Pruner.kept(scores: [3, 1, 2], ratio: 0.99), [0])
         XCTAssertEqual(Pruner.kept(scores: [1], ratio: 0.9), [0])
+        // round_to: kept widths rounded to the nearest multiple, at least one multiple, at most every channel.
+        XCTAssertEqual(Pruner.keptCount(20, ratio: 0.3, roundTo: 8), 16)
+        XCTAssertEqual(Pruner.keptCount(100, ratio: 0.32, roundTo: 8), 72)
+        XCTAssertEqual(Pruner.keptCount(5, ratio: 0.5, roundTo: 8), 5)
+        XCTAssertEqual(Pruner.keptCount(40, ratio: 0.9, roundTo: 8), 8)
+        XCTAssertEqual(Pruner.kept(scores: (0..<20).map(Double.init), ratio: 0.3, roundTo: 8), Array(4..<20))
     }
 
     func testBadPlansNameTheGroup() throws {

@@ -90,6 +90,10 @@ final class ChannelPruningTests: XCTestCase {
         let kept = Double(half.macsAfter) / Double(half.macsBefore)
         XCTAssertLessThanOrEqual(kept, 0.5)
         XCTAssertGreaterThan(kept, 0.4)
+        // --round-to 8: every pruned width a multiple of 8 (or the group's own width), still within the budget.
+        let rounded = try ChannelPruning.run(checkpoint: best, criterion: .l1, selection: .macs(0.5), out: root + "/r8.h5", roundTo: 8)
+        XCTAssertTrue(rounded.groups.allSatisfy { $0.after % 8 == 0 || $0.after == $0.before }, "\(rounded.groups)")
+        XCTAssertLessThanOrEqual(Double(rounded.macsAfter) / Double(rounded.macsBefore), 0.5)
         // A recipe whose model.channels names no group, or an impossible count, names the key.
         XCTAssertThrowsError(try CheckpointEvaluation.run(checkpoint: best, data: nil, split: "val",
                                                           overrides: ["model.channels=[{group: features.2.conv.0, keep: 3}]"], fp32: false)) { e in
