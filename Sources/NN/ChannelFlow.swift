@@ -76,6 +76,8 @@ public struct ChannelGroup {
     /// Why the group cannot be pruned (the network's input, the model's output); nil when it can.
     public let protectedBecause: String?
     public var isPrunable: Bool { protectedBecause == nil }
+    /// Some layer of the group has a per-channel scale (a BatchNorm): the bn criterion can score it.
+    public var hasChannelScale: Bool { slices.contains { $0.layer.channelScale != nil } }
     public var scoredSlices: [ChannelSlice] { slices.filter(\.scored) }
 }
 
@@ -212,8 +214,6 @@ func checkUnquantized(_ layer: QuantizableLayer) throws {
 // MARK: layers
 
 extension Conv2d: ChannelSliceable, ChannelFlow {
-    var isDepthwise: Bool { groups > 1 && groups == inChannels && groups == outChannels }
-
     public func channelCount(_ role: ChannelRole) -> Int { role == .input ? inChannels : outChannels }
 
     public func keepChannels(_ indices: [Int], _ role: ChannelRole) throws {

@@ -63,8 +63,11 @@ public final class Conv2d: Module, QuantizableLayer, BiasCorrectable {
     }
 
     /// A depthwise conv whose per-tensor input quantizer runs inside the conv kernel.
+    /// Each output channel computed from its own input channel (groups == in == out > 1).
+    var isDepthwise: Bool { groups > 1 && groups == inChannels && groups == outChannels }
+
     var isFusableDepthwise: Bool {
-        fuseInputQuantizer && foldedBN == nil && groups > 1 && groups == inChannels && outChannels == inChannels
+        fuseInputQuantizer && foldedBN == nil && isDepthwise
     }
 
     /// The fused depthwise conv of fake_quant(act(x)) (act nil: of fake_quant(x)).

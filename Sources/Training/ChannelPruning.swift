@@ -144,7 +144,7 @@ public enum ChannelPruning {
         let summaryBefore = ModelSummary(model, inputShape: [1, 3, size, size])
         func eligible(_ r: Double) -> [(String, Double)] {
             let all = Pruner.uniform(groups, ratio: r)
-            return criterion != .bn ? all : all.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } }
+            return criterion != .bn ? all : all.filter { n, _ in groups.first { $0.name == n }!.hasChannelScale }
         }
         switch selection {
         case .globalRatio(let r):
@@ -165,18 +165,14 @@ public enum ChannelPruning {
             }
         case .maxLoss(let loss, let sensitivity, let cap):
             guard loss >= 0, cap > 0 && cap < 1 else { throw TrainingError("--max-loss must be at least 0 and --cap in (0, 1)") }
-            let rep = try PruneSensitivity.read(sensitivity)
-            guard let c = PruneCriterion(rawValue: rep.criterion) else { throw TrainingError("--sensitivity: \(sensitivity) names no known criterion") }
-            if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(sensitivity)'s criterion \(c.rawValue)") }
-            criterion = c
+            let rep: PruneSensitivity.Report
+            (rep, criterion) = try readSensitivity(sensitivity, cli: cliCriterion)
             ratios = PruneSensitivity.plan(rep, maxLoss: loss, cap: cap)
             guard !ratios.isEmpty else { throw TrainingError(String(format: "--max-loss %.4f: no group of \(sensitivity) stays within it; accept more loss", loss)) }
         case .macsGuided(let m, let sensitivity, let cap):
             guard m > 0 && m < 1, cap > 0 && cap < 1 else { throw TrainingError("--macs must be in (0, 1) and --cap in (0, 1)") }
-            let rep = try PruneSensitivity.read(sensitivity)
-            guard let c = PruneCriterion(rawValue: rep.criterion) else { throw TrainingError("--sensitivity: \(sensitivity) names no known criterion") }
-            if let cli = cliCriterion, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(sensitivity)'s criterion \(c.rawValue)") }
-            criterion = c
+            let rep: PruneSensitivity.Report
+            (rep, criterion) = try readSensitivity(sensitivity, cli: cliCriterion)
             ratios = try guidedRatios(keepingMACs: m, of: summaryBefore.totalMACs, report: rep, cap: cap, recipe: recipe,
                                       classes: try classCount(source, path: path), groups: groups, size: size, roundTo: roundTo, log: log)
         }
@@ -184,9 +180,7 @@ public enum ChannelPruning {
         let task = evalSplit != nil || bnBatches > 0 ? try makeTask(recipe) : nil
         func evaluate() throws -> Double? {
             guard let task, let split = evalSplit else { return nil }
-            let m = try task.evaluate(model: model, split: split)
-            guard let v = m[recipe.eval.metric] else { throw TrainingError("the evaluation of \(split) has no metric \(recipe.eval.metric)") }
-            return v
+            return try task.evaluate(model: model, split: split).required(recipe.eval.metric)
         }
         let metricBefore = try evaluate()
         let bnInputs = try task.map { try $0.calibrationInputs(batches: bnBatches) } ?? []
@@ -202,18 +196,12 @@ public enum ChannelPruning {
         let latencyAfter = latency(model, size: latencySize ?? size)
         let metricAfter = try evaluate()
 
-        // The recipe that rebuilds the pruned shapes: every group of the model at its current count
-        // when it differs from the unpruned model's (earlier prunings included).
+        // The recipe that rebuilds the pruned shapes: the counts of earlier prunings, updated by this
+        // one's, in model order.
         var pruned = recipe
-        var unpruned = recipe
-        unpruned.model.channels = []
-        let fresh = try build(unpruned, classes: try classCount(source, path: path))
-        let freshCounts: [String: Int]
-        do { freshCounts = Dictionary(uniqueKeysWithValues: try ChannelGraph.groups(of: fresh).map { ($0.name, $0.channels) }) }
-        catch { throw TrainingError("\(error)") }
-        let now: [ChannelGroup]
-        do { now = try ChannelGraph.groups(of: model) } catch { throw TrainingError("\(error)") }
-        pruned.model.channels = now.filter { $0.isPrunable && freshCounts[$0.name] != $0.channels }.map { .init(group: $0.name, keep: $0.channels) }
+        var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
+        for d in decisions where d.kept.count < d.before { counts[d.group] = d.kept.count }
+        pruned.model.channels = groups.compactMap { g in counts[g.name].map { .init(group: g.name, keep: $0) } }
         pruned.quant.mode = "fp32"
         pruned.quant.initFrom = nil
         pruned.quant.bnReestimationBatches = nil
@@ -248,13 +236,8 @@ public enum ChannelPruning {
     /// found by bisection on models rebuilt from channel counts (no weights).
     static func uniformRatio(keepingMACs share: Double, of total: Int, recipe: Recipe, classes: Int, groups: [ChannelGroup],
                              plan: (Double) -> [(String, Double)], size: Int, roundTo: Int = 1) throws -> Double {
-        let current = Dictionary(uniqueKeysWithValues: groups.map { ($0.name, $0.channels) })
         func macs(_ r: Double) throws -> Int {
-            var rr = recipe
-            var counts = Dictionary(uniqueKeysWithValues: recipe.model.channels.map { ($0.group, $0.keep) })
-            for (name, x) in plan(r) { counts[name] = Pruner.keptCount(current[name]!, ratio: x, roundTo: roundTo) }
-            rr.model.channels = counts.sorted { $0.key < $1.key }.map { .init(group: $0.key, keep: $0.value) }
-            return ModelSummary(try build(rr, classes: classes), inputShape: [1, 3, size, size]).totalMACs
+            try ChannelPruning.macs(recipe: recipe, classes: classes, groups: groups, ratios: plan(r), size: size, roundTo: roundTo)
         }
         var lo = 0.0, hi = 0.95
         guard try Double(macs(hi)) <= share * Double(total) else {
@@ -320,6 +303,14 @@ public enum ChannelPruning {
         }
         log(String(format: "--macs %.3f guided by %@: %d groups pruned, %.3f of the MACs left", share, report.checkpoint, chosen().count, Double(now) / Double(total)))
         return chosen()
+    }
+
+    /// A sensitivity report and its criterion, which must agree with the one given on the command line.
+    static func readSensitivity(_ path: String, cli: PruneCriterion?) throws -> (PruneSensitivity.Report, PruneCriterion) {
+        let rep = try PruneSensitivity.read(path)
+        guard let c = PruneCriterion(rawValue: rep.criterion) else { throw TrainingError("--sensitivity: \(path) names no known criterion") }
+        if let cli, cli != c { throw TrainingError("--criterion \(cli.rawValue) contradicts \(path)'s criterion \(c.rawValue)") }
+        return (rep, c)
     }
 
     /// Median milliseconds of eval-mode forwards (after two warm-up runs) at batch 1 and 8.

@@ -61,9 +61,7 @@ public enum PruneSensitivity {
         let task = try makeTask(recipe)
         let metric = recipe.eval.metric
         func evaluate(_ m: Module) throws -> Double {
-            let r = try task.evaluate(model: m, split: split)
-            guard let v = r[metric] else { throw TrainingError("the evaluation of \(split) has no metric \(metric)") }
-            return v
+            try task.evaluate(model: m, split: split).required(metric)
         }
         let bnInputs = bnBatches > 0 ? try task.calibrationInputs(batches: bnBatches) : []
         // The base goes through the same re-estimation as every pruned model, so a drop is the pruning's alone.
@@ -75,7 +73,7 @@ public enum PruneSensitivity {
         let groups: [ChannelGroup]
         do { groups = try ChannelGraph.groups(of: model0) } catch { throw TrainingError("\(error)") }
         var names = groups.filter(\.isPrunable).map { ($0.name, $0.channels) }
-        if criterion == .bn { names = names.filter { n, _ in groups.first { $0.name == n }!.slices.contains { $0.layer.channelScale != nil } } }
+        if criterion == .bn { names = groups.filter { $0.isPrunable && $0.hasChannelScale }.map { ($0.name, $0.channels) } }
         var curves: [Curve] = []
         for (name, channels) in names {
             var values: [Double] = []

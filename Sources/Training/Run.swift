@@ -366,11 +366,17 @@ public final class TrainingRun {
         let m = try evaluate(split: recipe.eval.split)
         try record(["type": "eval", "step": step, "epoch": epoch + 1, "split": m.split].merging(m.record) { a, _ in a })
         console.line("eval \(m.split) after epoch \(epoch + 1): \(m.summary(first: recipe.eval.metric))")
+        let v = try selectionMetric(m)
+        if v > best { best = v; bestStep = step; try save("best.h5") }
+        model.train()
+    }
+
+    /// The value of `eval.metric` (which picks best.h5) in an evaluation.
+    func selectionMetric(_ m: TaskMetrics) throws -> Double {
         guard let v = m[recipe.eval.metric] else {
             throw TrainingError("eval.metric \(recipe.eval.metric): the \(recipe.task) task reports no such metric (it reports \(m.names().joined(separator: ", ")))")
         }
-        if v > best { best = v; bestStep = step; try save("best.h5") }
-        model.train()
+        return v
     }
 
     func interrupt(signal: Int32, start: Date) throws -> RunOutcome {
@@ -400,9 +406,7 @@ public final class TrainingRun {
             return p
         }
         let m = try evaluate(split: recipe.eval.split)
-        guard let v = m[recipe.eval.metric] else {
-            throw TrainingError("eval.metric \(recipe.eval.metric): the \(recipe.task) task reports no such metric (it reports \(m.names().joined(separator: ", ")))")
-        }
+        let v = try selectionMetric(m)
         let before = best
         best = v; bnReestimated = true
         try save("best.h5")

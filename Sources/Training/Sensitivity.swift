@@ -57,8 +57,7 @@ public enum QuantSensitivity {
         let metric = recipe.eval.metric
         func evaluate() throws -> Double {
             let m = try task.evaluate(model: model, split: split)
-            guard let v = m[metric] else { throw TrainingError("the evaluation of \(split) has no metric \(metric)") }
-            return v
+            return try m.required(metric)
         }
         let fp32 = try evaluate()
         log(String(format: "fp32 %@ on %@: %.2f%%", metric, split, 100 * fp32))

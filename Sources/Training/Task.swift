@@ -94,6 +94,14 @@ public struct TaskMetrics: Codable, Sendable, Equatable {
 
     public subscript(_ name: String) -> Double? { values[name] }
 
+    /// The value of `metric`, or an error naming the split and what it does report.
+    public func required(_ metric: String) throws -> Double {
+        guard let v = values[metric] else {
+            throw TrainingError("the evaluation of \(split) has no metric \(metric) (it reports \(names().joined(separator: ", ")))")
+        }
+        return v
+    }
+
     /// Names of the values: `first` (the recipe's metric) first, then the others by name, losses last.
     public func names(first: String? = nil) -> [String] {
         values.keys.sorted { a, b in
