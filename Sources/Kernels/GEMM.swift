@@ -5,7 +5,9 @@ import CBLAS
 /// OpenBLAS runs single-threaded (see `Parallel`); a GEMM above OpenBLAS's own threading threshold
 /// (M*N*K > 262,144, `SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD`) is split here into one slab of C
 /// per thread: column slabs (multiples of 16 columns) when N is wide enough, else row slabs. Each
-/// element of C is still one OpenBLAS reduction over K, so the split changes no bits of the result.
+/// element of C is still one OpenBLAS reduction over K; with OpenBLAS's SkylakeX kernels the split
+/// changes no bits, with its Zen/Haswell kernels (whose micro-kernel for a column depends on the call's
+/// N) elements differ within rounding. The same thread count always gives the same bits.
 /// Inside a parallel loop (e.g. a convolution parallel over images) it runs as one call.
 @inline(__always)
 public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,

@@ -255,21 +255,27 @@ final class ParallelSplitTests: XCTestCase {
     }
 
     /// Wide N splits by columns, narrow N with tall M by rows, small products stay one call; every
-    /// transpose combination, beta 0 and 1. The split keeps each element one OpenBLAS reduction over K:
-    /// bit-identical to the one-thread call.
-    func testSgemmSplitIsBitIdenticalToOneThread() {
+    /// transpose combination, beta 0 and 1. Each element stays one OpenBLAS reduction over K, but which
+    /// micro-kernel variant computes a column depends on the call's N: bit-identical to the one-thread
+    /// call with OpenBLAS's SkylakeX kernels, within rounding with its Zen/Haswell kernels (measured:
+    /// 2,628 of 64,000 elements differ, by at most 2e-5, on an AMD EPYC family 25). What must hold on
+    /// every CPU: the same thread count gives the same bits, and both agree with a Double reference.
+    func testSgemmSplitMatchesOneThreadAndRepeatsBitForBit() {
         let shapes = [(64, 1000, 300), (200, 20, 300), (40, 40, 40), (33, 517, 129)]
         for (m, n, k) in shapes {
             for tA in [false, true] { for tB in [false, true] { for beta: Float in [0, 1] {
                 let a = randomArray(m * k, seed: 11), b = randomArray(k * n, seed: 12), c0 = randomArray(m * n, seed: 13)
                 var outs: [[Float]] = []
-                for t in [1, 2] {
+                for t in [1, 2, 2] {
                     Parallel.setThreads(t)
                     var c = c0
                     sgemm(transA: tA, transB: tB, m: m, n: n, k: k, a: a, lda: tA ? m : k, b: b, ldb: tB ? k : n, beta: beta, c: &c, ldc: n)
                     outs.append(c)
                 }
-                XCTAssertEqual(outs[0], outs[1], "m \(m) n \(n) k \(k) tA \(tA) tB \(tB) beta \(beta)")
+                let what = "m \(m) n \(n) k \(k) tA \(tA) tB \(tB) beta \(beta)"
+                XCTAssertEqual(outs[1], outs[2], "same thread count, same bits: " + what)
+                let worst = zip(outs[0], outs[1]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-5, "2-thread split vs one call: " + what)
                 let ref = naiveGemm(tA, tB, m, n, k, a, b, beta, c0)
                 for i in stride(from: 0, to: ref.count, by: 7) { XCTAssertEqual(outs[1][i], ref[i], accuracy: 1e-3) }
             }}}
