@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "Int8Engine", targets: ["Int8Engine"]),
         .library(name: "Prune", targets: ["Prune"]),
+        .library(name: "DataParallel", targets: ["DataParallel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -74,11 +75,16 @@ let package = Package(
         .target(name: "Int8Engine", dependencies: ["CInt8", "Kernels", "Autodiff", "NN", "Quant", "Detection"], swiftSettings: optimize),
         // Structured pruning: channel groups from the modules' ChannelFlow, importance criteria, removal.
         .target(name: "Prune", dependencies: ["Kernels", "Autodiff", "NN"], swiftSettings: optimize),
+        // Data-parallel training over Open MPI: CMPI loads libmpi at run time (only in a process mpirun
+        // started, so one process needs neither MPI nor its launcher); DataParallel has the world, DDP's
+        // gradient buckets and synchronised BatchNorm.
+        .target(name: "CMPI", path: "Sources/CMPI"),
+        .target(name: "DataParallel", dependencies: ["CMPI", "Autodiff", "NN"], swiftSettings: optimize),
         .target(name: "Recipes", dependencies: ["UserPaths", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX", "Int8Engine", "Prune"],
+        .target(name: "Training", dependencies: ["Recipes", "Files", "Kernels", "Autodiff", "NN", "Optim", "Quant", "Checkpoint", "Datasets", "Detection", "Evaluation", "UserPaths", "ONNX", "Int8Engine", "Prune", "DataParallel"],
                 swiftSettings: optimize),
         .executableTarget(name: "qat", dependencies: [
-            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5", "Prune",
+            "Kernels", "Autodiff", "NN", "Checkpoint", "Bench", "Recipes", "Training", "Evaluation", "Datasets", "Files", "UserPaths", "HDF5", "Prune", "DataParallel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         // A process that saves checkpoints in a loop, for the test that kills it mid-save (CheckpointTests).
@@ -101,6 +107,7 @@ let package = Package(
         .testTarget(name: "RecipesTests", dependencies: ["Recipes"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "Recipes", "Checkpoint", "Datasets", "Kernels"]),
         .testTarget(name: "Int8EngineTests", dependencies: ["Int8Engine", "CInt8", "NN", "Quant", "Autodiff", "Kernels", "Detection"]),
+        .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "PruneTests", dependencies: ["Prune", "NN", "Autodiff", "Kernels"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "NN", "Quant", "Detection", "Autodiff", "Kernels"]),
         .testTarget(name: "qatTests", dependencies: ["qat", "Files"], exclude: ["Fixtures"]),

@@ -150,8 +150,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// Reverse-mode pass from this tensor. Without `gradient` the tensor must hold one element (seed 1).
     /// Graph order comes from an iterative depth-first topological sort, so deep graphs cannot overflow
-    /// the stack. Gradients reaching leaves are added to their `grad`.
-    public func backward(_ gradient: Tensor? = nil) {
+    /// the stack. Gradients reaching leaves are added to their `grad`. `leafReady` is called with each
+    /// leaf as soon as its `grad` is final for this pass (every path to it has been processed), in the
+    /// order the pass finishes them: data-parallel training starts a bucket's allreduce there, overlapping
+    /// communication with the rest of the backward pass (PyTorch DDP's autograd hooks).
+    public func backward(_ gradient: Tensor? = nil, leafReady: ((Tensor) -> Void)? = nil) {
         precondition(requiresGrad, "backward: tensor of shape \(shape) does not require grad (no input had requiresGrad, or it was made under noGrad)")
         let seed: Tensor
         if let gradient {
@@ -196,6 +199,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                     // Shared (add hands the same g to both inputs; reshape shares storage): own copy.
                     t.grad = g.copy()
                 }
+                if t.node == nil, let leafReady { leafReady(t) }
             }
         }
     }

@@ -121,7 +121,7 @@ public final class Conv2d: Module, QuantizableLayer, BiasCorrectable {
         if let bias { y = y + bias.reshaped([1, c, 1, 1]) }
         let batchStats = bn.isTraining && !bn.frozenStatistics
         return y.batchNorm(weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar,
-                           training: batchStats, momentum: bn.momentum, eps: bn.eps)
+                           training: batchStats, momentum: bn.momentum, eps: bn.eps, sync: bn.sync)
     }
 }
 
@@ -174,6 +174,9 @@ public final class BatchNorm2d: Module {
     public var frozenStatistics = false
     /// Set when the preceding conv folds this BN (it then applies the normalisation itself).
     public var isFolded = false
+    /// Data-parallel training with synchronised BatchNorm: training-mode statistics over every process's
+    /// batch (`SyncBatchNorm.convert`); nil: this process's batch only.
+    public var sync: CrossProcessSum?
 
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         precondition(channels > 0, "BatchNorm2d: channels must be positive, got \(channels)")
@@ -187,7 +190,7 @@ public final class BatchNorm2d: Module {
         if isFolded { return x }
         let batch = isTraining && !frozenStatistics
         return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                           training: batch, momentum: momentum, eps: eps)
+                           training: batch, momentum: momentum, eps: eps, sync: sync)
     }
 }
 
