@@ -229,13 +229,31 @@ public struct Recipe: Sendable, Equatable {
         /// BatchNorm's gamma gradient (the subgradient of lambda * sum |gamma|), so `qat prune --criterion bn`
         /// finds channels to remove. 0: off.
         public var bnSparsity = 0.0
+        /// Data-parallel training under `mpirun` (ignored by a single process).
+        public var distributed = Distributed()
         public init() {}
         public static var fields: [Field<Train>] {
             [.int("epochs", \.epochs, min: 0, cap: .epochs), .optInt("steps", \.steps, min: 0, cap: .steps), .int("batch", \.batch, min: 2, cap: .batch),
              .section("optimizer", \.optimizer), .section("schedule", \.schedule),
              .optDouble("clip_grad_norm", \.clipGradNorm, min: 0), .optDouble("ema", \.ema, min: 0, max: 0.999999),
              .int("log_every", \.logEvery, min: 1), .int("max_nonfinite", \.maxNonFinite, min: 1),
-             Field.section("distill", \.distill).writtenWhenSet(), Field.double("bn_sparsity", \.bnSparsity, min: 0, max: 1).writtenWhenSet()]
+             Field.section("distill", \.distill).writtenWhenSet(), Field.double("bn_sparsity", \.bnSparsity, min: 0, max: 1).writtenWhenSet(),
+             Field.section("distributed", \.distributed).writtenWhenSet()]
+        }
+    }
+
+    /// Data-parallel training over MPI (`mpirun -np N qat train RECIPE`): `train.batch` is the global
+    /// batch, split evenly over the ranks.
+    public struct Distributed: RecipeSection, Equatable {
+        /// BatchNorm statistics over the global batch (PyTorch's SyncBatchNorm) instead of each rank's slice.
+        public var syncBN = false
+        /// Gradient bucket size in MiB (PyTorch DDP: bucket_cap_mb, 25; smaller here, where whole models are a few MiB).
+        public var bucketMB = 1.0
+        /// Seconds a rank waits in a collective for the others before the job is aborted.
+        public var timeoutSeconds = 300.0
+        public init() {}
+        public static var fields: [Field<Distributed>] {
+            [.bool("sync_bn", \.syncBN), .double("bucket_mb", \.bucketMB, min: 0.01, max: 1024), .double("timeout_s", \.timeoutSeconds, min: 1, max: 86_400)]
         }
     }
 

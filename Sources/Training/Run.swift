@@ -9,6 +9,7 @@ import Checkpoint
 import Datasets
 import Recipes
 import Files
+import DataParallel
 
 /// SIGINT / SIGTERM set a flag that the training loop checks between steps: it then saves
 /// `checkpoints/last.h5` and returns, so an interrupt never leaves a half-written checkpoint.
@@ -54,7 +55,15 @@ public struct FinalReport: Codable, Equatable, Sendable {
 public final class TrainingRun {
     public let recipe: Recipe
     public let dir: String
-    let directory: RunDirectory
+    /// The run directory, claimed and locked; nil on the ranks after the first of a data-parallel job,
+    /// which write nothing.
+    let directory: RunDirectory?
+    /// The data-parallel job this run is one rank of (`mpirun`); nil for a single process.
+    public let world: MPIWorld?
+    /// DDP's gradient buckets (with `world`).
+    let buckets: GradientBuckets?
+    /// Rank 0 of a job, or a single process: the one that writes the run directory.
+    public var writes: Bool { (world?.rank ?? 0) == 0 }
     var metrics: AppendFile?
     /// The recipe's task: data, loss terms, evaluation (`makeTask`).
     public let task: TrainingTask
@@ -81,14 +90,21 @@ public final class TrainingRun {
     /// (`RunDirectory`). `runDir` nil: `runsRoot/<name>/<n>`. `task` nil: the recipe's task from
     /// `makeTask` (tests and tools may pass their own). `lock`: the directory's lock when the caller
     /// already holds it (a sweep cell).
+    ///
+    /// `world`: this process is one rank of a data-parallel job (`DataParallelRun`): rank 0 does all of
+    /// the above and then sends its starting state (weights, optimizer, step) to the others, which claim
+    /// no directory and write nothing.
     public init(recipe: Recipe, runDir: String?, resume: Bool, runsRoot: String = "runs", quiet: Bool = false, task: TrainingTask? = nil,
-                lock: FileLock? = nil) throws {
-        let directory = try RunDirectory.claim(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot, lock: lock)
+                lock: FileLock? = nil, world: MPIWorld? = nil) throws {
+        self.world = world
+        if let world { try DataParallelRun.check(recipe, world: world) }
+        let leader = (world?.rank ?? 0) == 0
+        let directory = leader ? try RunDirectory.claim(recipe: recipe, runDir: runDir, resume: resume, runsRoot: runsRoot, lock: lock) : nil
         self.directory = directory
-        let dir = directory.path
+        let dir = directory?.path ?? ""
         self.dir = dir
-        self.console = Console(quiet: quiet)
-        if let t = recipe.threads { Parallel.setThreads(t) }
+        self.console = Console(quiet: quiet || !leader)
+        if let t = recipe.threads { Parallel.setThreads(t) } else if let world { DataParallelRun.shareCores(world) }
         self.recipe = recipe
         let console = self.console
         self.task = try task ?? makeTask(recipe) { console.line($0) }
@@ -99,10 +115,24 @@ public final class TrainingRun {
         }
         totalSteps = try TrainingRun.totalSteps(recipe, batchesPerEpoch: batchesPerEpoch)
 
+        guard let directory else {
+            // A follower rank: rank 0's starting state decides the model's structure and its values.
+            let start = try DataParallelRun.receiveStart(world!)
+            (model, handle) = try buildModel(task, quantized: start.quantized, ptqStructure: start.ptqStructure)
+            (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
+            if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }
+            buckets = GradientBuckets(model.namedParameters(), world: world!, capBytes: Int(recipe.train.distributed.bucketMB * 1_048_576))
+            if recipe.train.distributed.syncBN { SyncBatchNorm.convert(model, reducer: world) }
+            alreadyFinished = start.finished
+            if let c = start.checkpoint { try restoreState(c, file: "rank 0's starting state") }
+            return
+        }
         let resumeFrom: Checkpoint? = resume && directory.hasCheckpoint ? try TrainingRun.loadCheckpoint(dir + "/checkpoints/last.h5") : nil
         let quantizedNow = resumeFrom.map(TrainingRun.isQuantized) ?? (recipe.quant.mode == "qat")
         (model, handle) = try buildModel(task, quantized: quantizedNow, ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
         (opt, schedule) = TrainingRun.makeOptimizer(recipe, model: model, totalSteps: totalSteps)
+        let named = model.namedParameters()
+        buckets = world.map { GradientBuckets(named, world: $0, capBytes: Int(recipe.train.distributed.bucketMB * 1_048_576)) }
         if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }
 
         if let c = resumeFrom, let done = TrainingRun.finishedReport(dir), Int(c.step) >= totalSteps {
@@ -128,6 +158,15 @@ public final class TrainingRun {
         }
         directory.commit()
         do { try console.open(logPath: dir + "/train.log") } catch { throw TrainingError("\(error)") }
+        // train.distributed.sync_bn in one process: the synchronised operation over one batch, so that the
+        // run is the reference an N-rank run matches (the two BatchNorm kernels round differently).
+        if recipe.train.distributed.syncBN && world == nil { SyncBatchNorm.convert(model, reducer: SyncBatchNorm.local) }
+        if let world {
+            if recipe.train.distributed.syncBN { SyncBatchNorm.convert(model, reducer: world) }
+            try DataParallelRun.sendStart(world, run: self, ptqStructure: resumeFrom.map(TrainingRun.isQuantized) ?? false)
+            console.line("data-parallel: \(world.size) ranks, \(recipe.train.batch / world.size) samples each per global batch of \(recipe.train.batch), "
+                         + "\(buckets!.bucketCount) gradient buckets, \(Parallel.threads) threads per rank, BatchNorm \(recipe.train.distributed.syncBN ? "synchronised" : "local")")
+        }
     }
 
     /// `train.steps`, or `train.epochs` x batches per epoch, checked: the product can overflow (and in a
@@ -187,6 +226,13 @@ public final class TrainingRun {
     }
 
     func save(_ name: String) throws {
+        guard writes else { return }
+        let c = try snapshot()
+        do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
+    }
+
+    /// The run's state as a checkpoint: weights, optimizer, EMA, step and the loop's counters.
+    func snapshot() throws -> Checkpoint {
         var c = Checkpoint.capture(model: model, optimizer: opt)
         c.step = Int64(step); c.epoch = Int64(step / batchesPerEpoch); c.seed = recipe.seed
         c.recipe = recipe.resolvedYAML(); c.model = recipe.model.backbone
@@ -195,22 +241,11 @@ public final class TrainingRun {
             .merging(bnReestimated ? ["bn_reestimated": true] : [:]) { a, _ in a }
         c.metricsJSON = String(data: try JSONSerialization.data(withJSONObject: st, options: [.sortedKeys]), encoding: .utf8)!
         if let ema { EMAEntries.store(ema.shadow, in: &c) }
-        do { try c.save(to: dir + "/checkpoints/" + name) } catch { throw TrainingError("saving \(dir)/checkpoints/\(name): \(error)") }
+        return c
     }
 
     func restore(_ c: Checkpoint) throws {
-        let file = dir + "/checkpoints/last.h5"
-        do { try c.apply(to: model, strict: true, file: file) } catch { throw TrainingError("\(error)") }
-        do { try EMAEntries.withoutEMA(c).apply(to: opt, file: file) } catch { throw TrainingError("\(error)") }
-        if let ema, let p = EMAEntries.load(c, into: ema.shadow).first {
-            throw TrainingError("\(file): no EMA weights for \(p) (was the run started without train.ema?)")
-        }
-        step = Int(c.step)
-        let st = TrainingRun.state(c)
-        best = (st["best"] as? Double) ?? -.infinity
-        bestStep = (st["best_step"] as? Int) ?? -1
-        nonFinite = (st["nonfinite_steps"] as? Int) ?? 0
-        elapsed = (st["elapsed_seconds"] as? Double) ?? 0
+        try restoreState(c, file: dir + "/checkpoints/last.h5")
         // Metrics logged after the checkpoint was written are replayed by the resumed run, and so is the
         // final record (a run killed between it and final.json writes it again when it finishes).
         let path = dir + "/metrics.jsonl"
@@ -223,11 +258,27 @@ public final class TrainingRun {
         }
     }
 
+    /// Weights, optimizer state, EMA and the loop's counters from a checkpoint of this run (`file` names
+    /// it in errors).
+    func restoreState(_ c: Checkpoint, file: String) throws {
+        do { try c.apply(to: model, strict: true, file: file) } catch { throw TrainingError("\(error)") }
+        do { try EMAEntries.withoutEMA(c).apply(to: opt, file: file) } catch { throw TrainingError("\(error)") }
+        if let ema, let p = EMAEntries.load(c, into: ema.shadow).first {
+            throw TrainingError("\(file): no EMA weights for \(p) (was the run started without train.ema?)")
+        }
+        step = Int(c.step)
+        let st = TrainingRun.state(c)
+        best = (st["best"] as? Double) ?? -.infinity
+        bestStep = (st["best_step"] as? Int) ?? -1
+        nonFinite = (st["nonfinite_steps"] as? Int) ?? 0
+        elapsed = (st["elapsed_seconds"] as? Double) ?? 0
+    }
+
     // MARK: metrics
 
     /// Appends one record to metrics.jsonl (one line, one write: `AppendFile`).
     func record(_ o: [String: Any]) throws {
-        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        guard writes, let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
         do {
             if metrics == nil { metrics = try AppendFile(path: dir + "/metrics.jsonl") }
             try metrics!.append(String(decoding: d, as: UTF8.self) + "\n")
@@ -261,7 +312,7 @@ public final class TrainingRun {
 
     /// Trains to the end (or an interrupt), then releases the run directory.
     public func run() throws -> RunOutcome {
-        defer { directory.release() }
+        defer { directory?.release() }
         // Nothing is logged either: the caller says that the run had finished.
         if let done = alreadyFinished { return .alreadyFinished(done) }
         let start = Date()
@@ -274,23 +325,47 @@ public final class TrainingRun {
         var window: [String: Double] = [:], windowN = 0, windowStart = Date()
         let slimmed = recipe.train.bnSparsity > 0 ? model.namedModules().compactMap { $0.1 as? BatchNorm2d } : []
         let lambda = Float(recipe.train.bnSparsity)
+        let ranks = world?.size ?? 1, slice = recipe.train.batch / ranks, offset = (world?.rank ?? 0) * slice
         while step < totalSteps {
-            if let s = stopAfterSteps, step - stepsAtStart >= s { return try interrupt(signal: 0, start: start) }
-            if StopSignal.requested != 0 { return try interrupt(signal: StopSignal.requested, start: start) }
+            var stopAsked = stopAfterSteps.map { step - stepsAtStart >= $0 } ?? false
+            var signal = stopAsked ? 0 : StopSignal.requested
+            if let world {
+                // Every rank stops at the same step: a signal reaches the ranks at different moments.
+                var v = [Double(signal), stopAsked || signal != 0 ? 1 : 0]
+                world.allreduce(&v, max: true, what: "stop check before step \(step + 1)")
+                signal = Int32(v[0]); stopAsked = v[1] > 0
+            }
+            if stopAsked || signal != 0 { return try interrupt(signal: signal, start: start) }
             let epoch = step / batchesPerEpoch, b = step % batchesPerEpoch
             if epoch != orderEpoch { order = task.trainOrder(epoch: epoch); orderEpoch = epoch }
             handle?.setStep(step)
             opt.lrFactor = schedule.factor(at: step)
             opt.zeroGrad()
-            let terms = try task.losses(model: model, epoch: epoch, indices: Array(order[(b * recipe.train.batch)..<((b + 1) * recipe.train.batch)]))
+            // This rank's slice of the global batch (all of it in a single process).
+            let first = b * recipe.train.batch + offset
+            let terms = try task.losses(model: model, epoch: epoch, indices: Array(order[first..<(first + slice)]))
             precondition(!terms.isEmpty, "a training task returned no loss terms")
             let names = terms.keys.sorted()
             let loss = Loss.total(terms)
-            let l = loss.item
-            let parts = names.map { ($0, Double(terms[$0]!.item)) }
+            var l = loss.item
+            var parts = names.map { ($0, Double(terms[$0]!.item)) }
+            if let world {
+                // The global batch's loss (each rank's is the mean over its equal slice); every rank
+                // then takes the same branch below, so all of them join the same collectives.
+                var v = [Double(l)] + parts.map(\.1)
+                world.allreduce(&v, what: "loss of step \(step + 1)")
+                l = Float(v[0] / Double(ranks))
+                for i in parts.indices { parts[i].1 = v[i + 1] / Double(ranks) }
+            }
             var gradNorm: Float = 0
             if l.isFinite {
-                loss.backward()
+                if let buckets {
+                    buckets.begin()
+                    loss.backward(leafReady: buckets.ready)
+                    buckets.finish()
+                } else {
+                    loss.backward()
+                }
                 // train.bn_sparsity: the subgradient of lambda * sum |gamma| (network slimming).
                 for bn in slimmed {
                     guard let g = bn.weight.grad else { continue }
@@ -348,11 +423,27 @@ public final class TrainingRun {
                                     step, totalSteps, Double(l), TrainingRun.terms(parts), lr, rate, Console.duration(eta)))
             let endOfEpoch = step % batchesPerEpoch == 0 || step == totalSteps
             if endOfEpoch {
-                if (epoch + 1) % recipe.eval.everyEpochs == 0 || step == totalSteps { try evaluateAndKeepBest(epoch: epoch) }
-                elapsed = elapsedAtStart + Date().timeIntervalSince(start)
-                try save("last.h5")
+                if writes {
+                    if (epoch + 1) % recipe.eval.everyEpochs == 0 || step == totalSteps { try evaluateAndKeepBest(epoch: epoch) }
+                    elapsed = elapsedAtStart + Date().timeIntervalSince(start)
+                    try save("last.h5")
+                }
+                // The other ranks wait (sleeping) while rank 0 evaluates and writes.
+                world?.barrier(what: "end of epoch \(epoch + 1)")
                 model.train()
             }
+        }
+        if let world {
+            // Rank 0 alone finishes (PTQ, re-estimation and final evaluation with local statistics) and
+            // sends its final report, which the others wait for.
+            SyncBatchNorm.convert(model, reducer: nil)
+            if world.rank == 0 {
+                let report = try finish(start: start, stepsAtStart: stepsAtStart)
+                _ = world.broadcast(Array(try JSONCoding.encoder().encode(report)), what: "final report", patient: true)
+                return .finished(report)
+            }
+            let bytes = world.broadcast(nil, what: "final report", patient: true)
+            return .finished(try JSONCoding.decoder().decode(FinalReport.self, from: Data(bytes)))
         }
         return .finished(try finish(start: start, stepsAtStart: stepsAtStart))
     }
@@ -382,6 +473,7 @@ public final class TrainingRun {
     func interrupt(signal: Int32, start: Date) throws -> RunOutcome {
         elapsed = elapsedAtStart + Date().timeIntervalSince(start)
         try save("last.h5")
+        world?.barrier(what: "interrupt at step \(step)")
         console.line("interrupted at step \(step) of \(totalSteps); saved \(dir)/checkpoints/last.h5")
         return .interrupted(step: step, signal: signal)
     }

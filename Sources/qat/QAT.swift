@@ -42,7 +42,7 @@ struct QAT: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Time the framework's reference workloads (use a release build).",
-        subcommands: [KernelsBench.self, TrainStepCommand.self, InferCommand.self, DataBenchCommand.self, DetectorBenchCommand.self])
+        subcommands: [KernelsBench.self, TrainStepCommand.self, InferCommand.self, DataBenchCommand.self, DetectorBenchCommand.self, AllreduceBenchCommand.self])
 }
 
 /// `--reps` / `--threads` checks and report printing shared by the bench commands.

@@ -5,6 +5,7 @@ import Recipes
 import Training
 import Files
 import UserPaths
+import DataParallel
 
 /// Prints a user error (recipe, data, checkpoint, run directory, a path that cannot be read or
 /// written) and exits with status 1.
@@ -42,16 +43,29 @@ struct TrainCommand: ParsableCommand {
     var runsRoot = "runs"
 
     func run() throws {
-        let r = try guarded { try Recipe.load(path: recipe, overrides: sets) }
+        // Started by mpirun: one rank of a data-parallel job. An error on any rank ends every rank
+        // (MPI_Abort) with a message naming it, instead of leaving the others waiting.
+        let world = try guarded { try MPIWorld.startIfLaunched() }
+        func ranked<T>(_ body: () throws -> T) throws -> T {
+            guard let world else { return try guarded(body) }
+            do { return try body() } catch { world.abort(message: "\(PathError.translating(error))") }
+        }
+        defer { world?.finalize() }
+        let r = try ranked { try Recipe.load(path: recipe, overrides: sets) }
         StopSignal.install()
-        let runObj = try guarded { try TrainingRun(recipe: r, runDir: runDir, resume: resume, runsRoot: runsRoot) }
-        let outcome = try guarded { try runObj.run() }
+        let runObj = try ranked { try TrainingRun(recipe: r, runDir: runDir, resume: resume, runsRoot: runsRoot, world: world) }
+        let outcome = try ranked { try runObj.run() }
+        guard runObj.writes else {
+            if case .interrupted(_, let sig) = outcome { throw ExitCode(sig == SIGTERM ? 143 : 130) }
+            return
+        }
         switch outcome {
         case .finished(let f):
             print(String(format: "done: %@ in %.1f s; best %@ %.2f%% at step %d; results in %@", r.name, f.seconds, f.metric, 100 * f.best, f.bestStep, runObj.dir))
         case .interrupted(let step, let sig):
             let setArgs = sets.map { " --set '\($0)'" }.joined()
-            print("stopped at step \(step) (signal \(sig)); checkpoint saved. Resume with:\n  qat train \(recipe)\(setArgs) --run-dir \(runObj.dir) --resume")
+            let launcher = world.map { "mpirun -np \($0.size) " } ?? ""
+            print("stopped at step \(step) (signal \(sig)); checkpoint saved. Resume with:\n  \(launcher)qat train \(recipe)\(setArgs) --run-dir \(runObj.dir) --resume")
             throw ExitCode(sig == SIGTERM ? 143 : 130)
         case .alreadyFinished(let f):
             print(String(format: "%@ is already finished (final.json): best %@ %.2f%% at step %d; nothing was run or written. "
