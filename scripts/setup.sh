@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with only the Swift toolchain lacks: OpenBLAS, HDF5, pkg-config
-# (and libpng/libjpeg for the image codecs). Safe to run repeatedly; installs only what is missing.
+# (and libpng/libjpeg for the image codecs), and Open MPI (mpirun and libmpi, which data-parallel training
+# loads at run time; the tests run 2-rank jobs). Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
-for pkg in libopenblas-dev libhdf5-dev pkg-config libpng-dev libjpeg-dev; do
+for pkg in libopenblas-dev libhdf5-dev pkg-config libpng-dev libjpeg-dev openmpi-bin libopenmpi-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
