@@ -385,15 +385,16 @@ public final class TrainingRun {
                 for (n, v) in parts { window[n, default: 0] += v }
             } else {
                 nonFinite += 1; consecutiveNonFinite += 1
-                opt.zeroGrad()
                 var what = "non-finite loss (\(l))"
                 if l.isFinite {
+                    // Named before the gradients are cleared (cleared first, every name looked finite).
                     let bad = model.namedParameters().first { _, t in
                         guard let g = t.grad else { return false }
                         return (0..<g.count).contains { !g.pointer[$0].isFinite }
                     }
                     what = bad.map { "non-finite gradient (first in \($0.0))" } ?? "gradient norm \(gradNorm) beyond Float range"
                 }
+                opt.zeroGrad()
                 console.line("step \(step + 1): \(what), step skipped (\(consecutiveNonFinite) in a row)")
                 try record(["type": "nonfinite", "step": step + 1, "epoch": epoch, "what": l.isFinite ? "gradient" : "loss"])
                 if consecutiveNonFinite >= recipe.train.maxNonFinite {
