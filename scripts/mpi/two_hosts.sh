@@ -6,6 +6,7 @@
 # 2 hosts x 1 rank, and compares the parameters and step times. Needs root (ip netns) and a release build.
 #
 #   scripts/mpi/two_hosts.sh [RECIPE] [STEPS] [RATE]     # RATE: optional link shaping, e.g. 1gbit (tc tbf)
+#   QAT_TWO_HOSTS_SET="--set data.synth.images=200" scripts/mpi/two_hosts.sh   # extra recipe overrides
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 recipe=${1:-recipes/detection/retinanet-fp32.yaml}
@@ -30,8 +31,12 @@ fi
 map=$(mktemp); printf '10.77.0.1 qat-h1\n10.77.0.2 qat-h2\n' > "$map"
 export QAT_NSRSH_MAP=$map
 mkdir -p "$out"
-mpi=(mpirun --mca plm_rsh_agent "$PWD/scripts/mpi/nsrsh" --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24
-     --mca oob_tcp_if_include 10.77.0.0/24 --host 10.77.0.1,10.77.0.2 -np 2)
+# The two "hosts" share this machine's cores: one thread per rank (QAT_NUM_THREADS=1, as the 1-host run
+# gets from its core share), so both runs do the same arithmetic and only the transport differs. Each
+# "host" believes it has all the cores and would bind its rank to core 0, both ranks on one real core:
+# --bind-to none.
+mpi=(mpirun --bind-to none --mca plm_rsh_agent "$PWD/scripts/mpi/nsrsh" --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24
+     --mca oob_tcp_if_include 10.77.0.0/24 --host 10.77.0.1,10.77.0.2 -np 2 -x QAT_NUM_THREADS=1)
 inh1() { ip netns exec qat-h1 unshare --uts sh -c 'hostname qat-h1; exec "$@"' sh "$@"; }
 
 echo "== allreduce, 2 hosts over TCP${rate:+ at $rate}"
@@ -39,7 +44,8 @@ inh1 "${mpi[@]}" "$qat" bench allreduce --mib 0.25,1,5.35,16 | tee "$out/allredu
 echo "== allreduce, 1 host, shared memory"
 mpirun -np 2 "$qat" bench allreduce --mib 0.25,1,5.35,16 | tee "$out/allreduce-1host.txt"
 
-set_args=(--set train.steps="$steps" --set train.log_every=5 --set eval.final_split=none --set eval.every_epochs=1000)
+read -r -a extra <<< "${QAT_TWO_HOSTS_SET:-}"
+set_args=(--set train.steps="$steps" --set train.log_every=5 --set eval.final_split=none --set eval.every_epochs=1000 "${extra[@]}")
 rm -rf "$out/1host" "$out/2hosts${rate:+-$rate}"
 echo "== train: 1 host x 2 ranks"
 mpirun -np 2 "$qat" train "$recipe" "${set_args[@]}" --run-dir "$out/1host" | tail -1
