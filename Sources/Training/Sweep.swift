@@ -3,6 +3,7 @@ import Kernels
 import Recipes
 import Files
 import UserPaths
+import DataParallel
 
 /// `qat sweep SWEEP.yaml`: a base recipe run over a grid (cartesian over dotted keys; a variant may give
 /// its own `grid:` instead, e.g. a baseline at one point only) and/or a list of
@@ -46,6 +47,10 @@ public struct Sweep: Sendable {
     /// submission does): their producers are in earlier stages, which have ended, so a producer not
     /// finished now never will be, and the cell fails at once instead of waiting.
     public var stage: Int? = nil
+    /// Started by mpirun (`mpirun -np N qat sweep SWEEP.yaml`): this process is rank 0 and trains every
+    /// cell with the other ranks (`Sweep.follow`), each cell a data-parallel run. Rank 0 alone decides
+    /// which cells run (shards, stages, locks, dependencies, evolve) and sends each cell's resolved recipe.
+    public nonisolated(unsafe) var world: MPIWorld? = nil
 
     public struct Cell: Sendable {
         public var index: Int
@@ -351,13 +356,48 @@ public struct Sweep: Sendable {
         }
         log("run \(cell.label)\(resume ? " (resuming)" : "") -> \(cell.dir)")
         let start = Date()
-        let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock)
-        let outcome = try run.run()
+        let outcome: RunOutcome
+        if let world {
+            _ = world.broadcast(Array(recipe.resolvedYAML().utf8), what: "the sweep's next cell", patient: true)
+            // The other ranks are inside this cell's run with rank 0: a failure here cannot be skipped
+            // past as a single process does. Record it, then end every rank (rerunning the sweep retries it).
+            do {
+                let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock, world: world)
+                outcome = try run.run()
+            } catch {
+                let message = (error as? TrainingError)?.message ?? "\(PathError.translating(error))"
+                Sweep.recordFailure(cell, message)
+                world.abort(message: "sweep cell \(cell.label): \(message) (recorded in \(cell.dir)/failed.json; rerunning the sweep retries it)")
+            }
+        } else {
+            let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock)
+            outcome = try run.run()
+        }
         if case .finished(let f) = outcome {
             log(String(format: "done %@: %@ %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", f.metric, 100 * (f.final?[f.metric] ?? .nan),
                        recipe.eval.split, 100 * f.best, Date().timeIntervalSince(start)))
         }
         return outcome
+    }
+
+    /// Rank 0 tells the other ranks that the sweep is over (finished, interrupted or failed).
+    public static func endFollowers(_ world: MPIWorld) {
+        _ = world.broadcast([], what: "the end of the sweep", patient: true)
+    }
+
+    /// The loop of ranks 1..N-1 under `mpirun -np N qat sweep`: train each cell rank 0 sends (its resolved
+    /// recipe; rank 0's starting state comes with the run) until rank 0 ends the sweep. Returns how many
+    /// cells this rank trained.
+    public static func follow(world: MPIWorld) throws -> Int {
+        var cells = 0
+        while true {
+            let bytes = world.broadcast(nil, what: "the sweep's next cell", patient: true)
+            if bytes.isEmpty { return cells }
+            let recipe = try Recipe.parse(String(decoding: bytes, as: UTF8.self), file: "(sweep cell from rank 0)")
+            let run = try TrainingRun(recipe: recipe, runDir: nil, resume: false, quiet: true, world: world)
+            _ = try run.run()
+            cells += 1
+        }
     }
 
     // MARK: evolve (YOLOv5-style genetic search)

@@ -123,6 +123,7 @@ struct SweepCommand: ParsableCommand {
         A failed cell is recorded in its failed.json; a cell that needs it (init_from) fails too instead of waiting, and the command exits 1.
         So does a cell waiting for a shard that ran once but is no longer running (killed; its lock OUT/.shard-I-of-N.lock free for 60 s).
         A cell another process is running (its lock) is skipped.
+        Under mpirun -np N, every cell trains data-parallel over the N ranks (rank 0 runs the sweep and writes everything); a failing cell is recorded in its failed.json and ends the job.
         """)
 
     @Argument(help: "Sweep file (YAML).")
@@ -154,7 +155,30 @@ struct SweepCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Started by mpirun: every cell is a data-parallel run over all ranks. Rank 0 reads the sweep and
+        // runs its loop; the other ranks train what it sends. An error on any rank ends every rank.
+        if emit == nil && !collect, let world = try guarded({ try MPIWorld.startIfLaunched() }) {
+            defer { world.finalize() }
+            StopSignal.install()
+            if world.rank != 0 {
+                do { _ = try Sweep.follow(world: world) } catch { world.abort(message: "\(PathError.translating(error))") }
+                return
+            }
+            // Every way out of rank 0's sweep that does not abort tells the other ranks once that it ended.
+            var exit: ExitCode? = nil
+            do { try runSweep(world: world) } catch let e as ExitCode { exit = e } catch {
+                world.abort(message: "\(PathError.translating(error))")
+            }
+            Sweep.endFollowers(world)
+            if let exit { throw exit }
+            return
+        }
+        try runSweep(world: nil)
+    }
+
+    func runSweep(world: MPIWorld?) throws {
         var s = try guarded { try Sweep.load(sweep) }
+        s.world = world
         if emit != nil {
             var o = SlurmEmitter.Options()
             o.partition = partition; o.time = time; o.cpus = cpus; o.tasks = tasks

@@ -191,4 +191,54 @@ final class DataParallelCLITests: XCTestCase {
         let a = try weights(run), b = try weights(dir + "/straight")
         for (k, v) in a { XCTAssertEqual(v, b[k], "\(k): the resumed job differs from the uninterrupted one") }
     }
+
+    /// `mpirun -np 2 qat sweep`: every cell is a two-rank run (the same bits as `mpirun -np 2 qat train` of
+    /// the cell's resolved recipe), a cell starting from another cell's checkpoint included; a rerun skips
+    /// the done cells and ends every rank; a failing cell is recorded and ends the job naming rank 0.
+    func testSweepCellsRunAcrossRanks() throws {
+        let base = try recipe()
+        let sweep = dir + "/sweep.yaml", out = dir + "/sw"
+        try """
+        name: mpi-sweep
+        base: \(base)
+        out: \(out)
+        seeds: [0]
+        variants:
+          - name: a
+          - name: b
+            set: {model.init_from: "{out}/a/seed{seed}/checkpoints/last.h5", train.optimizer.lr: 0.02}
+        """.write(toFile: sweep, atomically: true, encoding: .utf8)
+        let mpi = try mpirun()
+        let (c1, o1, e1) = try launch(mpi, ["-np", "2", qat, "sweep", sweep])
+        XCTAssertEqual(c1, 0, o1 + e1)
+        XCTAssertEqual(o1.components(separatedBy: "sweep mpi-sweep: 2 cells").count, 2, "one process prints: \(o1)")
+        for cell in ["a", "b"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/\(cell)/seed0/final.json"), o1 + e1)
+            let (c, _, e) = try train(["\(out)/\(cell)/seed0/recipe.resolved.yaml"], ranks: 2, run: dir + "/ref-\(cell)")
+            XCTAssertEqual(c, 0, e)
+            let a = try weights("\(out)/\(cell)/seed0"), b = try weights(dir + "/ref-\(cell)")
+            XCTAssertEqual(a.count, b.count)
+            for (k, v) in a { XCTAssertEqual(v, b[k], "cell \(cell) \(k): the sweep cell differs from mpirun -np 2 qat train of its recipe") }
+        }
+        let (c2, o2, e2) = try launch(mpi, ["-np", "2", qat, "sweep", sweep], timeout: 120)
+        XCTAssertEqual(c2, 0, e2)
+        XCTAssertTrue(o2.contains("ran 0, skipped 2"), o2)
+
+        try """
+        name: mpi-sweep
+        base: \(base)
+        out: \(out)
+        seeds: [0]
+        variants:
+          - name: a
+          - name: b
+            set: {model.init_from: "{out}/a/seed{seed}/checkpoints/last.h5", train.optimizer.lr: 0.02}
+          - name: c
+            set: {model.init_from: "\(dir!)/missing.h5"}
+        """.write(toFile: sweep, atomically: true, encoding: .utf8)
+        let (c3, o3, e3) = try launch(mpi, ["-np", "2", qat, "sweep", sweep], timeout: 120)
+        XCTAssertNotEqual(c3, 0, o3)
+        XCTAssertTrue(e3.contains("rank 0 of 2") && e3.contains("sweep cell c/seed0") && e3.contains("missing.h5"), e3)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/c/seed0/failed.json"))
+    }
 }
