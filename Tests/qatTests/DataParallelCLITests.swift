@@ -198,16 +198,21 @@ final class DataParallelCLITests: XCTestCase {
     func testSweepCellsRunAcrossRanks() throws {
         let base = try recipe()
         let sweep = dir + "/sweep.yaml", out = dir + "/sw"
-        try """
-        name: mpi-sweep
-        base: \(base)
-        out: \(out)
-        seeds: [0]
-        variants:
-          - name: a
-          - name: b
-            set: {model.init_from: "{out}/a/seed{seed}/checkpoints/last.h5", train.optimizer.lr: 0.02}
-        """.write(toFile: sweep, atomically: true, encoding: .utf8)
+        // Cell b starts from cell a's checkpoint; `extra` appends variants.
+        func write(_ extra: String = "") throws {
+            try """
+            name: mpi-sweep
+            base: \(base)
+            out: \(out)
+            seeds: [0]
+            variants:
+              - name: a
+              - name: b
+                set: {model.init_from: "{out}/a/seed{seed}/checkpoints/last.h5", train.optimizer.lr: 0.02}
+            \(extra)
+            """.write(toFile: sweep, atomically: true, encoding: .utf8)
+        }
+        try write()
         let mpi = try mpirun()
         let (c1, o1, e1) = try launch(mpi, ["-np", "2", qat, "sweep", sweep])
         XCTAssertEqual(c1, 0, o1 + e1)
@@ -224,18 +229,10 @@ final class DataParallelCLITests: XCTestCase {
         XCTAssertEqual(c2, 0, e2)
         XCTAssertTrue(o2.contains("ran 0, skipped 2"), o2)
 
-        try """
-        name: mpi-sweep
-        base: \(base)
-        out: \(out)
-        seeds: [0]
-        variants:
-          - name: a
-          - name: b
-            set: {model.init_from: "{out}/a/seed{seed}/checkpoints/last.h5", train.optimizer.lr: 0.02}
+        try write("""
           - name: c
             set: {model.init_from: "\(dir!)/missing.h5"}
-        """.write(toFile: sweep, atomically: true, encoding: .utf8)
+        """)
         let (c3, o3, e3) = try launch(mpi, ["-np", "2", qat, "sweep", sweep], timeout: 120)
         XCTAssertNotEqual(c3, 0, o3)
         XCTAssertTrue(e3.contains("rank 0 of 2") && e3.contains("sweep cell c/seed0") && e3.contains("missing.h5"), e3)
