@@ -356,22 +356,18 @@ public struct Sweep: Sendable {
         }
         log("run \(cell.label)\(resume ? " (resuming)" : "") -> \(cell.dir)")
         let start = Date()
+        // Under mpirun the other ranks train this cell with rank 0 (`Sweep.follow`).
+        _ = world?.broadcast(Array(recipe.resolvedYAML().utf8), what: "the sweep's next cell", patient: true)
         let outcome: RunOutcome
-        if let world {
-            _ = world.broadcast(Array(recipe.resolvedYAML().utf8), what: "the sweep's next cell", patient: true)
-            // The other ranks are inside this cell's run with rank 0: a failure here cannot be skipped
-            // past as a single process does. Record it, then end every rank (rerunning the sweep retries it).
-            do {
-                let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock, world: world)
-                outcome = try run.run()
-            } catch {
-                let message = (error as? TrainingError)?.message ?? "\(PathError.translating(error))"
-                Sweep.recordFailure(cell, message)
-                world.abort(message: "sweep cell \(cell.label): \(message) (recorded in \(cell.dir)/failed.json; rerunning the sweep retries it)")
-            }
-        } else {
-            let run = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock)
-            outcome = try run.run()
+        do {
+            outcome = try TrainingRun(recipe: recipe, runDir: cell.dir, resume: resume, quiet: quiet, lock: lock, world: world).run()
+        } catch {
+            // The other ranks are inside this cell's run: a failure cannot be skipped past as a single
+            // process does. Record it, then end every rank (rerunning the sweep retries it).
+            guard let world else { throw error }
+            let message = (error as? TrainingError)?.message ?? "\(PathError.translating(error))"
+            Sweep.recordFailure(cell, message)
+            world.abort(message: "sweep cell \(cell.label): \(message) (recorded in \(cell.dir)/failed.json; rerunning the sweep retries it)")
         }
         if case .finished(let f) = outcome {
             log(String(format: "done %@: %@ %@ %.2f%% (best %@ %.2f%%) in %.1f s", cell.label, f.final?.split ?? "-", f.metric, 100 * (f.final?[f.metric] ?? .nan),
