@@ -106,15 +106,44 @@ public final class QATHandle {
     /// so checkpoints never hold a scale that an update pushed below zero.
     public func clampScales() { for (_, q) in quantizers { q.sanitizeScale() } }
 
-    /// PTQ / initialisation: runs `forward` on each calibration batch with every quantizer observing, in
-    /// eval mode and without gradients, then restores the previous mode.
-    public func calibrate(_ model: Module, batches: [Tensor], forward: (Tensor) -> Tensor) {
-        let wasTraining = model.isTraining
+    /// Which BatchNorm statistics the activations seen by calibration are normalised with.
+    public enum CalibrationStatistics: String, Sendable, CaseIterable {
+        /// Running statistics (eval mode): what a deployed (PTQ) model computes.
+        case running
+        /// Each calibration batch's own statistics, as the QAT forward uses them while training (torch.ao's
+        /// QAT observers see training-mode activations). The running statistics are left unchanged.
+        case batch
+    }
+
+    /// PTQ / QAT initialisation: runs `forward` on each calibration batch with every quantizer observing,
+    /// without gradients and with dropout off, then restores every module's mode. With `.batch`, each
+    /// BatchNorm2d normalises with the batch's statistics (a folded BN frozen from step 0 keeps its running
+    /// ones, as its QAT forward does) and its running statistics, momentum-averaged by that forward, are put
+    /// back; a cross-process (synchronised) BN uses this process's batch alone.
+    public func calibrate(_ model: Module, batches: [Tensor], statistics: CalibrationStatistics = .running,
+                          forward: (Tensor) -> Tensor) {
+        let modes = model.namedModules().map { ($0.1, $0.1.isTraining) }
         model.eval()
+        var restore: [() -> Void] = []
+        if statistics == .batch {
+            let frozenAtStart = Set(freezeBNAfter == 0 ? foldedBN.map { ObjectIdentifier($0.1) } : [])
+            for (_, m) in model.namedModules() {
+                guard let bn = m as? BatchNorm2d, !frozenAtStart.contains(ObjectIdentifier(bn)) else { continue }
+                let mean = bn.runningMean.pointer, variance = bn.runningVar.pointer, n = bn.runningMean.count
+                let savedMean = Array(UnsafeBufferPointer(start: mean, count: n)), savedVar = Array(UnsafeBufferPointer(start: variance, count: n))
+                let (frozen, sync) = (bn.frozenStatistics, bn.sync)
+                bn.train(); bn.frozenStatistics = false; bn.sync = nil
+                restore.append {
+                    mean.update(from: savedMean, count: n); variance.update(from: savedVar, count: n)
+                    bn.frozenStatistics = frozen; bn.sync = sync
+                }
+            }
+        }
         for (_, q) in quantizers { q.calibrating = true; q.observer = Observer(q.rangeMethod) }
         noGrad { for b in batches { _ = forward(b) } }
         for (_, q) in quantizers { q.calibrating = false }
-        model.train(wasTraining)
+        for r in restore { r() }
+        for (m, t) in modes { m.train(t) }   // pre-order: each child set after its parent
     }
 }
 

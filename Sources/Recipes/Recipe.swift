@@ -359,6 +359,10 @@ public struct Recipe: Sendable, Equatable {
         public var foldBN = false
         public var freezeBNAfter: Int?
         public var calibrationBatches = 8
+        /// BatchNorm statistics during calibration: batch (QAT's training-mode forward, torch.ao's QAT
+        /// observers), running (eval mode, what a deployed PTQ model computes) or auto (batch for QAT,
+        /// running for PTQ).
+        public var calibrationStatistics = "auto"
         public var residualAdds = true
         /// PTQ options (section 4 of ALGORITHMS.md).
         public var equalize = false
@@ -369,6 +373,10 @@ public struct Recipe: Sendable, Equatable {
         /// applied to best.h5 when the run ends (QAT and PTQ); nil: off.
         public var bnReestimationBatches: Int?
         public var overrides: [Override] = []
+        /// The statistics `calibrationStatistics` resolves to for this mode.
+        public var calibratesWithBatchStatistics: Bool {
+            calibrationStatistics == "batch" || (calibrationStatistics == "auto" && mode == "qat")
+        }
         /// FP32 (or QAT) checkpoint to start from: float weights load, quantizers calibrate.
         public var initFrom: String?
         public init() {}
@@ -377,6 +385,7 @@ public struct Recipe: Sendable, Equatable {
              .bool("learn_zero_point", \.learnZeroPoint), .choice("grad_factor", \.gradFactor, ["one", "lsq_pytorch", "lsq_mqbench"]),
              .choice("ste", \.ste, ["clipped", "identity"]), .section("dropout", \.dropout), .bool("fold_bn", \.foldBN),
              .optInt("freeze_bn_after", \.freezeBNAfter, min: 0), .int("calibration_batches", \.calibrationBatches, min: 1),
+             Field.choice("calibration_statistics", \.calibrationStatistics, ["auto", "batch", "running"]).writtenWhenSet(),
              .bool("residual_adds", \.residualAdds), .bool("equalize", \.equalize), .bool("bias_correction", \.biasCorrection),
              Field.section("adaround", \.adaround).writtenWhenSet(),
              Field.optInt("bn_reestimation_batches", \.bnReestimationBatches, min: 1).writtenWhenSet(), overridesField, .optString("init_from", \.initFrom)]
@@ -391,6 +400,11 @@ public struct Recipe: Sendable, Equatable {
                 throw RecipeError(origin: r.value("bn_reestimation_batches")?.origin ?? r.tree?.origin ?? r.fallbackOrigin,
                                   key: r.full("bn_reestimation_batches"),
                                   "BatchNorm re-estimation recomputes the statistics of a quantized model: set quant.mode: qat or ptq (it is fp32), or remove the key")
+            }
+            if calibrationStatistics == "batch" && mode == "ptq" {
+                throw RecipeError(origin: r.value("calibration_statistics")?.origin ?? r.tree?.origin ?? r.fallbackOrigin,
+                                  key: r.full("calibration_statistics"),
+                                  "a PTQ model runs with BatchNorm's running statistics, so its ranges are calibrated with them: use running or auto (it is batch)")
             }
             if adaround.enabled && mode != "ptq" {
                 throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.enabled"),

@@ -148,7 +148,7 @@ public final class TrainingRun {
             // float weights of the same model, before the quantizers calibrate.
             if let p = recipe.model.initFrom { try InitFrom.load(p, key: "model.init_from", into: model, task: task, complete: false, log: console.line) }
             if let p = recipe.quant.initFrom { try InitFrom.load(p, key: "quant.init_from", into: model, task: task, complete: true, log: console.line) }
-            if let h = handle { calibrate(h) }
+            if let h = handle { try calibrate(h) }
             // Everything checked: only now does the run directory get its files.
             do { try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true) }
             catch { throw TrainingError("cannot create run directory \(dir): \(PathProblem.cause(of: error, path: dir + "/checkpoints"))") }
@@ -220,9 +220,11 @@ public final class TrainingRun {
 
     func calibrationBatches() throws -> [Tensor] { try task.calibrationInputs(batches: recipe.quant.calibrationBatches) }
 
-    func calibrate(_ h: QATHandle) {
-        guard let batches = try? calibrationBatches() else { return }
-        h.calibrate(model, batches: batches) { self.model($0) }
+    /// QAT initialisation: the ranges are fitted to the activations the training forward will produce
+    /// (`quant.calibration_statistics`).
+    func calibrate(_ h: QATHandle) throws {
+        let batches = try calibrationBatches()
+        h.calibrate(model, batches: batches, statistics: recipe.quant.calibratesWithBatchStatistics ? .batch : .running) { self.model($0) }
     }
 
     func save(_ name: String) throws {

@@ -287,7 +287,7 @@ public struct Sweep: Sendable {
             try? FileManager.default.removeItem(atPath: cell.dir + "/failed.json")
             let r = try recipe(for: cell)
             var dependencyFailure: String? = nil
-            for dep in [r.model.initFrom, r.quant.initFrom].compactMap({ $0 }) {
+            for dep in [r.model.initFrom, r.quant.initFrom, r.train.distill.teacher].compactMap({ $0 }) {
                 // The producer's checkpoint may exist before it is final (best.h5 is written while it
                 // trains): a cell starts only from a finished cell.
                 guard let producer = cells().first(where: { dep.hasPrefix($0.dir + "/") }), !Sweep.isDone(producer.dir) else { continue }

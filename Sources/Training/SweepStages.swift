@@ -12,7 +12,7 @@ extension Sweep {
         var producers: [[Int]] = []
         for cell in all {
             let r = try recipe(for: cell)
-            producers.append([r.model.initFrom, r.quant.initFrom].compactMap { $0 }.compactMap { dep in
+            producers.append([r.model.initFrom, r.quant.initFrom, r.train.distill.teacher].compactMap { $0 }.compactMap { dep in
                 all.first(where: { dep.hasPrefix($0.dir + "/") })?.index
             }.filter { $0 != cell.index })
         }

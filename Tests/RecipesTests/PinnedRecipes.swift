@@ -46,6 +46,7 @@ enum PinnedRecipes {
       fold_bn: true
       freeze_bn_after: 100
       calibration_batches: 3
+      calibration_statistics: running
       residual_adds: false
       equalize: true
       bias_correction: true

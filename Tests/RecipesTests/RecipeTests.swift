@@ -159,3 +159,28 @@ final class RecipeTests: XCTestCase {
         XCTAssertNil(closest("zzzzzz", ["epochs", "optimizer"]))
     }
 }
+
+extension RecipeTests {
+    /// quant.calibration_statistics: auto resolves to batch statistics for QAT and running ones for PTQ,
+    /// is written to the resolved recipe only when set, and batch statistics for PTQ are refused.
+    func testCalibrationStatistics() throws {
+        let qat = try Recipe.load(path: write("q.yaml", "quant: {mode: qat}\n"))
+        XCTAssertEqual(qat.quant.calibrationStatistics, "auto")
+        XCTAssertTrue(qat.quant.calibratesWithBatchStatistics)
+        XCTAssertFalse(qat.resolvedYAML().contains("calibration_statistics"))
+        let ptq = try Recipe.load(path: write("p.yaml", "quant: {mode: ptq}\n"))
+        XCTAssertFalse(ptq.quant.calibratesWithBatchStatistics)
+        let running = try Recipe.load(path: write("r.yaml", "quant: {mode: qat, calibration_statistics: running}\n"))
+        XCTAssertFalse(running.quant.calibratesWithBatchStatistics)
+        XCTAssertTrue(running.resolvedYAML().contains("calibration_statistics: running"))
+        XCTAssertEqual(try Recipe.parse(running.resolvedYAML()), running)
+
+        let e = error { try Recipe.load(path: self.write("b.yaml", "quant:\n  mode: ptq\n  calibration_statistics: batch\n")) }
+        XCTAssertEqual(e?.key, "quant.calibration_statistics")
+        XCTAssertEqual(e?.origin?.line, 3)
+        XCTAssertTrue(e!.description.contains("use running or auto"), e!.description)
+        let bad = error { try Recipe.load(path: self.write("c.yaml", "quant: {mode: qat, calibration_statistics: train}\n")) }
+        XCTAssertEqual(bad?.key, "quant.calibration_statistics")
+        XCTAssertTrue(bad!.description.contains("auto, batch, running"), bad!.description)
+    }
+}

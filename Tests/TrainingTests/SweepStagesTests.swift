@@ -34,6 +34,22 @@ final class SweepStagesTests: XCTestCase {
         XCTAssertEqual(try s.cells(stage: 2, shard: (2, 2)).map(\.label), ["tuned/seed1"])
     }
 
+    /// A distillation teacher is a producer as an init_from checkpoint is: its student runs a stage later.
+    func testDistillationTeacherIsADependency() throws {
+        let root = tempDir("stages-teacher")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let s = try Sweep.load(try writeSweep(root, """
+        name: teacher
+        base: base.yaml
+        out: \(root)/out
+        seeds: [0]
+        variants:
+          - {name: fp32}
+          - {name: student, set: {train.distill.teacher: "{out}/fp32/seed{seed}/checkpoints/best.h5"}}
+        """))
+        XCTAssertEqual(try s.stages(), [0, 1])
+    }
+
     func testSlurmScriptChainsOneArrayPerStageThenCollect() throws {
         let root = tempDir("slurmemit")
         defer { try? FileManager.default.removeItem(atPath: root) }

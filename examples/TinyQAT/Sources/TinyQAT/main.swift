@@ -53,7 +53,7 @@ let fp32 = accuracy(model, test)
 
 // Quantization-aware training at W4A4: fake-quant on every conv and linear, LSQ scales learned.
 let handle = try quantize(model, plan: .bits(weight: 4, activation: 4))
-handle.calibrate(model, batches: [batch(64, rng: &rng).0]) { model($0) }
+handle.calibrate(model, batches: [batch(64, rng: &rng).0], statistics: .batch) { model($0) }
 train(model, steps: 100, lr: 0.01, rng: &rng, handle: handle)
 let w4a4 = accuracy(model, test)
 print(String(format: "TinyQAT: FP32 %.1f%%, QAT W4A4 %.1f%% (%d fake quantizers)", fp32 * 100, w4a4 * 100, handle.quantizers.count))
