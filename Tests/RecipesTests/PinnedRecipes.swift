@@ -9,7 +9,7 @@ enum PinnedRecipes {
                         "recipes/chips/qat-w4a4-8bit-ends.yaml", "recipes/chips/qat-w4a4-qdrop.yaml", "recipes/chips/qat-w8a8.yaml",
                         "recipes/chips/fp32-finetune.yaml", "recipes/chips/qat-w2a2-8bit-ends.yaml", "recipes/chips/ptq-w4a8.yaml",
                         "recipes/chips/ptq-w4a8-adaround.yaml", "recipes/chips/qat-w4a4-mixed.yaml",
-                        "recipes/chips/qat-w3avg-a8-mixed.yaml"]
+                        "recipes/chips/qat-w3avg-a8-mixed.yaml", "recipes/chips/qat-w2a2-8bit-ends-dw8.yaml"]
     static func fixtureName(_ rel: String) -> String { rel.dropFirst("recipes/".count).replacingOccurrences(of: "/", with: "-") }
 
     static let everyKeySet = """

@@ -6,12 +6,14 @@
 #
 #   V=$(../shared/tools/reference/setup.sh)      # the PyTorch venv (never a dependency of the framework)
 #   scripts/protocol/chips_qat_peer.sh $V/bin/python [THREADS]
+#   PEER_SWEEP=runs/sweeps/chips-qat-distill PEER_RUNS="qat-w4a4-combined:0 qat-w4a4-combined-running:0" \
+#       scripts/protocol/chips_qat_peer.sh $V/bin/python   # another sweep's cells
 #   python3 scripts/protocol/chips_qat_table.py   # ours vs PyTorch, into notebooks-export/chips-qat-peer.md
 set -euo pipefail
 PY=${1:?usage: chips_qat_peer.sh PYTHON [THREADS]}
 THREADS=${2:-1}
-SWEEP=runs/sweeps/chips-qat
-OUT=runs/sweeps/chips-qat-peer
+SWEEP=${PEER_SWEEP:-runs/sweeps/chips-qat}   # e.g. runs/sweeps/chips-qat-distill
+OUT=${PEER_OUT:-$SWEEP-peer}
 # Order: the W4A4 pair on every seed first, then W2A2 and W8A8 seed by seed (override with PEER_RUNS).
 RUNS=${PEER_RUNS:-"qat-w4a4:0 qat-w4a4:1 qat-w4a4:2 qat-w4a4-mse-init:0 qat-w4a4-mse-init:1 qat-w4a4-mse-init:2
   qat-w2a2-8bit-ends:0 qat-w8a8:0 qat-w2a2-8bit-ends:1 qat-w8a8:1 qat-w2a2-8bit-ends:2 qat-w8a8:2"}

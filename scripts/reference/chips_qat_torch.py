@@ -11,6 +11,7 @@ Usage (from the repo root):
   train.{epochs, steps, batch, clip_grad_norm, optimizer (sgd: lr, momentum, nesterov, weight_decay, quant_lr_scale),
   schedule (cosine or constant: warmup_steps, min_lr_ratio), log_every}, quant.{mode (fp32 or qat),
   weight/activation bits, per_channel, range (activations: minmax or mse), learn_zero_point, grad_factor, residual_adds, calibration_batches,
+  calibration_statistics (auto/batch or running),
   overrides (pattern + weight_bits/input_bits/skip)}, eval.{batch, split, metric}. Other keys (EMA,
   fold_bn, quantization dropout, ranges other than min-max) are refused rather than silently ignored.
 - `--data`: a folder with train.h5, val.h5 and test.h5 (hdf5_chips: uint8 images [N,H,W,C], int64 labels),
@@ -27,7 +28,9 @@ warmup from 0.001 x lr, then cosine to min_lr_ratio; fake quantization of every 
 (per output channel) and input (per tensor) and of each residual add's output, asymmetric uint grids,
 scales and zero points learnable (torch._fake_quantize_learnable_per_{tensor,channel}_affine with grad
 factor 1/sqrt(numel * qmax), PyTorch's _LearnableFakeQuantize), initialised from min-max statistics of
-`calibration_batches` unaugmented training batches with the model in eval mode (activations optionally by
+`calibration_batches` unaugmented training batches with the model in eval mode except BatchNorm, which
+normalises with each batch's statistics and keeps its running ones (quant.calibration_statistics batch,
+the QAT default; `running`: eval mode throughout, as every run before 2026-12-02) (activations optionally by
 our MSE range search, `quant.activation.range: mse`), best checkpoint by the
 recipe's eval split and metric, final numbers on the test split. What differs: the random streams (sample
 order from a seeded torch generator, augmentation draws from numpy), and so the exact numbers.
@@ -291,15 +294,27 @@ def main():
     total = int(t["steps"]) if t.get("steps") else int(t["epochs"]) * per_epoch
     installed = quantize(model, q) if q["mode"] == "qat" else []
     os.makedirs(a.out, exist_ok=True)
-    # Calibration: unaugmented training batches in order, eval mode, every quantizer observing.
+    # Calibration: unaugmented training batches in order, eval mode (BatchNorm with batch statistics unless
+    # quant.calibration_statistics is running; its running statistics restored), every quantizer observing.
     if installed:
         fqs = [x for x in model.modules() if isinstance(x, FakeQuant)]
         model.eval()
+        stats = q.get("calibration_statistics", "auto")
+        if stats not in ("auto", "batch", "running"):
+            raise RecipeError(f"quant.calibration_statistics {stats}: auto, batch or running")
+        saved = []
+        if stats != "running":
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    saved.append((m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()))
+                    m.train()
         for f in fqs: f.calibrating = True
         with torch.no_grad():
             for k in range(int(q.get("calibration_batches", 8))):
                 chunk = train[0][k * batch:(k + 1) * batch]
                 if len(chunk): model(prepare(chunk, size))
+            for bn, mean, var, tracked in saved:
+                bn.running_mean.copy_(mean); bn.running_var.copy_(var); bn.num_batches_tracked.copy_(tracked); bn.eval()
         for f in fqs: f.calibrating = False
     o, s = t["optimizer"], t["schedule"]
     quant_params, no_decay, decay = [], [], []
