@@ -14,22 +14,15 @@ import NN
 public enum BatchNormReestimation {
     @discardableResult
     public static func run(_ model: Module, batches: [Tensor], forward: (Tensor) -> Tensor) -> [String] {
-        let norms = model.namedModules().compactMap { p, m in (m as? BatchNorm2d).map { (p, $0) } }
-        guard !norms.isEmpty, !batches.isEmpty else { return [] }
-        let modes = model.namedModules().map { ($0.1, $0.1.isTraining) }
-        let saved = norms.map { ($0.1.momentum, $0.1.frozenStatistics) }
-        defer {
-            for (m, t) in modes { m.train(t) }   // pre-order: each child set after its parent
-            for ((_, bn), (m, f)) in zip(norms, saved) { bn.momentum = m; bn.frozenStatistics = f }
-        }
-        model.eval()
-        for (_, bn) in norms { bn.train(); bn.frozenStatistics = false }
-        noGrad {
-            for (k, x) in batches.enumerated() {
-                for (_, bn) in norms { bn.momentum = 1 / Float(k + 1) }
-                _ = forward(x)
+        guard model.namedModules().contains(where: { $0.1 is BatchNorm2d }), !batches.isEmpty else { return [] }
+        return BatchStatisticsMode.run(model) { norms in
+            noGrad {
+                for (k, x) in batches.enumerated() {
+                    for (_, bn) in norms { bn.momentum = 1 / Float(k + 1) }
+                    _ = forward(x)
+                }
             }
+            return norms.map(\.0)
         }
-        return norms.map(\.0)
     }
 }

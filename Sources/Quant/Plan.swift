@@ -122,28 +122,20 @@ public final class QATHandle {
     /// back; a cross-process (synchronised) BN uses this process's batch alone.
     public func calibrate(_ model: Module, batches: [Tensor], statistics: CalibrationStatistics = .running,
                           forward: (Tensor) -> Tensor) {
-        let modes = model.namedModules().map { ($0.1, $0.1.isTraining) }
-        model.eval()
-        var restore: [() -> Void] = []
-        if statistics == .batch {
-            let frozenAtStart = Set(freezeBNAfter == 0 ? foldedBN.map { ObjectIdentifier($0.1) } : [])
-            for (_, m) in model.namedModules() {
-                guard let bn = m as? BatchNorm2d, !frozenAtStart.contains(ObjectIdentifier(bn)) else { continue }
-                let mean = bn.runningMean.pointer, variance = bn.runningVar.pointer, n = bn.runningMean.count
-                let savedMean = Array(UnsafeBufferPointer(start: mean, count: n)), savedVar = Array(UnsafeBufferPointer(start: variance, count: n))
-                let (frozen, sync) = (bn.frozenStatistics, bn.sync)
-                bn.train(); bn.frozenStatistics = false; bn.sync = nil
-                restore.append {
-                    mean.update(from: savedMean, count: n); variance.update(from: savedVar, count: n)
-                    bn.frozenStatistics = frozen; bn.sync = sync
-                }
+        // Running statistics: every BN excluded, so the whole model runs in eval mode. Batch statistics: a
+        // folded BN frozen from step 0 excluded, as its QAT forward uses its running statistics.
+        let bns = model.namedModules().compactMap { ($0.1 as? BatchNorm2d).map(ObjectIdentifier.init) }
+        let excluding = Set(statistics == .running ? bns : freezeBNAfter == 0 ? foldedBN.map { ObjectIdentifier($0.1) } : [])
+        BatchStatisticsMode.run(model, excluding: excluding) { norms in
+            let saved = norms.map { ($0.1.runningMean.scalars, $0.1.runningVar.scalars) }
+            for (_, bn) in norms { bn.sync = nil }
+            for (_, q) in quantizers { q.calibrating = true; q.observer = Observer(q.rangeMethod) }
+            noGrad { for b in batches { _ = forward(b) } }
+            for (_, q) in quantizers { q.calibrating = false }
+            for ((_, bn), (mean, variance)) in zip(norms, saved) {
+                bn.runningMean.pointer.update(from: mean, count: mean.count); bn.runningVar.pointer.update(from: variance, count: variance.count)
             }
         }
-        for (_, q) in quantizers { q.calibrating = true; q.observer = Observer(q.rangeMethod) }
-        noGrad { for b in batches { _ = forward(b) } }
-        for (_, q) in quantizers { q.calibrating = false }
-        for r in restore { r() }
-        for (m, t) in modes { m.train(t) }   // pre-order: each child set after its parent
     }
 }
 
