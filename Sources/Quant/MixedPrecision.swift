@@ -8,6 +8,9 @@ import Autodiff
 ///   block-diagonal trace (E[v_l^T (H v)_l] = Tr(H_ll): cross terms vanish in expectation).
 /// - sensitivity of b bits: Omega_l(b) = Tr(H_l) / n_l * ||Q_b(W_l) - W_l||^2, Q_b per-output-channel
 ///   asymmetric min-max quantization (the default weight quantizer).
+/// - optionally the inputs too (HAWQ-v2's activation rule): Omega_l^a(b) = Tr_l / n * ||Q_b(x_l) - x_l||^2 with
+///   the trace of the Fisher with respect to the input x_l (FIT, Zandonati et al. 2022; computed in
+///   `MixedPrecisionSearch`), input bits then under a BitOps budget (sum MACs_l w_l a_l) as well.
 /// - bits per layer minimising sum Omega under a model-size budget (sum n_l b_l <= average * sum n_l):
 ///   greedy from the highest choice, each step lowering the layer whose next lower choice adds the least
 ///   Omega per bit saved, until the budget holds; then, while bits are left, raising the layer whose next
@@ -53,6 +56,9 @@ public enum MixedPrecision {
         return Double(noGrad { (d * d).sum() }.item)
     }
 
+    /// One quantized tensor's sensitivity: a layer's weights, or a layer's input, whose `weights` then
+    /// counts the input's elements over the calibration batches, `trace` is the Fisher trace of the loss
+    /// with respect to that input and `errors` its fake-quantization errors summed over the same batches.
     public struct Layer: Sendable, Codable, Equatable {
         public var path: String
         public var weights: Int
@@ -71,41 +77,98 @@ public enum MixedPrecision {
     /// sum(weights * bits) <= averageBits * sum(weights), choosing from `choices`. Throws when even the
     /// lowest choice everywhere exceeds the budget.
     public static func allocate(_ layers: [Layer], choices: [Int], averageBits: Double) throws -> [Int] {
-        let options = Array(Set(choices)).sorted()
-        guard let top = options.last, let bottom = options.first else { throw QuantConfigError(path: "choices", "no bit choices given") }
-        let total = layers.reduce(0) { $0 + $1.weights }
-        let budget = averageBits * Double(total)
-        guard Double(total * bottom) <= budget + 1e-9 else {
-            throw QuantConfigError(path: "average bits", "\(averageBits) is below the lowest choice \(bottom): no allocation fits")
-        }
-        var bits = [Int](repeating: top, count: layers.count)
-        var used = Double(total * top)
-        while used > budget + 1e-9 {
-            var best: (Int, Int, Double)? = nil   // layer, lower bits, Omega added per bit saved
-            for (i, l) in layers.enumerated() {
-                guard let k = options.firstIndex(of: bits[i]), k > 0 else { continue }
-                let lower = options[k - 1]
-                let cost = (l.omega(lower) - l.omega(bits[i])) / Double(l.weights * (bits[i] - lower))
-                if best == nil || cost < best!.2 || (cost == best!.2 && i < best!.0) { best = (i, lower, cost) }
+        try allocate(weights: layers, weightChoices: choices, averageBits: averageBits).weights
+    }
+
+    /// Weight and input (activation) bits per layer, minimising the summed Omega of both under two
+    /// budgets, as HAWQ-v3's integer program (there with one bit width per layer for both):
+    /// - model size: sum n_l w_l <= averageBits * sum n_l (n_l: the layer's weights);
+    /// - BitOps: sum M_l w_l a_l <= averageBitOps * sum M_l (M_l: the layer's multiply-accumulates; 16 is
+    ///   uniform W4A4's), only when `activations` are given (one row per layer, same order as `weights`,
+    ///   `macs` too).
+    /// Greedy from the highest choices: while a budget is exceeded, take the lowering (of a weight or an
+    /// input) with the least Omega added per unit of relief, relief being the size and BitOps saved as
+    /// shares of the exceeded budgets; then, while something fits, the raising with the most Omega removed
+    /// per share of both budgets spent. Throws when even the lowest choices everywhere do not fit.
+    public static func allocate(weights: [Layer], weightChoices: [Int], averageBits: Double,
+                                activations: [Layer] = [], activationChoices: [Int] = [], macs: [Int] = [],
+                                averageBitOps: Double = .infinity) throws -> (weights: [Int], activations: [Int]) {
+        let wOpts = Array(Set(weightChoices)).sorted(), aOpts = Array(Set(activationChoices)).sorted()
+        guard let wTop = wOpts.last, let wBottom = wOpts.first else { throw QuantConfigError(path: "choices", "no bit choices given") }
+        let joint = !activations.isEmpty
+        if joint {
+            guard activations.count == weights.count, macs.count == weights.count else {
+                throw QuantConfigError(path: "activations", "\(activations.count) input rows and \(macs.count) MAC counts for \(weights.count) layers: one of each per layer")
             }
-            guard let (i, lower, _) = best else { break }
-            used -= Double(layers[i].weights * (bits[i] - lower))
-            bits[i] = lower
+            guard !aOpts.isEmpty else { throw QuantConfigError(path: "activation choices", "no bit choices given") }
+        }
+        let n = weights.map { Double($0.weights) }, m = macs.map(Double.init)
+        let sizeBudget = averageBits * n.reduce(0, +)
+        let opsBudget = joint ? averageBitOps * m.reduce(0, +) : .infinity
+        guard n.reduce(0, +) * Double(wBottom) <= sizeBudget * (1 + 1e-12) else {
+            throw QuantConfigError(path: "average bits", "\(averageBits) is below the lowest choice \(wBottom): no allocation fits")
+        }
+        var w = [Int](repeating: wTop, count: weights.count)
+        var a = [Int](repeating: joint ? aOpts.last! : 0, count: joint ? weights.count : 0)
+        if joint {
+            let lowest = zip(m, [Double](repeating: Double(wBottom * aOpts.first!), count: m.count)).reduce(0) { $0 + $1.0 * $1.1 }
+            guard lowest <= opsBudget * (1 + 1e-12) else {
+                throw QuantConfigError(path: "average BitOps", "\(averageBitOps) is below the lowest choices' \(wBottom * aOpts.first!) per MAC: no allocation fits")
+            }
+        }
+        func size() -> Double { zip(n, w).reduce(0) { $0 + $1.0 * Double($1.1) } }
+        func ops() -> Double { joint ? m.indices.reduce(0) { $0 + m[$1] * Double(w[$1] * a[$1]) } : 0 }
+        func next(_ opts: [Int], _ b: Int, _ step: Int) -> Int? {
+            guard let k = opts.firstIndex(of: b), opts.indices.contains(k + step) else { return nil }
+            return opts[k + step]
+        }
+        // A move: (is a weight, layer, new bits, change in size, change in BitOps, change in Omega).
+        typealias Move = (weight: Bool, layer: Int, bits: Int, dSize: Double, dOps: Double, dOmega: Double)
+        func moves(_ step: Int) -> [Move] {
+            var out: [Move] = []
+            for i in weights.indices {
+                if let b = next(wOpts, w[i], step) {
+                    out.append((true, i, b, n[i] * Double(b - w[i]), joint ? m[i] * Double(a[i] * (b - w[i])) : 0,
+                                weights[i].omega(b) - weights[i].omega(w[i])))
+                }
+            }
+            if joint {
+                for i in activations.indices {
+                    if let b = next(aOpts, a[i], step) {
+                        out.append((false, i, b, 0, m[i] * Double(w[i] * (b - a[i])), activations[i].omega(b) - activations[i].omega(a[i])))
+                    }
+                }
+            }
+            return out
+        }
+        func apply(_ mv: Move) { if mv.weight { w[mv.layer] = mv.bits } else { a[mv.layer] = mv.bits } }
+        let tolerance = 1e-9
+        while true {
+            let sizeOver = size() > sizeBudget + tolerance, opsOver = ops() > opsBudget * (1 + 1e-12)
+            if !sizeOver && !opsOver { break }
+            var best: (Move, Double)? = nil   // Omega added per unit of relief
+            for mv in moves(-1) {
+                let relief = (sizeOver ? -mv.dSize / sizeBudget : 0) + (opsOver ? -mv.dOps / opsBudget : 0)
+                guard relief > 0 else { continue }
+                let cost = mv.dOmega / relief
+                if best == nil || cost < best!.1 { best = (mv, cost) }
+            }
+            guard let (mv, _) = best else { break }
+            apply(mv)
         }
         // Lowering in steps can overshoot: spend what is left where it helps most.
         while true {
-            var best: (Int, Int, Double)? = nil   // layer, higher bits, Omega removed per bit spent
-            for (i, l) in layers.enumerated() {
-                guard let k = options.firstIndex(of: bits[i]), k + 1 < options.count else { continue }
-                let higher = options[k + 1], extra = Double(l.weights * (higher - bits[i]))
-                guard used + extra <= budget + 1e-9 else { continue }
-                let gain = (l.omega(bits[i]) - l.omega(higher)) / extra
-                if gain > 0, best == nil || gain > best!.2 { best = (i, higher, gain) }
+            let s = size(), o = ops()
+            var best: (Move, Double)? = nil   // Omega removed per share of the budgets spent
+            for mv in moves(1) {
+                guard s + mv.dSize <= sizeBudget + tolerance, !joint || o + mv.dOps <= opsBudget * (1 + 1e-12) else { continue }
+                let spent = mv.dSize / sizeBudget + (joint ? mv.dOps / opsBudget : 0)
+                let gain = -mv.dOmega / spent
+                if gain > 0, best == nil || gain > best!.1 { best = (mv, gain) }
             }
-            guard let (i, higher, _) = best else { break }
-            used += Double(layers[i].weights * (higher - bits[i]))
-            bits[i] = higher
+            guard let (mv, _) = best else { break }
+            apply(mv)
         }
-        return bits
+        return (w, a)
     }
 }

@@ -336,8 +336,8 @@ struct QuantSensitivityCommand: ParsableCommand {
 struct MixedPrecisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mixed-precision",
-        abstract: "Per-layer weight bits from Hessian traces (Hutchinson) under an average-bits budget, written as quant.overrides for a recipe.",
-        discussion: "Each Hutchinson sample costs two gradient passes over --batches training batches. The plan file is a recipe fragment (use it as base: or paste it); it may replace only an earlier plan.")
+        abstract: "Per-layer weight bits (and input bits) from Hessian traces (Hutchinson) under an average-bits (and BitOps) budget, written as quant.overrides for a recipe.",
+        discussion: "Each Hutchinson sample costs two gradient passes over --batches training batches. With --activation-choices, each layer's input bits are searched too (HAWQ-v2: Hessian traces with respect to the inputs, fake-quantization errors with the recipe's quant.activation.range) under --average-bitops, the BitOps per multiply-accumulate (16 = uniform W4A4). The plan file is a recipe fragment (use it as base: or paste it); it may replace only an earlier plan.")
 
     @Argument(help: "Checkpoint (HDF5) written by qat train, usually an FP32 run's best.h5.")
     var checkpoint: String
@@ -345,6 +345,10 @@ struct MixedPrecisionCommand: ParsableCommand {
     var averageBits = 4.0
     @Option(help: "Bit choices, comma-separated.")
     var choices = "2,3,4,8"
+    @Option(help: "Input (activation) bit choices, comma-separated: search input bits too (needs --average-bitops).")
+    var activationChoices: String?
+    @Option(help: "BitOps budget per multiply-accumulate, weight bits x input bits averaged over MACs (16: uniform W4A4).")
+    var averageBitops: Double?
     @Option(help: "Hutchinson samples (Rademacher vectors).")
     var samples = 16
     @Option(help: "Training batches per gradient.")
@@ -356,12 +360,26 @@ struct MixedPrecisionCommand: ParsableCommand {
     @Option(help: "Also write the report (traces, errors, bits) as JSON here.")
     var json: String?
 
-    var parsedChoices: [Int] { choices.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    static func bits(_ list: String) -> [Int] { list.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var parsedChoices: [Int] { Self.bits(choices) }
+    var parsedActivationChoices: [Int] { activationChoices.map(Self.bits) ?? [] }
 
     func validate() throws {
         let c = parsedChoices
-        guard !c.isEmpty, c.count == choices.split(separator: ",").count, c.allSatisfy({ (2...8).contains($0) }) else {
-            throw ValidationError("--choices must be comma-separated bits in 2...8, got '\(choices)'")
+        for (flag, list) in [("--choices", choices), ("--activation-choices", activationChoices)] {
+            guard let list else { continue }
+            let b = Self.bits(list)
+            guard !b.isEmpty, b.count == list.split(separator: ",").count, b.allSatisfy({ (2...8).contains($0) }) else {
+                throw ValidationError("\(flag) must be comma-separated bits in 2...8, got '\(list)'")
+            }
+        }
+        guard (activationChoices == nil) == (averageBitops == nil) else {
+            throw ValidationError("--activation-choices and --average-bitops go together (input bits are searched under a BitOps budget)")
+        }
+        if let o = averageBitops, let a = parsedActivationChoices.min() {
+            guard o.isFinite, o >= Double(c.min()! * a), o <= 64 else {
+                throw ValidationError("--average-bitops must be at least the lowest choices' product (\(c.min()! * a)) and at most 64, got \(o)")
+            }
         }
         guard averageBits >= Double(c.min()!), averageBits <= 32 else {
             throw ValidationError("--average-bits must be at least the lowest choice (\(c.min()!)), got \(averageBits)")
@@ -374,7 +392,7 @@ struct MixedPrecisionCommand: ParsableCommand {
         try guarded { try MixedPrecisionSearch.checkOutputs(plan: out, json: json) }
         let r = try guarded {
             try MixedPrecisionSearch.run(checkpoint: checkpoint, averageBits: averageBits, choices: parsedChoices, samples: samples, batches: batches,
-                                         overrides: sets) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+                                         activationChoices: parsedActivationChoices, averageBitOps: averageBitops, overrides: sets) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         }
         print(MixedPrecisionSearch.table(r), terminator: "")
         try guarded { try MixedPrecisionSearch.write(r, plan: out, json: json) }

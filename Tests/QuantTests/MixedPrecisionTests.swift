@@ -69,4 +69,65 @@ final class MixedPrecisionTests: XCTestCase {
         XCTAssertEqual(try MixedPrecision.allocate([a, b], choices: [2, 4, 8], averageBits: 5), [8, 2])
         XCTAssertThrowsError(try MixedPrecision.allocate([a, b], choices: [2, 4, 8], averageBits: 1.5))
     }
+
+    /// Weights and inputs under a BitOps budget: two layers of equal size and MACs, weights insensitive,
+    /// layer a's input 1000x more sensitive than b's. At uniform W4A4's BitOps (16 per MAC) the greedy
+    /// keeps a's input at 8 bits and pays for it with a's weights at 2 (2 x 8 = 16), b at W4A4; the summed
+    /// Omega is far below uniform W4A4's. A size budget is held at the same time; choices whose lowest
+    /// product exceeds the BitOps budget, or rows that do not match the layers, are refused.
+    func testJointAllocationTradesWeightBitsForInputBits() throws {
+        let errors = ["2": 16.0, "4": 1.0, "8": 0.004]
+        let w = ["a", "b"].map { MixedPrecision.Layer(path: $0, weights: 100, trace: 1, errors: errors) }
+        let x = [MixedPrecision.Layer(path: "a.input", weights: 100, trace: 1000, errors: errors),
+                 MixedPrecision.Layer(path: "b.input", weights: 100, trace: 1, errors: errors)]
+        let r = try MixedPrecision.allocate(weights: w, weightChoices: [2, 4, 8], averageBits: 8,
+                                            activations: x, activationChoices: [2, 4, 8], macs: [1000, 1000], averageBitOps: 16)
+        XCTAssertEqual(r.weights, [2, 4])
+        XCTAssertEqual(r.activations, [8, 4])
+        func omega(_ wb: [Int], _ ab: [Int]) -> Double { zip(w, wb).map { $0.omega($1) }.reduce(0, +) + zip(x, ab).map { $0.omega($1) }.reduce(0, +) }
+        XCTAssertLessThan(omega(r.weights, r.activations), omega([4, 4], [4, 4]) / 10)
+        // Size at most 3 average bits as well: both budgets hold, a's input still at 8.
+        let s = try MixedPrecision.allocate(weights: w, weightChoices: [2, 4, 8], averageBits: 3,
+                                            activations: x, activationChoices: [2, 4, 8], macs: [1000, 1000], averageBitOps: 16)
+        XCTAssertLessThanOrEqual(Double(s.weights.reduce(0, +)) / 2, 3)
+        XCTAssertLessThanOrEqual(Double(zip(s.weights, s.activations).map { $0 * $1 }.reduce(0, +)) / 2, 16)
+        XCTAssertEqual(s.activations[0], 8)
+        // Without inputs the joint form is the weights-only one.
+        XCTAssertEqual(try MixedPrecision.allocate(weights: w, weightChoices: [2, 4, 8], averageBits: 5).weights,
+                       try MixedPrecision.allocate(w, choices: [2, 4, 8], averageBits: 5))
+        XCTAssertThrowsError(try MixedPrecision.allocate(weights: w, weightChoices: [2, 4, 8], averageBits: 8, activations: x,
+                                                         activationChoices: [2, 4, 8], macs: [1000, 1000], averageBitOps: 3)) {
+            XCTAssertTrue("\($0)".contains("BitOps"), "\($0)")
+        }
+        XCTAssertThrowsError(try MixedPrecision.allocate(weights: w, weightChoices: [2, 4, 8], averageBits: 8, activations: [x[0]],
+                                                         activationChoices: [2, 4, 8], macs: [1000, 1000], averageBitOps: 16))
+    }
+
+    /// The probe passes its input through unchanged, measures Q_b(x)'s error as a FakeQuantize of the same
+    /// range method does, and its zero tensor receives the loss gradient with respect to the input.
+    func testActivationProbeMeasuresErrorsAndTakesTheInputGradient() throws {
+        var r = RNG(seed: 9)
+        let x = Tensor.randn([4, 3, 5, 5], rng: &r)
+        let probe = try ActivationProbe(bits: [2, 4], rangeMethod: .minMax, path: "p")
+        probe.phase = .calibrate; XCTAssertEqual(probe(x).scalars, x.scalars)
+        probe.phase = .measure; XCTAssertEqual(probe(x).scalars, x.scalars)
+        XCTAssertEqual(probe.elements, x.count)
+        for (k, b) in [2, 4].enumerated() {
+            let q = try FakeQuantize(scheme: QuantScheme(bits: b), mode: .fixed)
+            let ref = noGrad { () -> Double in
+                q.calibrating = true; _ = q(x); q.calibrating = false
+                let d = q(x) - x
+                return Double((d * d).sum().item)
+            }
+            XCTAssertEqual(probe.errors[k], ref, accuracy: 1e-6 * ref)
+        }
+        XCTAssertGreaterThan(probe.errors[0], probe.errors[1])
+        probe.phase = .probe
+        let xg = Tensor(shape: x.shape, scalars: x.scalars, requiresGrad: true)
+        let coef = Tensor.randn(x.shape, rng: &r)
+        (coef * probe(xg) * probe(xg)).sum().backward()
+        let d = try XCTUnwrap(probe.deltas[0]?.grad)
+        XCTAssertEqual(d.scalars, xg.grad!.scalars)
+        XCTAssertTrue(probe.deltas[0]!.scalars.allSatisfy { $0 == 0 })
+    }
 }

@@ -11,9 +11,10 @@ Usage (from the repo root):
   train.{epochs, steps, batch, clip_grad_norm, optimizer (sgd: lr, momentum, nesterov, weight_decay, quant_lr_scale),
   schedule (cosine or constant: warmup_steps, min_lr_ratio), log_every}, quant.{mode (fp32 or qat),
   weight/activation bits, per_channel, range (activations: minmax or mse), learn_zero_point, grad_factor, residual_adds, calibration_batches,
-  calibration_statistics (auto/batch or running),
+  calibration_statistics (auto/batch or running), dropout (p, granularity element/channel/tensor, schedule
+  constant/linear with start/end/steps, apply both/weights/activations),
   overrides (pattern + weight_bits/input_bits/skip)}, eval.{batch, split, metric}. Other keys (EMA,
-  fold_bn, quantization dropout, ranges other than min-max) are refused rather than silently ignored.
+  fold_bn, ranges other than min-max) are refused rather than silently ignored.
 - `--data`: a folder with train.h5, val.h5 and test.h5 (hdf5_chips: uint8 images [N,H,W,C], int64 labels),
   e.g. the `chips/` folder of a synthetic benchmark in `data/cache/` or what `qat data synth --chips` writes.
 - `--init-h5`: our HDF5 checkpoint whose float weights start the run (our recipes' quant.init_from): the
@@ -71,8 +72,12 @@ def load_recipe(path):
             allowed = ("minmax", "mse") if spec == "activation" else ("minmax",)
             if q[spec].get("symmetric") or q[spec].get("range", "minmax") not in allowed or not q[spec].get("learnable", True):
                 raise RecipeError(f"quant.{spec}: only asymmetric, learnable quantizers initialised by {' or '.join(allowed)} are replicated")
-        if q.get("fold_bn") or (q.get("dropout") or {}).get("p", 0) > 0 or q.get("ste", "clipped") != "clipped":
-            raise RecipeError("quant.fold_bn / quant.dropout / quant.ste identity: not replicated")
+        if q.get("fold_bn") or q.get("ste", "clipped") != "clipped":
+            raise RecipeError("quant.fold_bn / quant.ste identity: not replicated")
+        dr = q.get("dropout") or {}
+        if dr.get("granularity", "element") not in ("element", "channel", "tensor") or dr.get("schedule", "constant") not in ("constant", "linear") \
+                or dr.get("apply", "both") not in ("both", "weights", "activations"):
+            raise RecipeError(f"quant.dropout {dr}: granularity element/channel/tensor, schedule constant/linear, apply both/weights/activations")
         if q.get("grad_factor", "lsq_pytorch") != "lsq_pytorch":
             raise RecipeError("quant.grad_factor: only lsq_pytorch is replicated")
         if q["activation"].get("per_channel"):
@@ -117,10 +122,17 @@ def augment(chip, a, rng):
 
 
 class FakeQuant(nn.Module):
-    """Learnable affine fake quantizer (LSQ+ scale and zero point), min-max initialised."""
+    """Learnable affine fake quantizer (LSQ+ scale and zero point), min-max initialised. With `dropout`
+    (ours: Quant/FakeQuantize.swift QuantDropout), while training each element, channel or the whole tensor
+    is fake-quantized with probability p and passed through in float otherwise (QDrop / Quant-Noise); the
+    channels of a per-channel weight quantizer are its axis, those of a per-tensor activation quantizer
+    axis 1 (one draw per channel for the whole batch)."""
 
-    def __init__(self, bits, channels=1, axis=None, learn_zero_point=True, method="minmax"):
+    step = 0   # the optimizer step, for a linear dropout schedule (set on the class by the training loop)
+
+    def __init__(self, bits, channels=1, axis=None, learn_zero_point=True, method="minmax", dropout=None):
         super().__init__()
+        self.dropout = dropout
         self.qmin, self.qmax, self.axis, self.method, self.batches = 0, 2 ** bits - 1, axis, method, 0
         self.scale = nn.Parameter(torch.ones(channels))
         self.zero_point = nn.Parameter(torch.zeros(channels), requires_grad=learn_zero_point)
@@ -167,19 +179,42 @@ class FakeQuant(nn.Module):
             self.scale.clamp_(min=torch.finfo(torch.float32).eps)
         g = 1.0 / math.sqrt(x.numel() * self.qmax)
         if self.axis is None:
-            return torch._fake_quantize_learnable_per_tensor_affine(x, self.scale, self.zero_point, self.qmin, self.qmax, g)
-        return torch._fake_quantize_learnable_per_channel_affine(x, self.scale, self.zero_point, self.axis, self.qmin, self.qmax, g)
+            out = torch._fake_quantize_learnable_per_tensor_affine(x, self.scale, self.zero_point, self.qmin, self.qmax, g)
+        else:
+            out = torch._fake_quantize_learnable_per_channel_affine(x, self.scale, self.zero_point, self.axis, self.qmin, self.qmax, g)
+        if self.training and self.dropout and not self.calibrating:
+            d = self.dropout
+            if d.get("schedule", "constant") == "linear":
+                n = int(d.get("steps", 0))
+                p = float(d["end"]) if n <= 0 else float(d["start"]) + (float(d["end"]) - float(d["start"])) * min(FakeQuant.step, n) / n
+            else:
+                p = float(d.get("p", 0))
+            if p <= 0:
+                return x
+            if p < 1:
+                gran = d.get("granularity", "element")
+                if gran == "element":
+                    shape = x.shape
+                elif gran == "channel" and self.axis is not None:
+                    shape = [1] * x.dim(); shape[self.axis] = x.shape[self.axis]
+                elif gran == "channel" and x.dim() >= 2:
+                    shape = [1] * x.dim(); shape[1] = x.shape[1]
+                else:
+                    shape = [1] * x.dim()
+                mask = torch.rand(shape) < p
+                out = torch.where(mask, out, x)
+        return out
 
 
 class QuantLayer(nn.Module):
     """A conv or linear layer with fake-quantized weight (per output channel) and input (per tensor)."""
 
-    def __init__(self, layer, wbits, abits, wper_channel, learn_zp, arange="minmax"):
+    def __init__(self, layer, wbits, abits, wper_channel, learn_zp, arange="minmax", wdrop=None, adrop=None):
         super().__init__()
         self.layer = layer
         out = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
-        self.wq = FakeQuant(wbits, out if wper_channel else 1, 0 if wper_channel else None, learn_zp)
-        self.iq = FakeQuant(abits, 1, None, learn_zp, arange)
+        self.wq = FakeQuant(wbits, out if wper_channel else 1, 0 if wper_channel else None, learn_zp, dropout=wdrop)
+        self.iq = FakeQuant(abits, 1, None, learn_zp, arange, dropout=adrop)
 
     def forward(self, x):
         w = self.wq(self.layer.weight)
@@ -194,6 +229,10 @@ def quantize(model, q):
     """Installs QuantLayer at every conv/linear path (overrides as our QuantPlan: every matching glob
     applies, later ones last) and an output quantizer after each residual add."""
     learn_zp = q.get("learn_zero_point", True)
+    d = q.get("dropout") or {}
+    active = d.get("schedule", "constant") == "linear" or float(d.get("p", 0)) > 0
+    wdrop = d if active and d.get("apply", "both") in ("both", "weights") else None
+    adrop = d if active and d.get("apply", "both") in ("both", "activations") else None
     installed = []
     for name, mod in list(model.named_modules()):
         for cname, child in list(mod.named_children()):
@@ -208,12 +247,13 @@ def quantize(model, q):
                     ab = o.get("input_bits") or ab
             if skip:
                 continue
-            setattr(mod, cname, QuantLayer(child, wb, ab, q["weight"].get("per_channel", True), learn_zp, q["activation"].get("range", "minmax")))
+            setattr(mod, cname, QuantLayer(child, wb, ab, q["weight"].get("per_channel", True), learn_zp, q["activation"].get("range", "minmax"),
+                                             wdrop, adrop))
             installed.append((path, wb, ab))
     if q.get("residual_adds", True):
         for name, mod in model.named_modules():
             if isinstance(mod, torchvision.models.mobilenetv2.InvertedResidual) and mod.use_res_connect:
-                mod.add_q = FakeQuant(q["activation"]["bits"], 1, None, learn_zp, q["activation"].get("range", "minmax"))
+                mod.add_q = FakeQuant(q["activation"]["bits"], 1, None, learn_zp, q["activation"].get("range", "minmax"), dropout=adrop)
                 mod.forward = (lambda m: (lambda x: m.add_q(x + m.conv(x))))(mod)
                 installed.append((name + ".add", None, q["activation"]["bits"]))
     return installed
@@ -358,6 +398,7 @@ def main():
             chips = np.stack([augment(train[0][i], aug, rng) for i in idx])
             x, y = prepare(chips, size), torch.from_numpy(train[1][idx])
             f = factor(step)
+            FakeQuant.step = step
             for g in opt.param_groups: g["lr"] = g["base"] * f
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
