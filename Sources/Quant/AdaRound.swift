@@ -13,7 +13,10 @@ import Optim
 /// the model whose earlier layers are already rounded (the paper's asymmetric reconstruction). The
 /// regulariser is off for the first `warmStart` share of iterations, then beta anneals from `betaStart`
 /// to `betaEnd` by a cosine. Finally every weight is rounded down or up (h >= 1/2: up) and written into
-/// the layer, on the quantizer's grid, so the unchanged weight quantizer reproduces it exactly.
+/// the layer, on the quantizer's grid, so the unchanged weight quantizer reproduces it exactly. With
+/// `heldOutBatches`, the calibration batches after the learning ones check each layer: a learned rounding
+/// whose reconstruction error on them is not below round-to-nearest's (it fitted the learning batches
+/// only) is dropped for round-to-nearest, as a validation split guards any fit.
 public enum AdaRound {
     public struct Config: Sendable, Equatable {
         public var iterations = 1000
@@ -24,6 +27,9 @@ public enum AdaRound {
         public var warmStart: Float = 0.2
         /// Calibration batches whose layer inputs are kept (memory: one layer's inputs at a time).
         public var batches = 4
+        /// Further calibration batches on which each layer's learned rounding must beat round-to-nearest
+        /// (0: no check).
+        public var heldOutBatches = 0
         public init() {}
     }
 
@@ -37,6 +43,11 @@ public enum AdaRound {
         public var adaRoundError: Double
         /// Share of weights rounded the other way than round-to-nearest.
         public var flipped: Double
+        /// On the held-out batches (nil without them): the two errors, and whether round-to-nearest was
+        /// kept because the learned rounding did not beat it there.
+        public var heldOutNearestError: Double? = nil
+        public var heldOutAdaRoundError: Double? = nil
+        public var keptNearest = false
         /// The objective (reconstruction over all calibration inputs + the regulariser at the final beta)
         /// at the initial V and at the learned V.
         public var objectiveStart: Double
@@ -77,7 +88,8 @@ public enum AdaRound {
     /// the rounded weight (on the grid) and the statistics. `inputs` are the quantized-model inputs x^,
     /// `targets` the float outputs W x.
     static func round(weight: Tensor, quantizer: FakeQuantize, op: (Tensor, Tensor) -> Tensor,
-                      inputs: [Tensor], targets: [Tensor], config: Config, path: String) -> (Tensor, LayerResult) {
+                      inputs: [Tensor], targets: [Tensor], heldOut: [(input: Tensor, target: Tensor)] = [],
+                      config: Config, path: String) -> (Tensor, LayerResult) {
         let shape = weight.shape, n = weight.count
         let channels = quantizer.channels
         let inner = n / channels
@@ -108,9 +120,11 @@ public enum AdaRound {
             for i in 0..<n { q[i] = (min(max(base[i] + (up[i] ? 1 : 0), lo), hi) - z[i]) * s[i] }
             return Tensor(shape: shape, scalars: q)
         }
-        func error(_ wq: Tensor) -> Double {
-            noGrad { inputs.indices.reduce(0.0) { $0 + Double(reconstruction(op(inputs[$1], wq), targets[$1]).item) } / Double(inputs.count) }
+        func error(_ wq: Tensor, _ pairs: [(input: Tensor, target: Tensor)]) -> Double {
+            noGrad { pairs.reduce(0.0) { $0 + Double(reconstruction(op($1.input, wq), $1.target).item) } / Double(max(pairs.count, 1)) }
         }
+        let learning = Array(zip(inputs, targets)).map { (input: $0.0, target: $0.1) }
+        func error(_ wq: Tensor) -> Double { error(wq, learning) }
         func objective() -> Double {
             noGrad {
                 let hv = h(v)
@@ -142,10 +156,16 @@ public enum AdaRound {
         let objectiveEnd = objective()
         let hFinal = noGrad { h(v) }.scalars
         let up = hFinal.map { $0 >= 0.5 }
-        let rounded = hardWeight(up)
+        let learned = hardWeight(up)
         let flipped = Double(zip(up, nearestUp).filter { $0 != $1 }.count) / Double(max(n, 1))
-        return (rounded, LayerResult(path: path, nearestError: nearestError, adaRoundError: error(rounded), flipped: flipped,
-                                     objectiveStart: objectiveStart, objectiveEnd: objectiveEnd))
+        var result = LayerResult(path: path, nearestError: nearestError, adaRoundError: error(learned), flipped: flipped,
+                                 objectiveStart: objectiveStart, objectiveEnd: objectiveEnd)
+        guard !heldOut.isEmpty else { return (learned, result) }
+        let nearest = hardWeight(nearestUp)
+        result.heldOutNearestError = error(nearest, heldOut)
+        result.heldOutAdaRoundError = error(learned, heldOut)
+        result.keptNearest = !(result.heldOutAdaRoundError! < result.heldOutNearestError!)
+        return (result.keptNearest ? nearest : learned, result)
     }
 
     /// Runs AdaRound on every conv/linear layer of a calibrated PTQ model (`handle`), in model order,
@@ -155,7 +175,8 @@ public enum AdaRound {
     public static func run(_ model: Module, handle: QATHandle, batches: [Tensor], config: Config = Config(),
                            forward: (Tensor) -> Tensor, log: (String) -> Void = { _ in }) -> [LayerResult] {
         model.eval()
-        let data = Array(batches.prefix(max(1, config.batches)))
+        let learningCount = min(max(1, config.batches), batches.count)
+        let data = Array(batches.prefix(learningCount + max(0, config.heldOutBatches)))
         var results: [LayerResult] = []
         let layers = model.namedModules().compactMap { path, m -> (String, QuantizableLayer, FakeQuantize, LayerOp)? in
             guard let l = m as? QuantizableLayer, let q = l.weightQuantizer as? FakeQuantize, q.enabled, let op = LayerOp(m) else { return nil }
@@ -176,12 +197,17 @@ public enum AdaRound {
             let quantInputs = rec.kept; rec.kept = []
             layer.inputQuantizer = original
             let targets = noGrad { floatInputs.map { op.apply($0, weight.detached()) } }
-            let (rounded, r) = round(weight: weight.detached(), quantizer: q, op: op.apply, inputs: quantInputs, targets: targets,
-                                     config: config, path: path)
+            let heldOut = (learningCount..<quantInputs.count).map { (input: quantInputs[$0], target: targets[$0]) }
+            let (rounded, r) = round(weight: weight.detached(), quantizer: q, op: op.apply, inputs: Array(quantInputs.prefix(learningCount)),
+                                     targets: Array(targets.prefix(learningCount)), heldOut: heldOut, config: config, path: path)
             weight.pointer.update(from: rounded.pointer, count: weight.count)
             results.append(r)
-            log(String(format: "adaround [%d/%d] %@: error %.4g -> %.4g (nearest -> learned), %.1f%% of weights flipped",
-                       i + 1, layers.count, path, r.nearestError, r.adaRoundError, 100 * r.flipped))
+            var line = String(format: "adaround [%d/%d] %@: error %.4g -> %.4g (nearest -> learned), %.1f%% of weights flipped",
+                              i + 1, layers.count, path, r.nearestError, r.adaRoundError, 100 * r.flipped)
+            if let hn = r.heldOutNearestError, let ha = r.heldOutAdaRoundError {
+                line += String(format: "; held out %.4g -> %.4g", hn, ha) + (r.keptNearest ? ": round-to-nearest kept" : "")
+            }
+            log(line)
         }
         handle.setEnabled(true)
         return results

@@ -323,7 +323,8 @@ public struct Recipe: Sendable, Equatable {
 
     /// AdaRound (Nagel et al. 2020) for PTQ: per layer, `iterations` Adam steps at `lr` on `batches`
     /// calibration batches, regulariser weight `reg`, beta annealed `beta_start` -> `beta_end` after the
-    /// `warm_start` share of iterations.
+    /// `warm_start` share of iterations; with `held_out_batches`, the calibration batches after those check
+    /// each layer (round-to-nearest kept where the learned rounding does not beat it there).
     public struct AdaRound: RecipeSection {
         public var enabled = false
         public var iterations = 1000
@@ -332,11 +333,13 @@ public struct Recipe: Sendable, Equatable {
         public var betaStart = 20.0, betaEnd = 2.0
         public var warmStart = 0.2
         public var batches = 4
+        public var heldOutBatches = 0
         public init() {}
         public static var fields: [Field<AdaRound>] {
             [.bool("enabled", \.enabled), .int("iterations", \.iterations, min: 1, max: 1_000_000), .double("lr", \.lr, min: 1e-8, max: 10),
              .double("reg", \.reg, min: 0, max: 100), .double("beta_start", \.betaStart, min: 1, max: 100), .double("beta_end", \.betaEnd, min: 1, max: 100),
-             .double("warm_start", \.warmStart, min: 0, max: 1), .int("batches", \.batches, min: 1, max: 1024)]
+             .double("warm_start", \.warmStart, min: 0, max: 1), .int("batches", \.batches, min: 1, max: 1024),
+             Field.int("held_out_batches", \.heldOutBatches, min: 0, max: 1024).writtenWhenSet()]
         }
     }
 
@@ -409,6 +412,10 @@ public struct Recipe: Sendable, Equatable {
             if adaround.enabled && mode != "ptq" {
                 throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.enabled"),
                                   "AdaRound learns the rounding of a PTQ model: set quant.mode: ptq (it is \(mode))")
+            }
+            if adaround.enabled && adaround.heldOutBatches > 0 && adaround.batches + adaround.heldOutBatches > calibrationBatches {
+                throw RecipeError(origin: r.value("adaround")?.origin ?? r.tree?.origin ?? r.fallbackOrigin, key: r.full("adaround.held_out_batches"),
+                                  "AdaRound learns on \(adaround.batches) calibration batches and checks on the \(adaround.heldOutBatches) after them: quant.calibration_batches must be at least \(adaround.batches + adaround.heldOutBatches) (it is \(calibrationBatches))")
             }
         }
 

@@ -525,9 +525,11 @@ public final class TrainingRun {
                 var c = AdaRound.Config()
                 c.iterations = a.iterations; c.learningRate = Float(a.lr); c.regularization = Float(a.reg)
                 c.betaStart = Float(a.betaStart); c.betaEnd = Float(a.betaEnd); c.warmStart = Float(a.warmStart); c.batches = a.batches
+                c.heldOutBatches = a.heldOutBatches
                 let rs = AdaRound.run(model, handle: handle!, batches: batches, config: c, forward: { self.model($0) }) { self.console.line($0) }
                 let improved = rs.filter { $0.adaRoundError <= $0.nearestError }.count
-                console.line("adaround: \(rs.count) layers rounded (\(improved) with a reconstruction error at or below round-to-nearest)")
+                console.line("adaround: \(rs.count) layers rounded (\(improved) with a reconstruction error at or below round-to-nearest)"
+                             + (a.heldOutBatches > 0 ? "; round-to-nearest kept on \(rs.filter(\.keptNearest).count) where the held-out batches did not confirm the learned rounding" : ""))
             }
             if recipe.quant.biasCorrection { handle!.correctBias(model, batches: batches) { self.model($0) } }
             if let decay = recipe.train.ema { ema = ModelEMA(model, decay: Float(decay)) }   // the folded, quantized model

@@ -65,4 +65,33 @@ final class AdaRoundTests: XCTestCase {
         XCTAssertLessThan(error(m), error(nearest))
         XCTAssertTrue(h.quantizers.allSatisfy { $0.1.enabled })
     }
+
+    /// Held-out batches: where round-to-nearest reconstructs them exactly (their targets are its outputs),
+    /// the learned rounding cannot beat it there, so round-to-nearest is kept and returned; checked on the
+    /// learning batches themselves, the learned rounding (better there) is kept.
+    func testHeldOutBatchesKeepRoundToNearestUnlessTheLearnedRoundingGeneralises() throws {
+        var r = RNG(seed: 13)
+        let conv = try Conv2d(6, 8, kernel: 3, padding: 1, bias: false, rng: &r)
+        let q = try FakeQuantize(scheme: QuantScheme(bits: 3, axis: 0), channels: 8, mode: .fixed)
+        q.calibrating = true; _ = noGrad { q(conv.weight) }; q.calibrating = false
+        let op = AdaRound.LayerOp(conv)!
+        let inputs = (0..<3).map { _ in Tensor.randn([8, 6, 6, 6], rng: &r) }
+        let targets = noGrad { inputs.map { op.apply($0, conv.weight) } }
+        let nearest = noGrad { q(conv.weight) }
+        let other = (0..<2).map { _ in Tensor.randn([8, 6, 6, 6], rng: &r) }
+        let exact = noGrad { other.map { (input: $0, target: op.apply($0, nearest)) } }
+        var cfg = AdaRound.Config(); cfg.iterations = 400
+        let (kept, res) = AdaRound.round(weight: conv.weight, quantizer: q, op: op.apply, inputs: inputs, targets: targets,
+                                         heldOut: exact, config: cfg, path: "conv")
+        XCTAssertLessThan(res.adaRoundError, res.nearestError)
+        XCTAssertEqual(try XCTUnwrap(res.heldOutNearestError), 0, accuracy: 1e-9)
+        XCTAssertTrue(res.keptNearest)
+        XCTAssertEqual(kept.scalars, nearest.scalars)
+        let same = Array(zip(inputs, targets)).map { (input: $0.0, target: $0.1) }
+        let (learned, res2) = AdaRound.round(weight: conv.weight, quantizer: q, op: op.apply, inputs: inputs, targets: targets,
+                                             heldOut: same, config: cfg, path: "conv")
+        XCTAssertFalse(res2.keptNearest)
+        XCTAssertLessThan(try XCTUnwrap(res2.heldOutAdaRoundError), try XCTUnwrap(res2.heldOutNearestError))
+        XCTAssertNotEqual(learned.scalars, nearest.scalars)
+    }
 }

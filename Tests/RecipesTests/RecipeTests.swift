@@ -183,4 +183,19 @@ extension RecipeTests {
         XCTAssertEqual(bad?.key, "quant.calibration_statistics")
         XCTAssertTrue(bad!.description.contains("auto, batch, running"), bad!.description)
     }
+
+    /// `quant.adaround.held_out_batches`: written only when set, and the learning plus held-out batches
+    /// must fit in `quant.calibration_batches` (an error naming the key otherwise).
+    func testAdaRoundHeldOutBatches() throws {
+        let plain = try Recipe.load(path: write("a.yaml", "quant: {mode: ptq, adaround: {enabled: true}}\n"))
+        XCTAssertEqual(plain.quant.adaround.heldOutBatches, 0)
+        XCTAssertFalse(plain.resolvedYAML().contains("held_out_batches"))
+        let held = try Recipe.load(path: write("h.yaml", "quant: {mode: ptq, calibration_batches: 16, adaround: {enabled: true, batches: 12, held_out_batches: 4}}\n"))
+        XCTAssertEqual(held.quant.adaround.heldOutBatches, 4)
+        XCTAssertTrue(held.resolvedYAML().contains("held_out_batches: 4"))
+        XCTAssertEqual(try Recipe.parse(held.resolvedYAML()), held)
+        let e = error { try Recipe.load(path: self.write("x.yaml", "quant: {mode: ptq, adaround: {enabled: true, held_out_batches: 8}}\n")) }
+        XCTAssertEqual(e?.key, "quant.adaround.held_out_batches")
+        XCTAssertTrue(e!.description.contains("calibration_batches must be at least 12"), e!.description)
+    }
 }
