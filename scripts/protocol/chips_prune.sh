@@ -5,12 +5,14 @@
 #   2. fine-tune $FT_EPOCHS epochs at lr 0.01, no warm-up: the schedule of the sweep's unpruned FP32
 #      control fp32-finetune-15ep (15 epochs) or fp32-finetune (5)
 #   3. QAT W8A8 5 epochs from the fine-tuned model (the sweep's qat-w8a8 settings)
+#   4. its FP32 control: the same 5 epochs at the same schedule from the fine-tuned model, unquantized
 # Variants: l1, fpgm, l0, bn (uniform ratio; the criterion scores channels); l1-guided (qat prune
 # sensitivity on the same FP32 checkpoint, then the MAC budget spent where the curves lose least);
 # bn-slim (5 epochs of sparsity fine-tuning, train.bn_sparsity 1e-4 at lr 0.01, then the bn criterion).
 # A step whose output exists is skipped, so rerunning resumes; a run killed midway resumes (--resume).
 #
 #   QAT=.build/release/qat QAT_NUM_THREADS=1 SEEDS="0 1 2" scripts/protocol/chips_prune.sh
+#   SWEEP=runs/sweeps/chips-qat-distill OUT=runs/prune/chips-distill/m0.5-ft15 VARIANTS="l0 bn l1-guided" ...   # the eleventh session's rerun
 #   python3 scripts/protocol/chips_prune_table.py      # into notebooks-export/chips-prune-summary.md
 set -euo pipefail
 QAT=${QAT:-.build/release/qat}
@@ -62,5 +64,6 @@ for seed in $SEEDS; do
         fi
         train "$d/finetune" "$d/pruned.yaml" --set train.epochs=$FT_EPOCHS $SCHEDULE
         train "$d/qat-w8a8" "$d/pruned.yaml" --set train.epochs=5 $SCHEDULE $W8A8 --set quant.init_from="$d/finetune/checkpoints/best.h5"
+        [ -n "${NO_FP32_CONTROL:-}" ] || train "$d/fp32-more5" "$d/pruned.yaml" --set train.epochs=5 $SCHEDULE --set quant.init_from="$d/finetune/checkpoints/best.h5"
     done
 done

@@ -27,12 +27,12 @@ def main():
     ap.add_argument("--out", default="notebooks-export/chips-prune-summary.md")
     a = ap.parse_args()
     seeds = sorted({os.path.basename(p) for p in glob.glob(os.path.join(a.runs, "*", "seed*"))})
-    rows = ["| model | MACs kept | params kept | FP32 speed-up b1 / b8 | val acc. right after pruning | fine-tuned FP32 test acc. | then QAT W8A8 test acc. |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | MACs kept | params kept | FP32 speed-up b1 / b8 | val acc. right after pruning | fine-tuned FP32 test acc. | then QAT W8A8 test acc. | or 5 more FP32 epochs (QAT's schedule) |",
+            "|---|---|---|---|---|---|---|---|"]
     base = [final(os.path.join(a.sweep, "fp32", s)) for s in seeds]
     ctrl = [final(os.path.join(a.sweep, a.control, s)) for s in seeds]
     w8 = [final(os.path.join(a.sweep, "qat-w8a8", s)) for s in seeds]
-    rows.append(f"| unpruned (FP32 {stat(base)}; control `{a.control}`; QAT: `qat-w8a8`) | 1.00 | 1.00 | 1.00 / 1.00 | - | {stat(ctrl)} | {stat(w8)} |")
+    rows.append(f"| unpruned (FP32 {stat(base)}; control `{a.control}`; QAT: `qat-w8a8`) | 1.00 | 1.00 | 1.00 / 1.00 | - | {stat(ctrl)} | {stat(w8)} | - |")
     for c in sorted(os.listdir(a.runs)):
         reps = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(a.runs, c, "seed*", "prune.json")))]
         if not reps:
@@ -43,10 +43,11 @@ def main():
         after = stat([r.get("metricAfter") for r in reps])
         ft = [final(os.path.join(a.runs, c, s, "finetune")) for s in seeds]
         q = [final(os.path.join(a.runs, c, s, "qat-w8a8")) for s in seeds]
-        rows.append(f"| pruned, {c} | {macs:.3f} | {params:.3f} | {sp[0]:.2f} / {sp[1]:.2f} | {after} | {stat(ft)} | {stat(q)} |")
+        more = [final(os.path.join(a.runs, c, s, "fp32-more5")) for s in seeds]
+        rows.append(f"| pruned, {c} | {macs:.3f} | {params:.3f} | {sp[0]:.2f} / {sp[1]:.2f} | {after} | {stat(ft)} | {stat(q)} | {stat(more)} |")
     text = ("# Chips: prune -> fine-tune -> QAT W8A8 (MobileNetV2 x0.5, small input)\n\n"
             f"Runs: `{a.runs}` (scripts/protocol/chips_prune.sh), controls: `{a.sweep}`. Seeds: {', '.join(seeds)}.\n"
-            f"Pruned at the MAC budget of the folder name with adaptive BN (64 batches); fine-tuned at lr 0.01 as the unpruned control `{a.control}` of the same seed, then QAT W8A8 for 5 epochs (the sweep's qat-w8a8 settings).\n"
+            f"Pruned at the MAC budget of the folder name with adaptive BN (64 batches); fine-tuned at lr 0.01 as the unpruned control `{a.control}` of the same seed, then QAT W8A8 for 5 epochs (the sweep's qat-w8a8 settings), and as its control the same 5 epochs in FP32 (runs that have it).\n"
             "Speed-ups: median eval-mode forward before / after in `qat prune` (at the report's latency size, the threads the script ran with; "
             "when several runs share the cores, as in the committed run (three 1-thread lanes on 2 cores), they are noise: docs/RESULTS.md has quiet measurements).\n\n"
             + "\n".join(rows) + "\n")
