@@ -93,7 +93,8 @@ public enum MixedPrecisionSearch {
         // depends on its own input only (eval mode), so the gradient of a batch's mean loss holds each
         // sample's gradient / B, and Tr F = sum_i ||d l_i / d x_i||^2 / B = B ||d L / d x||^2. With ReLU
         // networks (linear by pieces) and softmax cross-entropy the Hessian with respect to an activation
-        // is the Gauss-Newton matrix, whose expectation the Fisher is; Hutchinson's finite differences over
+        // is the Gauss-Newton matrix, the Fisher's expectation over labels drawn from the model; this uses
+        // the empirical Fisher (the true labels), as FIT does. Hutchinson's finite differences over
         // activations cross ReLU kinks and give noise-dominated (often negative) estimates instead.
         var inputTraces: [Double] = []
         if searchInputs {
