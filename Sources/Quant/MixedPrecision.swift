@@ -111,8 +111,7 @@ public enum MixedPrecision {
         var w = [Int](repeating: wTop, count: weights.count)
         var a = [Int](repeating: joint ? aOpts.last! : 0, count: joint ? weights.count : 0)
         if joint {
-            let lowest = zip(m, [Double](repeating: Double(wBottom * aOpts.first!), count: m.count)).reduce(0) { $0 + $1.0 * $1.1 }
-            guard lowest <= opsBudget * (1 + 1e-12) else {
+            guard m.reduce(0, +) * Double(wBottom * aOpts.first!) <= opsBudget * (1 + 1e-12) else {
                 throw QuantConfigError(path: "average BitOps", "\(averageBitOps) is below the lowest choices' \(wBottom * aOpts.first!) per MAC: no allocation fits")
             }
         }

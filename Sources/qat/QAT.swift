@@ -336,8 +336,8 @@ struct QuantSensitivityCommand: ParsableCommand {
 struct MixedPrecisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mixed-precision",
-        abstract: "Per-layer weight bits (and input bits) from Hessian traces (Hutchinson) under an average-bits (and BitOps) budget, written as quant.overrides for a recipe.",
-        discussion: "Each Hutchinson sample costs two gradient passes over --batches training batches. With --activation-choices, each layer's input bits are searched too (HAWQ-v2: Hessian traces with respect to the inputs, fake-quantization errors with the recipe's quant.activation.range) under --average-bitops, the BitOps per multiply-accumulate (16 = uniform W4A4). The plan file is a recipe fragment (use it as base: or paste it); it may replace only an earlier plan.")
+        abstract: "Per-layer weight bits from Hessian traces (Hutchinson) under an average-bits budget, and optionally input bits from Fisher traces under a BitOps budget, written as quant.overrides for a recipe.",
+        discussion: "Each Hutchinson sample costs two gradient passes over --batches training batches. With --activation-choices, each layer's input bits are searched too (Fisher traces with respect to the inputs, as FIT, times their fake-quantization errors with the recipe's quant.activation.range) under --average-bitops, the BitOps per multiply-accumulate (16 = uniform W4A4). The plan file is a recipe fragment (use it as base: or paste it); it may replace only an earlier plan.")
 
     @Argument(help: "Checkpoint (HDF5) written by qat train, usually an FP32 run's best.h5.")
     var checkpoint: String

@@ -5,17 +5,23 @@ import NN
 @testable import Quant
 
 final class AdaRoundTests: XCTestCase {
-    /// One 3-bit per-channel conv layer: the objective decreases, every weight ends rounded down or up
-    /// (never elsewhere) on the quantizer's grid, so the unchanged fake quantizer reproduces it
-    /// exactly, and the learned rounding reconstructs the float output better than round-to-nearest.
-    func testObjectiveDecreasesAndRoundingIsFloorOrCeil() throws {
-        var r = RNG(seed: 11)
+    /// A 6 -> 8 3x3 conv with a calibrated 3-bit per-channel weight quantizer, three input batches and
+    /// the conv's float outputs on them.
+    func threeBitConv(_ r: inout RNG) throws -> (Conv2d, FakeQuantize, AdaRound.LayerOp, [Tensor], [Tensor]) {
         let conv = try Conv2d(6, 8, kernel: 3, padding: 1, bias: false, rng: &r)
         let q = try FakeQuantize(scheme: QuantScheme(bits: 3, axis: 0), channels: 8, mode: .fixed)
         q.calibrating = true; _ = noGrad { q(conv.weight) }; q.calibrating = false
         let op = AdaRound.LayerOp(conv)!
         let inputs = (0..<3).map { _ in Tensor.randn([8, 6, 6, 6], rng: &r) }
-        let targets = noGrad { inputs.map { op.apply($0, conv.weight) } }
+        return (conv, q, op, inputs, noGrad { inputs.map { op.apply($0, conv.weight) } })
+    }
+
+    /// One 3-bit per-channel conv layer: the objective decreases, every weight ends rounded down or up
+    /// (never elsewhere) on the quantizer's grid, so the unchanged fake quantizer reproduces it
+    /// exactly, and the learned rounding reconstructs the float output better than round-to-nearest.
+    func testObjectiveDecreasesAndRoundingIsFloorOrCeil() throws {
+        var r = RNG(seed: 11)
+        let (conv, q, op, inputs, targets) = try threeBitConv(&r)
         var cfg = AdaRound.Config(); cfg.iterations = 400
         let (rounded, res) = AdaRound.round(weight: conv.weight, quantizer: q, op: op.apply, inputs: inputs, targets: targets, config: cfg, path: "conv")
         XCTAssertLessThan(res.objectiveEnd, res.objectiveStart)
@@ -71,12 +77,7 @@ final class AdaRoundTests: XCTestCase {
     /// learning batches themselves, the learned rounding (better there) is kept.
     func testHeldOutBatchesKeepRoundToNearestUnlessTheLearnedRoundingGeneralises() throws {
         var r = RNG(seed: 13)
-        let conv = try Conv2d(6, 8, kernel: 3, padding: 1, bias: false, rng: &r)
-        let q = try FakeQuantize(scheme: QuantScheme(bits: 3, axis: 0), channels: 8, mode: .fixed)
-        q.calibrating = true; _ = noGrad { q(conv.weight) }; q.calibrating = false
-        let op = AdaRound.LayerOp(conv)!
-        let inputs = (0..<3).map { _ in Tensor.randn([8, 6, 6, 6], rng: &r) }
-        let targets = noGrad { inputs.map { op.apply($0, conv.weight) } }
+        let (conv, q, op, inputs, targets) = try threeBitConv(&r)
         let nearest = noGrad { q(conv.weight) }
         let other = (0..<2).map { _ in Tensor.randn([8, 6, 6, 6], rng: &r) }
         let exact = noGrad { other.map { (input: $0, target: op.apply($0, nearest)) } }
